@@ -1,0 +1,72 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let package = Package(
+    name: "doze",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "doze", targets: ["doze"]),
+        .executable(name: "doze-bench", targets: ["DozeBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+    ],
+    targets: [
+        // Pure logic: no IO, no clocks; time is passed in.
+        .target(name: "ClusterCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        // Wire shapes: Snooze-compatible DTOs and the host/VM API bodies.
+        .target(name: "ClusterWire", dependencies: ["ClusterCore"]),
+        // The hypervisor protocol and its value types.
+        .target(name: "Hypervisor", dependencies: ["ClusterCore"]),
+        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        .target(name: "LibvirtHypervisor", dependencies: ["Hypervisor", "CLibvirt"]),
+        .target(name: "ClusterAPI", dependencies: [
+            "ClusterCore", "ClusterWire",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        .target(name: "ClusterNode", dependencies: [
+            "ClusterCore", "ClusterWire", "Hypervisor", "LibvirtHypervisor", "ClusterAPI",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "doze", dependencies: [
+            "ClusterNode",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "DozeBench", dependencies: [
+            "ClusterWire", "Hypervisor", "LibvirtHypervisor",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .target(name: "ClusterTestKit", dependencies: [
+            "ClusterCore", "Hypervisor",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
+        .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "ClusterWire"]),
+        .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "LibvirtHypervisor", "ClusterTestKit"]),
+        .testTarget(name: "ClusterAPITests", dependencies: [
+            "ClusterAPI", "ClusterNode", "ClusterTestKit", "LibvirtHypervisor",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
+        .testTarget(name: "ClusterTests", dependencies: [
+            "ClusterTestKit", "ClusterWire",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
+    ]
+)
+
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + [
+        .enableUpcomingFeature("ExistentialAny"),
+        .enableUpcomingFeature("MemberImportVisibility"),
+    ]
+}

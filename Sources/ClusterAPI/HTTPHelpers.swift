@@ -1,0 +1,108 @@
+import ClusterCore
+import ClusterWire
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// Body and response helpers shared by every router.
+public enum HTTPBody {
+    /// Reads the whole body, refusing more than `limit` bytes with a 413.
+    public static func collect(_ request: Request, limit: Int) async throws -> ByteBuffer {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            throw APIError(DozeError(.payloadTooLarge, "request body of \(length) bytes exceeds the \(limit)-byte limit"))
+        }
+        var request = request
+        do {
+            return try await request.collectBody(upTo: limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError(DozeError(.payloadTooLarge, "request body exceeds the \(limit)-byte limit"))
+        }
+    }
+
+    public static func string(_ request: Request, limit: Int) async throws -> String {
+        let buffer = try await collect(request, limit: limit)
+        return String(buffer: buffer)
+    }
+
+    /// Decodes JSON whatever the Content-Type says (Snooze clients send none, or a form type).
+    public static func json<T: Decodable>(_ request: Request, as type: T.Type, limit: Int) async throws -> T {
+        let buffer = try await collect(request, limit: limit)
+        guard buffer.readableBytes > 0 else {
+            throw APIError(DozeError(.badRequest, "the request body is empty; a JSON \(T.self) is expected"))
+        }
+        do {
+            return try WireCoding.decoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            throw APIError(DozeError(.badRequest, "malformed JSON for \(T.self): \(describe(error))"))
+        } catch {
+            throw APIError(DozeError(.badRequest, "malformed JSON: \(error)"))
+        }
+    }
+
+    /// A Snooze string argument: the raw, unquoted text (`vm1`), or a JSON string (`"vm1"`).
+    public static func rawString(_ request: Request, what: String, limit: Int) async throws -> String {
+        var text = try await string(request, limit: limit).trimmingCharacters(in: .whitespacesAndNewlines)
+        if text.hasPrefix("\""), let decoded = try? JSONDecoder().decode(String.self, from: Data(text.utf8)) {
+            text = decoded
+        }
+        guard !text.isEmpty else { throw APIError(DozeError(.badRequest, "the request body must carry the \(what)")) }
+        return text
+    }
+
+    public static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let p = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            return p.isEmpty ? "" : " at '\(p)'"
+        }
+        switch error {
+        case .dataCorrupted(let c): return "not valid JSON\(path(c))"
+        case .keyNotFound(let key, let c): return "missing '\(key.stringValue)'\(path(c))"
+        case .typeMismatch(let type, let c): return "expected \(type)\(path(c))"
+        case .valueNotFound(let type, let c): return "null where \(type) is expected\(path(c))"
+        @unknown default: return "\(error)"
+        }
+    }
+}
+
+public enum HTTPReply {
+    public static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        let data = try WireCoding.encoder().encode(value)
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    public static func bool(_ value: Bool) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"],
+                 body: .init(byteBuffer: ByteBuffer(string: value ? "true" : "false")))
+    }
+
+    public static func text(_ value: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: value)))
+    }
+}
+
+/// Runs a backend call, turning its `DozeError` into the API's JSON error.
+@inline(__always)
+public func api<T>(_ body: () async throws(DozeError) -> T) async throws -> T {
+    do { return try await body() } catch { throw APIError(error) }
+}
+
+extension Request {
+    /// The Snooze operation: the bare query-string name (`/localcontroller?startVirtualMachines`).
+    public var snoozeOperation: String? {
+        guard let query = uri.query, !query.isEmpty else { return nil }
+        let first = query.split(separator: "&", maxSplits: 1).first.map(String.init) ?? query
+        return first.split(separator: "=", maxSplits: 1).first.map(String.init)
+    }
+
+    public func requiredQuery(_ name: String) throws -> String {
+        guard let value = uri.queryParameters[Substring(name)], !value.isEmpty else {
+            throw APIError(DozeError(.badRequest, "missing query parameter '\(name)'"))
+        }
+        return String(value).removingPercentEncoding ?? String(value)
+    }
+
+    public func optionalQuery(_ name: String) -> String? {
+        guard let value = uri.queryParameters[Substring(name)], !value.isEmpty else { return nil }
+        return String(value).removingPercentEncoding ?? String(value)
+    }
+}

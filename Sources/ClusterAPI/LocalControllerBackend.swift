@@ -1,0 +1,46 @@
+import ClusterCore
+import ClusterWire
+
+/// Everything the local controller's HTTP API asks of the controller. Methods throw `DozeError`; the routes
+/// turn its kind into an HTTP status and its message into the JSON error body.
+public protocol LocalControllerBackend: Sendable {
+    // Snooze's /localcontroller operations
+    func startVirtualMachines(_ request: VirtualMachineSubmission) async throws(DozeError) -> VirtualMachineSubmission
+    func suspend(vm: String) async throws(DozeError)
+    func resume(vm: String) async throws(DozeError)
+    func shutdown(vm: String) async throws(DozeError)
+    func reboot(vm: String) async throws(DozeError)
+    /// Starts a shut-off VM again.
+    func start(vm: String) async throws(DozeError)
+    /// Snooze's destroy: the VM ends and is removed from the host.
+    func destroy(vm: String) async throws(DozeError)
+    func resize(_ request: ResizeRequest) async throws(DozeError) -> VirtualMachineMetaData
+    func virtualMachines() async throws(DozeError) -> [VirtualMachineMetaData]
+
+    // Seed 001: the host
+    func usages() async throws(DozeError) -> UsagesDocument
+    func quota() async throws(DozeError) -> QuotaDocument
+    func updateQuota(_ body: QuotaDocument) async throws(DozeError) -> QuotaDocument
+    func network() async throws(DozeError) -> NetworkDocument
+    func updateNetwork(_ body: NetworkDocument) async throws(DozeError) -> NetworkDocument
+    func imagePool() async throws(DozeError) -> ImagePoolDocument
+    func updateImagePool(_ body: ImagePoolDocument) async throws(DozeError) -> ImagePoolDocument
+    func pools() async throws(DozeError) -> PoolsDocument
+    func createPool(_ body: PoolDocument) async throws(DozeError) -> PoolDocument
+    func updatePool(uuid: String, _ body: PoolDocument) async throws(DozeError) -> PoolDocument
+    func deletePool(uuid: String) async throws(DozeError) -> PoolDocument
+    func metrics(_ period: MetricsPeriod) async throws(DozeError) -> MetricsDocument
+
+    // Seed 003: single-host VM API
+    func createVM(xml: String) async throws(DozeError) -> VMSummary
+    /// Reads `fileName` inside the configured XML directory and creates the VM it describes.
+    func createVM(xmlFile fileName: String) async throws(DozeError) -> VMSummary
+    func listVMs() async throws(DozeError) -> VMListDocument
+    func vm(_ name: String) async throws(DozeError) -> VMSummary
+    /// Removes the VM: stops it if it runs, then deletes its definition.
+    func deleteVM(_ name: String) async throws(DozeError) -> VMSummary
+    func createSnapshot(vm: String, name: String?, xml: String?) async throws(DozeError) -> SnapshotSummary
+    func snapshots(vm: String) async throws(DozeError) -> SnapshotListDocument
+    func revertSnapshot(vm: String, snapshot: String) async throws(DozeError) -> VMSummary
+    func deleteSnapshot(vm: String, snapshot: String) async throws(DozeError)
+}

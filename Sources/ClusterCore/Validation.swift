@@ -1,0 +1,36 @@
+/// Input checks shared by every API. Each throws a `.badRequest` or `.forbidden` naming the problem.
+public enum Validation {
+    /// VM names: what libvirt accepts on every driver and what is safe in a file name and a URL.
+    public static func vmName(_ name: String) throws(DozeError) {
+        try identifier(name, what: "VM name")
+    }
+
+    public static func poolName(_ name: String) throws(DozeError) {
+        try identifier(name, what: "pool name")
+    }
+
+    public static func snapshotName(_ name: String) throws(DozeError) {
+        try identifier(name, what: "snapshot name")
+    }
+
+    static func identifier(_ name: String, what: String) throws(DozeError) {
+        guard !name.isEmpty else { throw DozeError(.badRequest, "\(what) is empty") }
+        guard name.utf8.count <= 64 else { throw DozeError(.badRequest, "\(what) is longer than 64 bytes") }
+        let allowed: (Unicode.Scalar) -> Bool = { c in
+            (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || c == "-" || c == "_" || c == "."
+        }
+        guard name.unicodeScalars.allSatisfy(allowed), let first = name.unicodeScalars.first,
+              first != ".", first != "-"
+        else {
+            throw DozeError(.badRequest,
+                "\(what) '\(name)' is invalid: use letters, digits, '.', '_' and '-', not starting with '.' or '-'")
+        }
+    }
+
+    /// A plain file name inside a directory: no separators, no `..`.
+    public static func fileName(_ name: String) throws(DozeError) {
+        guard !name.isEmpty, !name.contains("/"), name != ".", name != "..", !name.contains("\0") else {
+            throw DozeError(.forbidden, "'\(name)' is not a plain file name inside the allowed directory")
+        }
+    }
+}

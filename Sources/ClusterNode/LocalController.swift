@@ -1,0 +1,497 @@
+import ClusterAPI
+import ClusterCore
+import ClusterWire
+import Foundation
+import Hypervisor
+import LibvirtHypervisor
+import Logging
+
+/// The local-controller role: manages every VM of one hypervisor host.
+///
+/// The actor owns the controller's books (VM records, reservations, configuration). Every hypervisor call
+/// goes to the hypervisor's own thread; capacity for a VM being started is reserved before the first
+/// `await`, so concurrent starts can never together exceed the quota.
+public actor LocalController: LocalControllerBackend {
+    static let metadataNamespace = "urn:doze:vm:1"
+
+    struct VMRecord: Sendable {
+        var info: DomainInfo
+        var rxBytes: Double = 0
+        var txBytes: Double = 0
+        var ipAddress: String = ""
+
+        var status: VMStatus { LocalController.status(of: info.state) }
+        var usage: HostUsage {
+            info.state.isActive ? HostUsage(vcpus: info.vcpus, memoryMiB: HostUsage.memoryMiB(fromKiB: info.memoryKiB)) : HostUsage()
+        }
+    }
+
+    public nonisolated let id: String
+    public nonisolated let hypervisor: any Hypervisor
+    let settings: LocalControllerSettings
+    let node: NodeInfo
+    let log: Logger
+    private let configFile: JSONFile<ControllerConfiguration>
+    private var config: ControllerConfiguration
+    private var journal: TestHostJournal?
+    private let metricsStore: MetricsStore
+    var vms: [String: VMRecord] = [:]
+    /// Capacity held by VMs being created or grown, by VM name.
+    private var reservations: [String: HostUsage] = [:]
+    private var lastReading: HostReading?
+    private var lastPrune: Double = 0
+    /// Where clients reach this controller; filled in once the HTTP server listens.
+    private var advertisedAddress = NetworkAddress()
+
+    // MARK: - Start
+
+    /// Opens the hypervisor, loads (or creates) the state directory and adopts every domain already on the host.
+    public static func start(settings: LocalControllerSettings) async throws -> LocalController {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true)
+        var journal = TestHostJournal(uri: settings.hypervisorURI, stateDirectory: settings.stateDirectory)
+        let openURI = try journal?.prepare() ?? settings.hypervisorURI
+        let host: any Hypervisor = try await LibvirtHost.open(uri: openURI)
+        if var j = journal, !j.isInitialized {
+            var existing: [(DomainInfo, String)] = []
+            for d in try await host.listDomains() { existing.append((d, try await host.xml(.name(d.name), secure: false))) }
+            try j.initialize(with: existing)
+            journal = j
+        }
+        let node = try await host.nodeInfo()
+        let configFile = JSONFile<ControllerConfiguration>(path: settings.stateDirectory + "/controller.json")
+        let defaultImages = settings.stateDirectory + "/images"
+        var config = try configFile.load() ?? ControllerConfiguration(
+            id: UUID().uuidString.lowercased(), imagePool: .init(path: defaultImages))
+        if config.imagePool.path == defaultImages { try fm.createDirectory(atPath: defaultImages, withIntermediateDirectories: true) }
+        if config.id.isEmpty { config.id = UUID().uuidString.lowercased() }
+        try configFile.save(config)
+        let controller = LocalController(
+            settings: settings, hypervisor: host, node: node, config: config, configFile: configFile, journal: journal,
+            metricsStore: try MetricsStore(directory: settings.stateDirectory + "/metrics"))
+        try await controller.adoptDomains()
+        try await controller.reconcilePools()
+        return controller
+    }
+
+    private init(settings: LocalControllerSettings, hypervisor: any Hypervisor, node: NodeInfo,
+                 config: ControllerConfiguration, configFile: JSONFile<ControllerConfiguration>,
+                 journal: TestHostJournal?, metricsStore: MetricsStore) {
+        self.id = config.id
+        self.settings = settings
+        self.hypervisor = hypervisor
+        self.node = node
+        self.config = config
+        self.configFile = configFile
+        self.journal = journal
+        self.metricsStore = metricsStore
+        var log = settings.logger
+        log[metadataKey: "doze/role"] = "lc"
+        log[metadataKey: "doze/node"] = "\(config.id)"
+        self.log = log
+    }
+
+    /// Snooze forgot every VM when a controller restarted; Doze lists the host and manages what it finds.
+    private func adoptDomains() async throws {
+        var adopted: [String: VMRecord] = [:]
+        for info in try await hypervisor.listDomains() {
+            var record = VMRecord(info: info)
+            if let meta = try? await hypervisor.metadata(.uuid(info.uuid), namespace: Self.metadataNamespace) {
+                record.rxBytes = Self.attribute("rx", in: meta).flatMap(Double.init) ?? 0
+                record.txBytes = Self.attribute("tx", in: meta).flatMap(Double.init) ?? 0
+                record.ipAddress = Self.attribute("ip", in: meta) ?? ""
+            }
+            adopted[info.name] = record
+        }
+        vms = adopted
+        log.info("adopted the host's domains", metadata: ["doze/vms": "\(adopted.count)", "doze/hypervisor": "\(hypervisor.uri)"])
+    }
+
+    /// Volume pools are in the configuration; a host that lost them (a restarted test-driver host) gets them back.
+    private func reconcilePools() async throws {
+        for pool in config.pools {
+            if (try? await hypervisor.storagePool(name: Self.libvirtPoolName(pool.uuid))) == nil {
+                try FileManager.default.createDirectory(atPath: pool.path, withIntermediateDirectories: true)
+                _ = try await hypervisor.createDirectoryPool(name: Self.libvirtPoolName(pool.uuid), uuid: pool.uuid, path: pool.path)
+            }
+        }
+    }
+
+    func setAdvertisedAddress(_ address: NetworkAddress) { advertisedAddress = address }
+
+    // MARK: - Books
+
+    static func status(of state: DomainState) -> VMStatus {
+        switch state {
+        case .running, .blocked: return .running
+        case .paused, .suspendedToMemory: return .paused
+        case .shuttingDown: return .shutdownPending
+        case .shutOff, .crashed: return .offline
+        case .noState: return .unknown
+        }
+    }
+
+    var usage: HostUsage {
+        vms.values.reduce(HostUsage()) { $0 + $1.usage } + reservations.values.reduce(HostUsage(), +)
+    }
+
+    var effectiveQuota: HostQuota {
+        config.quota ?? HostQuota(cpuMax: node.cpus, memoryMaxMiB: HostUsage.memoryMiB(fromKiB: node.memoryKiB))
+    }
+
+    /// Re-reads one domain from the hypervisor and updates the books (and the test-host journal).
+    @discardableResult
+    func refresh(_ name: String, xmlChanged: Bool = false) async throws(DozeError) -> VMRecord? {
+        let info: DomainInfo
+        do {
+            info = try await hypervisor.domain(.name(name))
+        } catch {
+            guard error.code == .notFound else { throw Self.map(error, doing: "read VM '\(name)'") }
+            if let gone = vms.removeValue(forKey: name) { journal?.forget(uuid: gone.info.uuid) }
+            return nil
+        }
+        var record = vms[name] ?? VMRecord(info: info)
+        record.info = info
+        vms[name] = record
+        if journal != nil {
+            let xml = xmlChanged ? try? await hypervisor.xml(.name(name), secure: false) : nil
+            try? journal?.record(info, xml: xml)
+        }
+        return record
+    }
+
+    /// The current record of a VM, fresh from the hypervisor; `.notFound` if the host has no such VM.
+    func current(_ name: String) async throws(DozeError) -> VMRecord {
+        try Validation.vmName(name)
+        guard let record = try await refresh(name) else { throw DozeError(.notFound, "unknown VM '\(name)'") }
+        return record
+    }
+
+    static func map(_ error: HypervisorError, doing what: String) -> DozeError {
+        let message = "\(what): \(error.message)"
+        switch error.code {
+        case .notFound: return DozeError(.notFound, message)
+        case .alreadyExists: return DozeError(.conflict, message)
+        case .invalidSpec: return DozeError(.badRequest, message)
+        case .invalidState: return DozeError(.conflict, message)
+        case .unsupported: return DozeError(.unsupported, message)
+        case .connection: return DozeError(.unavailable, message)
+        case .backend: return DozeError(.hypervisor, message)
+        }
+    }
+
+    // MARK: - Starting VMs
+
+    /// Every directory a VM may refer to: the image pool, the volume pools and the configured disk directories.
+    var pathPolicy: PathPolicy {
+        PathPolicy(allowedDirectories: ([config.imagePool.path] + config.pools.map(\.path) + settings.diskDirectories)
+            .map(Self.resolved))
+    }
+
+    /// The symlink-free form of a path that exists; the path itself otherwise.
+    static func resolved(_ path: String) -> String {
+        guard let real = realpath(path, nil) else { return path }
+        defer { free(real) }
+        return String(cString: real)
+    }
+
+    func checkPaths(_ description: DomainDescription) throws(DozeError) {
+        let policy = pathPolicy
+        for (what, path) in description.hostPaths {
+            try policy.check(path, what: what)
+            try policy.check(Self.resolved(path), what: what)   // a symlink must not lead outside either
+        }
+    }
+
+    /// Defines and starts one VM after checking its XML, name, paths and the quota. Nothing is left behind on failure.
+    func startVM(xml: String, expectedName: String?, rxBytes: Double = 0, txBytes: Double = 0,
+                 ipAddress: String = "") async throws(DozeError) -> VMRecord {
+        let description: DomainDescription
+        do { description = try DomainDescription(xml: xml) } catch {
+            throw DozeError(.badRequest, "invalid domain XML: \(error.message)")
+        }
+        let name = description.name
+        try Validation.vmName(name)
+        if let expectedName, !expectedName.isEmpty, expectedName != name {
+            throw DozeError(.badRequest, "VM id '\(expectedName)' does not match the domain name '\(name)' in its XML")
+        }
+        guard vms[name] == nil, reservations[name] == nil else { throw DozeError(.conflict, "VM '\(name)' already exists on this host") }
+        if let uuid = description.uuid?.lowercased(), let other = vms.values.first(where: { $0.info.uuid == uuid }) {
+            throw DozeError(.conflict, "UUID \(uuid) is already used by VM '\(other.info.name)'")
+        }
+        try checkPaths(description)
+        let demand = HostUsage(vcpus: description.vcpus, memoryMiB: HostUsage.memoryMiB(fromKiB: description.memoryKiB))
+        try effectiveQuota.admit(demand, onTopOf: usage)
+        reservations[name] = demand
+        defer { reservations[name] = nil }
+
+        do {
+            _ = try await hypervisor.define(xml: xml)
+        } catch {
+            throw Self.map(error, doing: "hypervisor refused to define '\(name)'")
+        }
+        do {
+            if rxBytes > 0 || txBytes > 0 || !ipAddress.isEmpty {
+                let meta = "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(ipAddress)'/>"
+                try? await hypervisor.setMetadata(.name(name), xml: meta, key: "doze", namespace: Self.metadataNamespace)
+            }
+            _ = try await hypervisor.start(.name(name))
+        } catch {
+            try? await hypervisor.undefine(.name(name))
+            throw Self.map(error, doing: "hypervisor refused to start '\(name)'")
+        }
+        guard var record = try await refresh(name, xmlChanged: true) else {
+            throw DozeError(.hypervisor, "VM '\(name)' vanished right after it started")
+        }
+        record.rxBytes = rxBytes
+        record.txBytes = txBytes
+        record.ipAddress = ipAddress
+        vms[name] = record
+        log.info("started VM", metadata: ["doze/vm": "\(name)", "doze/vcpus": "\(description.vcpus)"])
+        return record
+    }
+
+    public func startVirtualMachines(_ request: VirtualMachineSubmission) async throws(DozeError) -> VirtualMachineSubmission {
+        guard !request.virtualMachineMetaData.isEmpty else {
+            throw DozeError(.badRequest, "virtualMachineMetaData is empty: nothing to start")
+        }
+        var results: [VirtualMachineMetaData] = []
+        var failures: [DozeError] = []
+        for var meta in request.virtualMachineMetaData {
+            let demand = meta.requested
+            do {
+                let record = try await startVM(xml: meta.xmlRepresentation, expectedName: meta.virtualMachineLocation.virtualMachineId,
+                                               rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress)
+                meta = await metaData(record, xml: meta.xmlRepresentation)
+            } catch {
+                failures.append(error)
+                meta.status = .error
+                meta.errorCode = Self.errorCode(for: error)
+                meta.errorMessage = error.message
+                meta.virtualMachineLocation.localControllerId = id
+                meta.virtualMachineLocation.localControllerControlDataAddress = advertisedAddress
+            }
+            results.append(meta)
+        }
+        // All failed: an error status, not a 200 that did nothing.
+        if failures.count == results.count, let first = failures.first {
+            let detail = zip(results, failures).map { "\($0.virtualMachineLocation.virtualMachineId): \($1.message)" }
+            throw DozeError(first.kind, detail.joined(separator: "; "))
+        }
+        return VirtualMachineSubmission(virtualMachineMetaData: results)
+    }
+
+    static func errorCode(for error: DozeError) -> VMErrorCode {
+        switch error.kind {
+        case .quotaExceeded: return .quotaExceeded
+        case .badRequest, .forbidden, .conflict, .payloadTooLarge: return .invalidTemplate
+        default: return .failedToStartOnHypervisor
+        }
+    }
+
+    func metaData(_ record: VMRecord, xml: String? = nil) async -> VirtualMachineMetaData {
+        let liveXML: String
+        if let xml { liveXML = xml } else { liveXML = (try? await hypervisor.xml(.name(record.info.name), secure: true)) ?? "" }
+        return VirtualMachineMetaData(
+            location: VirtualMachineLocation(virtualMachineId: record.info.name, localControllerId: id,
+                                             localControllerControlDataAddress: advertisedAddress),
+            status: record.status, errorCode: .none, ipAddress: record.ipAddress, xmlRepresentation: liveXML,
+            requestedCapacity: ResourceVector(vcpus: Double(record.info.vcpus), memoryKiB: Double(record.info.memoryKiB),
+                                              rxBytes: record.rxBytes, txBytes: record.txBytes),
+            isAssigned: true)
+    }
+
+    // MARK: - VM operations
+
+    public func suspend(vm: String) async throws(DozeError) {
+        try VMOperation.suspend.check(current: try await current(vm).status, vm: vm)
+        do { try await hypervisor.suspend(.name(vm)) } catch { throw Self.map(error, doing: "suspend '\(vm)'") }
+        try await refresh(vm)
+    }
+
+    public func resume(vm: String) async throws(DozeError) {
+        try VMOperation.resume.check(current: try await current(vm).status, vm: vm)
+        do { try await hypervisor.resume(.name(vm)) } catch { throw Self.map(error, doing: "resume '\(vm)'") }
+        try await refresh(vm)
+    }
+
+    public func shutdown(vm: String) async throws(DozeError) {
+        try VMOperation.shutdown.check(current: try await current(vm).status, vm: vm)
+        do { try await hypervisor.shutdown(.name(vm)) } catch { throw Self.map(error, doing: "shut down '\(vm)'") }
+        try await refresh(vm)
+    }
+
+    public func reboot(vm: String) async throws(DozeError) {
+        try VMOperation.reboot.check(current: try await current(vm).status, vm: vm)
+        do { try await hypervisor.reboot(.name(vm)) } catch { throw Self.map(error, doing: "reboot '\(vm)'") }
+        try await refresh(vm)
+    }
+
+    /// Starts a shut-off VM again, within the quota.
+    public func start(vm: String) async throws(DozeError) {
+        let record = try await current(vm)
+        try VMOperation.start.check(current: record.status, vm: vm)
+        let demand = HostUsage(vcpus: record.info.vcpus, memoryMiB: HostUsage.memoryMiB(fromKiB: record.info.memoryKiB))
+        try effectiveQuota.admit(demand, onTopOf: usage)
+        reservations[vm] = demand
+        defer { reservations[vm] = nil }
+        do { _ = try await hypervisor.start(.name(vm)) } catch { throw Self.map(error, doing: "start '\(vm)'") }
+        try await refresh(vm)
+    }
+
+    public func destroy(vm: String) async throws(DozeError) {
+        _ = try await remove(vm)
+    }
+
+    /// Stops the VM if it runs and removes its definition.
+    func remove(_ vm: String) async throws(DozeError) -> VMRecord {
+        let record = try await current(vm)
+        var failure: HypervisorError?
+        do {
+            if record.info.state.isActive { try await hypervisor.destroy(.name(vm)) }
+            if record.info.persistent { try await hypervisor.undefine(.name(vm)) }
+        } catch {
+            failure = error
+        }
+        if let failure, failure.code != .notFound {
+            _ = try? await refresh(vm)
+            throw Self.map(failure, doing: "destroy '\(vm)'")
+        }
+        vms[vm] = nil
+        journal?.forget(uuid: record.info.uuid)
+        log.info("destroyed VM", metadata: ["doze/vm": "\(vm)"])
+        return record
+    }
+
+    public func resize(_ request: ResizeRequest) async throws(DozeError) -> VirtualMachineMetaData {
+        let vm = request.virtualMachineLocation.virtualMachineId
+        var record = try await current(vm)
+        try VMOperation.resize.check(current: record.status, vm: vm)
+        let wanted = ResourceVector(snoozeArray: request.resizedCapacity)
+        guard wanted.vcpus <= 0 || wanted.vcpus == wanted.vcpus.rounded() else {
+            throw DozeError(.badRequest, "vcpus must be a whole number, got \(wanted.vcpus)")
+        }
+        let vcpus = wanted.vcpus > 0 ? Int(wanted.vcpus) : record.info.vcpus
+        let memoryKiB = wanted.memoryKiB > 0 ? UInt64(wanted.memoryKiB) : record.info.memoryKiB
+        let now = HostUsage(vcpus: record.info.vcpus, memoryMiB: HostUsage.memoryMiB(fromKiB: record.info.memoryKiB))
+        let next = HostUsage(vcpus: vcpus, memoryMiB: HostUsage.memoryMiB(fromKiB: memoryKiB))
+        let growth = HostUsage(vcpus: max(0, next.vcpus - now.vcpus), memoryMiB: max(0, next.memoryMiB - now.memoryMiB))
+        try effectiveQuota.admit(growth, onTopOf: usage)
+        reservations[vm] = growth
+        defer { reservations[vm] = nil }
+        do {
+            if vcpus != record.info.vcpus { try await hypervisor.setVCPUs(.name(vm), count: vcpus) }
+            if memoryKiB != record.info.memoryKiB { try await hypervisor.setMemory(.name(vm), kib: memoryKiB) }
+        } catch {
+            _ = try? await refresh(vm)
+            throw Self.map(error, doing: "resize '\(vm)'")
+        }
+        record = try await refresh(vm, xmlChanged: true) ?? record
+        if wanted.rxBytes > 0 { record.rxBytes = wanted.rxBytes }
+        if wanted.txBytes > 0 { record.txBytes = wanted.txBytes }
+        vms[vm] = record
+        if wanted.rxBytes > 0 || wanted.txBytes > 0 {
+            let meta = "<vm rx='\(record.rxBytes)' tx='\(record.txBytes)' ip='\(record.ipAddress)'/>"
+            try? await hypervisor.setMetadata(.name(vm), xml: meta, key: "doze", namespace: Self.metadataNamespace)
+        }
+        return await metaData(record)
+    }
+
+    public func virtualMachines() async throws(DozeError) -> [VirtualMachineMetaData] {
+        var result: [VirtualMachineMetaData] = []
+        for name in vms.keys.sorted() {
+            if let record = vms[name] { result.append(await metaData(record)) }
+        }
+        return result
+    }
+
+    /// Follows the host's lifecycle events so that changes made behind the controller's back (a guest powering
+    /// off, `virsh` on a real host) reach the books.
+    func followEvents() async {
+        guard let events = try? await hypervisor.events() else {
+            log.warning("the hypervisor offers no lifecycle events; the books follow API calls only")
+            return
+        }
+        for await event in events {
+            if Task.isCancelled { return }
+            _ = try? await refresh(event.domain)
+        }
+    }
+}
+
+// MARK: - Small helpers
+
+extension LocalController {
+    static func attribute(_ name: String, in xml: String) -> String? {
+        for quote in ["'", "\""] {
+            guard let start = xml.range(of: " \(name)=\(quote)") else { continue }
+            guard let end = xml.range(of: quote, range: start.upperBound..<xml.endIndex) else { continue }
+            return String(xml[start.upperBound..<end.lowerBound])
+        }
+        return nil
+    }
+
+    static func libvirtPoolName(_ uuid: String) -> String { "doze-" + uuid.prefix(8) }
+
+    func summary(_ record: VMRecord) -> VMSummary {
+        VMSummary(name: record.info.name, uuid: record.info.uuid, state: record.info.state.rawValue, status: record.status,
+                  vcpus: record.info.vcpus, memoryMB: HostUsage.memoryMiB(fromKiB: record.info.memoryKiB),
+                  persistent: record.info.persistent)
+    }
+
+    func saveConfig() throws(DozeError) {
+        do { try configFile.save(config) } catch {
+            throw DozeError(.unavailable, "cannot write \(configFile.path): \(error)")
+        }
+    }
+
+    func updateConfig(_ change: (inout ControllerConfiguration) -> Void) throws(DozeError) {
+        var next = config
+        change(&next)
+        let previous = config
+        config = next
+        do { try saveConfig() } catch {
+            config = previous
+            throw error
+        }
+    }
+
+    var configuration: ControllerConfiguration { config }
+
+    func allowedXMLFile(_ fileName: String) throws(DozeError) -> String {
+        guard let dir = settings.xmlDirectory else {
+            throw DozeError(.badRequest, "this controller has no XML directory: start it with --xml-dir DIR")
+        }
+        try Validation.fileName(fileName)
+        let path = dir + "/" + fileName
+        try PathPolicy(allowedDirectories: [Self.resolved(dir)]).check(Self.resolved(path), what: "XML file")
+        return path
+    }
+
+    // MARK: Metrics sampling
+
+    /// Reads the counters of every active VM and, from the second reading on, stores one sample.
+    func takeSample(monotonicSeconds: Double, wallTime: Double) async {
+        var domains: [String: HostReading.DomainCounters] = [:]
+        var memory: UInt64 = 0
+        for record in vms.values where record.info.state.isActive {
+            guard let s = try? await hypervisor.stats(.uuid(record.info.uuid)) else { continue }
+            domains[record.info.uuid] = .init(cpuTimeNs: s.cpuTimeNs, rxBytes: s.rxBytes, txBytes: s.txBytes)
+            memory += s.memoryKiB
+        }
+        let reading = HostReading(monotonicSeconds: monotonicSeconds, domains: domains, activeMemoryKiB: memory)
+        defer { lastReading = reading }
+        guard let previous = lastReading,
+              let sample = HostReading.sample(from: previous, to: reading, hostCPUs: node.cpus, wallTime: wallTime)
+        else { return }
+        do { try metricsStore.append(sample) } catch {
+            log.warning("cannot store a metrics sample", metadata: ["error": "\(error)"])
+        }
+        if wallTime - lastPrune > 86400 {
+            metricsStore.prune(olderThan: wallTime - Double(settings.metricsRetentionDays) * 86400)
+            lastPrune = wallTime
+        }
+    }
+
+    var metrics: MetricsStore { metricsStore }
+}

@@ -1,0 +1,79 @@
+import ClusterAPI
+import ClusterWire
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
+
+/// Builds and runs one local-controller node: the controller, its HTTP API, its event follower and its
+/// metrics sampler, as one `ServiceGroup` (shut down in reverse order on SIGTERM / SIGINT).
+public enum LocalControllerRuntime {
+    /// Starts the controller and runs until a shutdown signal. `onListening` receives the bound address
+    /// (useful with port 0).
+    public static func run(settings: LocalControllerSettings,
+                           onListening: @escaping @Sendable (String, Int) async -> Void = { _, _ in }) async throws {
+        let controller = try await LocalController.start(settings: settings)
+        let group = makeServiceGroup(controller: controller, settings: settings, onListening: onListening)
+        try await group.run()
+    }
+
+    public static func makeRouter(controller: LocalController, settings: LocalControllerSettings) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("/health") { _, _ in HTTPReply.text("ok") }
+        LocalControllerRoutes(backend: controller, maxBodyBytes: settings.maxBodyBytes).register(on: router)
+        return router
+    }
+
+    static func makeServiceGroup(controller: LocalController, settings: LocalControllerSettings,
+                                 onListening: @escaping @Sendable (String, Int) async -> Void) -> ServiceGroup {
+        let log = settings.logger
+        let app = Application(
+            router: makeRouter(controller: controller, settings: settings),
+            configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "doze-lc"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? settings.port
+                await controller.setAdvertisedAddress(NetworkAddress(address: settings.host, port: port))
+                log.info("local controller listening", metadata: ["doze/address": "\(settings.host):\(port)",
+                                                                  "doze/id": "\(controller.id)"])
+                await onListening(settings.host, port)
+            },
+            logger: log)
+        return ServiceGroup(configuration: .init(
+            services: [
+                .init(service: EventFollower(controller: controller)),
+                .init(service: MetricsSampler(controller: controller, interval: settings.sampleInterval)),
+                .init(service: app),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: log))
+    }
+}
+
+/// Keeps the controller's books in step with the host's lifecycle events.
+struct EventFollower: Service {
+    let controller: LocalController
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await controller.followEvents() }
+    }
+}
+
+/// Samples host CPU, memory and network every `interval` for `/hypervisor/metrics`.
+struct MetricsSampler: Service {
+    let controller: LocalController
+    let interval: Duration
+
+    func run() async throws {
+        let clock = ContinuousClock()
+        let start = clock.now
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let elapsed = start.duration(to: clock.now)
+                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                await controller.takeSample(monotonicSeconds: seconds, wallTime: Date().timeIntervalSince1970)
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+import Foundation
+import Logging
+
+/// Everything a local controller is started with. `doze lc` maps its options here in one place.
+public struct LocalControllerSettings: Sendable {
+    /// Where the HTTP API listens. Port 0 picks a free port (reported through `onListening`).
+    public var host: String = "127.0.0.1"
+    public var port: Int = 5003
+    /// The libvirt URI of the host this controller manages.
+    public var hypervisorURI: String
+    /// Controller state: configuration, metrics samples, and (on test-driver hosts) the host's domains.
+    public var stateDirectory: String
+    /// Seed 003's XML directory: `POST /vm?xmlName=FILE` reads FILE from here.
+    public var xmlDirectory: String?
+    /// Extra directories VM disks, kernels and filesystems may live in (besides the image pool and volume pools).
+    public var diskDirectories: [String] = []
+    public var maxBodyBytes: Int = 1 << 20
+    /// How often the controller samples CPU, memory and network for `/hypervisor/metrics`.
+    public var sampleInterval: Duration = .seconds(60)
+    /// Samples older than this are deleted.
+    public var metricsRetentionDays: Int = 70
+    public var logger: Logger = Logger(label: "doze.lc")
+
+    public init(hypervisorURI: String, stateDirectory: String) {
+        self.hypervisorURI = hypervisorURI
+        self.stateDirectory = stateDirectory
+    }
+}

@@ -1,0 +1,57 @@
+/// One hypervisor host: what a local controller needs from it. Every method returns `Sendable` values;
+/// implementations keep their handles to themselves.
+public protocol Hypervisor: Sendable {
+    /// The URI this connection was opened with.
+    var uri: String { get }
+
+    func nodeInfo() async throws(HypervisorError) -> NodeInfo
+    func hostname() async throws(HypervisorError) -> String
+
+    // MARK: Domains
+    func listDomains() async throws(HypervisorError) -> [DomainInfo]
+    func domain(_ ref: DomainRef) async throws(HypervisorError) -> DomainInfo
+    /// Defines a persistent domain from XML and returns it (not started).
+    func define(xml: String) async throws(HypervisorError) -> DomainInfo
+    /// Starts a defined domain.
+    func start(_ ref: DomainRef) async throws(HypervisorError) -> DomainInfo
+    /// Creates and starts a transient domain.
+    func createTransient(xml: String) async throws(HypervisorError) -> DomainInfo
+    func xml(_ ref: DomainRef, secure: Bool) async throws(HypervisorError) -> String
+    func suspend(_ ref: DomainRef) async throws(HypervisorError)
+    func resume(_ ref: DomainRef) async throws(HypervisorError)
+    func shutdown(_ ref: DomainRef) async throws(HypervisorError)
+    func reboot(_ ref: DomainRef) async throws(HypervisorError)
+    func destroy(_ ref: DomainRef) async throws(HypervisorError)
+    /// Removes the definition, its snapshot metadata and any managed-save image.
+    func undefine(_ ref: DomainRef) async throws(HypervisorError)
+    func setVCPUs(_ ref: DomainRef, count: Int) async throws(HypervisorError)
+    func setMemory(_ ref: DomainRef, kib: UInt64) async throws(HypervisorError)
+    func stats(_ ref: DomainRef) async throws(HypervisorError) -> DomainStats
+    func setMetadata(_ ref: DomainRef, xml: String?, key: String, namespace: String) async throws(HypervisorError)
+    func metadata(_ ref: DomainRef, namespace: String) async throws(HypervisorError) -> String?
+
+    // MARK: Save and restore
+    func save(_ ref: DomainRef, to path: String) async throws(HypervisorError)
+    func restore(from path: String) async throws(HypervisorError) -> DomainInfo
+
+    // MARK: Snapshots
+    func createSnapshot(_ ref: DomainRef, xml: String) async throws(HypervisorError) -> SnapshotInfo
+    func listSnapshots(_ ref: DomainRef) async throws(HypervisorError) -> [SnapshotInfo]
+    func revertToSnapshot(_ ref: DomainRef, snapshot: String) async throws(HypervisorError)
+    func deleteSnapshot(_ ref: DomainRef, snapshot: String) async throws(HypervisorError)
+
+    // MARK: Storage
+    func listStoragePools() async throws(HypervisorError) -> [StoragePoolInfo]
+    /// Defines, builds and starts a `dir` pool at `path` (with the given UUID when one is passed).
+    func createDirectoryPool(name: String, uuid: String?, path: String) async throws(HypervisorError) -> StoragePoolInfo
+    func storagePool(name: String) async throws(HypervisorError) -> StoragePoolInfo
+    /// Stops and undefines the pool; files stay.
+    func deleteStoragePool(name: String) async throws(HypervisorError)
+    func listVolumes(pool: String) async throws(HypervisorError) -> [StorageVolumeInfo]
+    func createVolume(pool: String, name: String, capacityBytes: UInt64, format: String) async throws(HypervisorError) -> StorageVolumeInfo
+    func deleteVolume(pool: String, name: String) async throws(HypervisorError)
+
+    // MARK: Events
+    /// Lifecycle events of this host's domains, in order. The stream ends when the connection closes.
+    func events() async throws(HypervisorError) -> AsyncStream<DomainEvent>
+}

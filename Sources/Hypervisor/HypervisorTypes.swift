@@ -1,0 +1,132 @@
+/// A domain's run state, as libvirt reports it.
+public enum DomainState: String, Sendable, Codable, Equatable {
+    case running, blocked, paused, shuttingDown, shutOff, crashed, suspendedToMemory, noState
+
+    /// Holds CPU and memory on the host.
+    public var isActive: Bool {
+        switch self {
+        case .running, .blocked, .paused, .shuttingDown, .suspendedToMemory: return true
+        case .shutOff, .crashed, .noState: return false
+        }
+    }
+}
+
+public struct NodeInfo: Sendable, Equatable {
+    public var cpus: Int
+    public var memoryKiB: UInt64
+    public var model: String
+    public var mhz: Int
+    public init(cpus: Int, memoryKiB: UInt64, model: String, mhz: Int) {
+        self.cpus = cpus
+        self.memoryKiB = memoryKiB
+        self.model = model
+        self.mhz = mhz
+    }
+}
+
+public struct DomainInfo: Sendable, Equatable {
+    public var name: String
+    public var uuid: String
+    public var state: DomainState
+    public var vcpus: Int
+    public var memoryKiB: UInt64        // current
+    public var maxMemoryKiB: UInt64
+    public var cpuTimeNs: UInt64
+    public var persistent: Bool
+    public init(name: String, uuid: String, state: DomainState, vcpus: Int, memoryKiB: UInt64,
+                maxMemoryKiB: UInt64, cpuTimeNs: UInt64, persistent: Bool) {
+        self.name = name
+        self.uuid = uuid
+        self.state = state
+        self.vcpus = vcpus
+        self.memoryKiB = memoryKiB
+        self.maxMemoryKiB = maxMemoryKiB
+        self.cpuTimeNs = cpuTimeNs
+        self.persistent = persistent
+    }
+}
+
+public struct DomainStats: Sendable, Equatable {
+    public var cpuTimeNs: UInt64
+    public var memoryKiB: UInt64
+    public var rxBytes: UInt64
+    public var txBytes: UInt64
+    public init(cpuTimeNs: UInt64, memoryKiB: UInt64, rxBytes: UInt64, txBytes: UInt64) {
+        self.cpuTimeNs = cpuTimeNs
+        self.memoryKiB = memoryKiB
+        self.rxBytes = rxBytes
+        self.txBytes = txBytes
+    }
+}
+
+public struct SnapshotInfo: Sendable, Equatable {
+    public var name: String
+    public var createdAt: Int64          // unix seconds, as libvirt records it
+    public var state: String             // the domain state captured
+    public var isCurrent: Bool
+    public init(name: String, createdAt: Int64, state: String, isCurrent: Bool) {
+        self.name = name
+        self.createdAt = createdAt
+        self.state = state
+        self.isCurrent = isCurrent
+    }
+}
+
+public struct StoragePoolInfo: Sendable, Equatable {
+    public var name: String
+    public var uuid: String
+    public var path: String
+    public var active: Bool
+    public var capacityBytes: UInt64
+    public var allocationBytes: UInt64
+    public init(name: String, uuid: String, path: String, active: Bool, capacityBytes: UInt64, allocationBytes: UInt64) {
+        self.name = name
+        self.uuid = uuid
+        self.path = path
+        self.active = active
+        self.capacityBytes = capacityBytes
+        self.allocationBytes = allocationBytes
+    }
+}
+
+public struct StorageVolumeInfo: Sendable, Equatable {
+    public var name: String
+    public var path: String
+    public var capacityBytes: UInt64
+    public var allocationBytes: UInt64
+    public init(name: String, path: String, capacityBytes: UInt64, allocationBytes: UInt64) {
+        self.name = name
+        self.path = path
+        self.capacityBytes = capacityBytes
+        self.allocationBytes = allocationBytes
+    }
+}
+
+/// A domain lifecycle event (libvirt's `VIR_DOMAIN_EVENT_*`).
+public struct DomainEvent: Sendable, Equatable {
+    public enum Kind: String, Sendable, Equatable {
+        case defined, undefined, started, suspended, resumed, stopped, shutdown, pmsuspended, crashed, other
+    }
+    public var domain: String
+    public var uuid: String
+    public var kind: Kind
+    public var detail: Int32
+    public init(domain: String, uuid: String, kind: Kind, detail: Int32) {
+        self.domain = domain
+        self.uuid = uuid
+        self.kind = kind
+        self.detail = detail
+    }
+}
+
+/// How a domain is looked up.
+public enum DomainRef: Sendable, Equatable, CustomStringConvertible {
+    case name(String)
+    case uuid(String)
+    public var description: String {
+        switch self {
+        case .name(let n): return n
+        case .uuid(let u): return u
+        }
+    }
+}

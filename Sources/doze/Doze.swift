@@ -1,0 +1,104 @@
+import ArgumentParser
+import ClusterNode
+import Foundation
+import Logging
+
+@main
+struct Doze: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doze",
+        abstract: "A cluster manager for virtual machines on libvirt/KVM.",
+        subcommands: [LocalControllerCommand.self])
+}
+
+/// Options every role shares.
+struct CommonOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (or LOG_LEVEL).")
+    var logLevel: String?
+
+    func bootstrapLogging() -> Logger {
+        let level = (logLevel ?? ProcessInfo.processInfo.environment["LOG_LEVEL"]).flatMap(Logger.Level.init(rawValue:)) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "doze")
+    }
+}
+
+/// Parses `HOST:PORT`.
+func parseListen(_ text: String) throws -> (String, Int) {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+        throw ValidationError("--listen must be HOST:PORT, got '\(text)'")
+    }
+    let host = String(text[..<colon])
+    guard !host.isEmpty else { throw ValidationError("--listen must name a host, got '\(text)'") }
+    return (host, port)
+}
+
+struct LocalControllerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lc",
+        abstract: "Run a local controller: manages the VMs of one hypervisor host.")
+
+    @Option(help: "Address of the HTTP API (port 0 picks a free port).")
+    var listen = "127.0.0.1:5003"
+
+    @Option(help: "libvirt URI: test:///ABSOLUTE/host.xml, test:///default, qemu:///system, qemu+tcp://HOST/system.")
+    var hypervisor: String
+
+    @Option(help: "Directory for the controller's state (configuration, metrics, test-host journal).")
+    var stateDir: String
+
+    @Option(help: "Directory that POST /vm?xmlName=FILE reads domain XML files from.")
+    var xmlDir: String?
+
+    @Option(help: "An extra directory VM disks, kernels and filesystems may use (repeatable).")
+    var diskDir: [String] = []
+
+    @Option(help: "Seconds between metrics samples.")
+    var sampleInterval: Double = 60
+
+    @Option(help: "Largest accepted request body, in bytes.")
+    var maxBodyBytes: Int = 1 << 20
+
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        _ = try parseListen(listen)
+        guard sampleInterval > 0 else { throw ValidationError("--sample-interval must be > 0") }
+        guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be > 0") }
+        if hypervisor.hasPrefix("test://"), hypervisor != "test:///default", !hypervisor.hasPrefix("test:///") {
+            throw ValidationError("a test-driver host file needs an absolute path: test:///ABSOLUTE/PATH.xml")
+        }
+    }
+
+    func run() async throws {
+        let log = common.bootstrapLogging()
+        let (host, port) = try parseListen(listen)
+        func absolute(_ path: String) -> String {
+            path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        }
+        var settings = LocalControllerSettings(hypervisorURI: hypervisor, stateDirectory: absolute(stateDir))
+        settings.host = host
+        settings.port = port
+        settings.xmlDirectory = xmlDir.map(absolute)
+        settings.diskDirectories = diskDir.map(absolute)
+        settings.sampleInterval = .milliseconds(Int64(sampleInterval * 1000))
+        settings.maxBodyBytes = maxBodyBytes
+        settings.logger = log
+        let stateDirectory = settings.stateDirectory
+        do {
+            try await LocalControllerRuntime.run(settings: settings) { host, port in
+                // A line for humans and scripts, and a file for tools that started us with port 0.
+                print("doze lc listening on http://\(host):\(port)")
+                fflush(nil)
+                try? "\(host):\(port)\n".write(toFile: stateDirectory + "/listen.addr", atomically: true, encoding: .utf8)
+            }
+        } catch {
+            log.critical("local controller stopped", metadata: ["error": "\(error)"])
+            throw ExitCode.failure
+        }
+    }
+}
