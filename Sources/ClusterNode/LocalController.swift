@@ -167,8 +167,9 @@ public actor LocalController: LocalControllerBackend {
         return record
     }
 
+    /// The hypervisor's message already says what was being done and carries libvirt's own words.
     static func map(_ error: HypervisorError, doing what: String) -> DozeError {
-        let message = "\(what): \(error.message)"
+        let message = error.code == .backend(-1) ? "\(what): \(error.message)" : error.message
         switch error.code {
         case .notFound: return DozeError(.notFound, message)
         case .alreadyExists: return DozeError(.conflict, message)

@@ -25,6 +25,7 @@ public struct DomainDescription: Sendable, Equatable {
 
     /// Parses a domain XML. Throws `.invalidSpec` with a message naming what is wrong.
     public init(xml: String) throws(HypervisorError) {
+        try Self.checkWellFormed(xml)
         let doc: XMLDocument
         do {
             doc = try XMLDocument(xmlString: xml, options: [])
@@ -87,6 +88,23 @@ public struct DomainDescription: Sendable, Equatable {
         self.hostPaths = paths
     }
 
+    /// `XMLDocument` on Linux recovers from broken input (`<domain` parses as a domain); `XMLParser` does not.
+    public static func checkWellFormed(_ xml: String) throws(HypervisorError) {
+        let parser = XMLParser(data: Data(xml.utf8))
+        parser.shouldResolveExternalEntities = false
+        let balance = ElementBalance()
+        parser.delegate = balance
+        let parsed = parser.parse()
+        if parsed && (balance.depth != 0 || balance.roots != 1) {
+            throw HypervisorError(.invalidSpec, "malformed XML: the document is truncated or has no single root element")
+        }
+        if !parsed {
+            let line = parser.lineNumber, column = parser.columnNumber
+            let reason = parser.parserError.map { Self.describe($0) } ?? "parse error"
+            throw HypervisorError(.invalidSpec, "malformed XML at line \(line), column \(column): \(reason)")
+        }
+    }
+
     static func kibibytes(_ amount: UInt64, unit: String) -> UInt64? {
         switch unit.lowercased() {
         case "b", "bytes": return (amount + 1023) / 1024
@@ -117,5 +135,19 @@ public struct DomainDescription: Sendable, Equatable {
         let ns = error as NSError
         if let detail = ns.userInfo[NSLocalizedDescriptionKey] as? String { return detail }
         return "\(ns.domain) error \(ns.code)"
+    }
+}
+
+/// Counts open elements: libxml2's push parser reports success for a document cut off mid-element.
+private final class ElementBalance: NSObject, XMLParserDelegate {
+    var depth = 0
+    var roots = 0
+    func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
+                qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]) {
+        if depth == 0 { roots += 1 }
+        depth += 1
+    }
+    func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
+        depth -= 1
     }
 }

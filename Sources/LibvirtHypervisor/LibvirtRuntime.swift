@@ -38,8 +38,9 @@ func lastError(_ what: String) -> HypervisorError {
     }
     defer { virResetLastError() }
     let code = error.pointee.code
-    let message = error.pointee.message.map { String(cString: $0) } ?? "\(what) failed"
-    return HypervisorError(mapCode(code), message)
+    // libvirt's own words, prefixed with what was being done ("Domain not found" alone names nothing).
+    let message = error.pointee.message.map { String(cString: $0) } ?? "failed"
+    return HypervisorError(mapCode(code), "\(what): \(message)")
 }
 
 func mapCode(_ code: Int32) -> HypervisorError.Code {
