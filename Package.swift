@@ -58,8 +58,10 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "ClusterTests", dependencies: [
-            "ClusterTestKit", "ClusterWire",
+            "ClusterTestKit", "ClusterWire", "ClusterCore",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
     ]
 )

@@ -472,7 +472,7 @@ extension LocalController {
     // MARK: Metrics sampling
 
     /// Reads the counters of every active VM and, from the second reading on, stores one sample.
-    func takeSample(monotonicSeconds: Double, wallTime: Double) async {
+    public func takeSample(monotonicSeconds: Double, wallTime: Double) async {
         var domains: [String: HostReading.DomainCounters] = [:]
         var memory: UInt64 = 0
         for record in vms.values where record.info.state.isActive {
