@@ -46,6 +46,8 @@ let package = Package(
             "ClusterWire", "Hypervisor", "LibvirtHypervisor",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .target(name: "ClusterTestKit", dependencies: [
             "ClusterCore", "Hypervisor",

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Doze needs to build and run, if any are missing. Sourced by run.sh and test.sh.
+# Usage: scripts/setup.sh [extra-package ...]
+set -euo pipefail
+
+packages=(libvirt-dev pkg-config libvirt0 curl "$@")
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6.1 or newer is needed)" >&2; exit 1; }
+pkg-config --exists libvirt || { echo "setup: pkg-config cannot find libvirt after installing libvirt-dev" >&2; exit 1; }
