@@ -1,0 +1,108 @@
+/// Time since this node started. Deadlines are kept in it; it is never compared across nodes.
+public typealias MonotonicTime = Duration
+
+/// A node's identity: a UUID string, stable across restarts of the same node (kept in its state directory).
+public typealias NodeID = String
+
+/// An election term. Every election produces a higher one; announcements of lower terms are ignored.
+public typealias Term = UInt64
+
+public enum NodeRole: String, Sendable, Codable, CaseIterable {
+    case bootstrap, groupManager = "gm", localController = "lc"
+}
+
+/// A host and port: HTTP control endpoints and UDP heartbeat endpoints alike.
+public struct Endpoint: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+    public var description: String { "\(host):\(port)" }
+
+    /// Parses `HOST:PORT`.
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (0...65535).contains(port), colon > text.startIndex
+        else { return nil }
+        self.init(host: String(text[..<colon]), port: port)
+    }
+}
+
+/// What a local controller (or, summed, a group manager) holds: Snooze's total / used / requested vectors
+/// `[vcpus, memory KiB, rx, tx]` and the VM count.
+public struct CapacitySummary: Sendable, Equatable, Codable {
+    public var total: ResourceVector
+    public var used: ResourceVector
+    public var requested: ResourceVector
+    public var vmCount: Int
+
+    public init(total: ResourceVector = .zero, used: ResourceVector = .zero, requested: ResourceVector = .zero, vmCount: Int = 0) {
+        self.total = total
+        self.used = used
+        self.requested = requested
+        self.vmCount = vmCount
+    }
+
+    public static func + (l: Self, r: Self) -> Self {
+        .init(total: l.total + r.total, used: l.used + r.used, requested: l.requested + r.requested, vmCount: l.vmCount + r.vmCount)
+    }
+
+    /// Free share of the scarcest dimension (vCPUs or memory), 0…1, for least-loaded choices.
+    public var freeFraction: Double {
+        func free(_ t: Double, _ u: Double) -> Double { t > 0 ? max(0, (t - u) / t) : 0 }
+        return min(free(total.vcpus, requested.vcpus), free(total.memoryKiB, requested.memoryKiB))
+    }
+}
+
+/// A local controller as the hierarchy knows it.
+public struct ControllerInfo: Sendable, Equatable, Codable {
+    public var id: NodeID
+    public var control: Endpoint
+    public var heartbeat: Endpoint
+    public var summary: CapacitySummary
+    public var vms: [String]
+    public init(id: NodeID, control: Endpoint, heartbeat: Endpoint, summary: CapacitySummary = .init(), vms: [String] = []) {
+        self.id = id
+        self.control = control
+        self.heartbeat = heartbeat
+        self.summary = summary
+        self.vms = vms
+    }
+}
+
+/// A group manager as the hierarchy knows it.
+public struct ManagerInfo: Sendable, Equatable, Codable {
+    public var id: NodeID
+    public var control: Endpoint
+    public var heartbeat: Endpoint
+    public init(id: NodeID, control: Endpoint, heartbeat: Endpoint) {
+        self.id = id
+        self.control = control
+        self.heartbeat = heartbeat
+    }
+}
+
+/// The elected group leader of one term.
+public struct LeaderInfo: Sendable, Equatable, Codable {
+    public var id: NodeID
+    public var term: Term
+    public var control: Endpoint
+    public var heartbeat: Endpoint
+    public init(id: NodeID, term: Term, control: Endpoint, heartbeat: Endpoint) {
+        self.id = id
+        self.term = term
+        self.control = control
+        self.heartbeat = heartbeat
+    }
+}
+
+/// Every heartbeat datagram's payload. Each kind travels one way:
+/// leader → everyone, manager → its controllers, controller → its manager, manager → leader.
+public enum HeartbeatMessage: Sendable, Equatable {
+    case leader(LeaderInfo)
+    case manager(ManagerInfo, leaderTerm: Term)
+    case controller(ControllerInfo, managerID: NodeID)
+    case managerSummary(ManagerInfo, term: Term, controllers: [ControllerInfo])
+}
