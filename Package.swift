@@ -15,12 +15,22 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.0"..<"5.0.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
     ],
     targets: [
         // Pure logic: no IO, no clocks; time is passed in.
         .target(name: "ClusterCore", dependencies: [.product(name: "Logging", package: "swift-log")]),
         // Wire shapes: Snooze-compatible DTOs and the host/VM API bodies.
-        .target(name: "ClusterWire", dependencies: ["ClusterCore"]),
+        .target(name: "ClusterWire", dependencies: ["ClusterCore", .product(name: "Crypto", package: "swift-crypto")]),
+        // Heartbeat datagrams (NIO UDP) and the HTTP client roles use to talk to each other.
+        .target(name: "ClusterTransport", dependencies: [
+            "ClusterCore", "ClusterWire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
         // The hypervisor protocol and its value types.
         .target(name: "Hypervisor", dependencies: ["ClusterCore"]),
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
@@ -31,11 +41,13 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .target(name: "ClusterNode", dependencies: [
-            "ClusterCore", "ClusterWire", "Hypervisor", "LibvirtHypervisor", "ClusterAPI",
+            "ClusterCore", "ClusterWire", "Hypervisor", "LibvirtHypervisor", "ClusterAPI", "ClusterTransport",
+            .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "doze", dependencies: [

@@ -168,8 +168,9 @@ extension LocalController {
         guard let walker = FileManager.default.enumerator(atPath: path) else { return 0 }
         var bytes: UInt64 = 0
         for case let name as String in walker {
-            var st = stat()
-            if lstat(path + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG { bytes += UInt64(st.st_blocks) * 512 }
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: path + "/" + name),
+                  attributes[.type] as? FileAttributeType == .typeRegular else { continue }
+            bytes += (attributes[.size] as? NSNumber)?.uint64Value ?? 0
         }
         let gib: UInt64 = 1 << 30
         return Int((bytes + gib - 1) / gib)

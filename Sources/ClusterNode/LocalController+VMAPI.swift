@@ -13,11 +13,11 @@ extension LocalController {
 
     public func createVM(xmlFile fileName: String) async throws(DozeError) -> VMSummary {
         let path = try allowedXMLFile(fileName)
-        var st = stat()
-        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              attributes[.type] as? FileAttributeType == .typeRegular else {
             throw DozeError(.notFound, "no XML file '\(fileName)' in the XML directory")
         }
-        guard Int(st.st_size) <= settings.maxBodyBytes else {
+        guard ((attributes[.size] as? NSNumber)?.intValue ?? 0) <= settings.maxBodyBytes else {
             throw DozeError(.payloadTooLarge, "XML file '\(fileName)' is larger than \(settings.maxBodyBytes) bytes")
         }
         guard let xml = try? String(contentsOfFile: path, encoding: .utf8) else {

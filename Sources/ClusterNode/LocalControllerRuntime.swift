@@ -26,7 +26,7 @@ public enum LocalControllerRuntime {
         return router
     }
 
-    static func makeServiceGroup(controller: LocalController, settings: LocalControllerSettings,
+    static func makeServiceGroup(controller: LocalController, settings: LocalControllerSettings, extraServices: [any Service] = [],
                                  onListening: @escaping @Sendable (String, Int) async -> Void) -> ServiceGroup {
         let log = settings.logger
         let app = Application(
@@ -44,8 +44,7 @@ public enum LocalControllerRuntime {
             services: [
                 .init(service: EventFollower(controller: controller)),
                 .init(service: MetricsSampler(controller: controller, interval: settings.sampleInterval)),
-                .init(service: app),
-            ],
+            ] + extraServices.map { .init(service: $0) } + [.init(service: app)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: log))
     }

@@ -8,7 +8,7 @@ struct Doze: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doze",
         abstract: "A cluster manager for virtual machines on libvirt/KVM.",
-        subcommands: [LocalControllerCommand.self])
+        subcommands: [LocalControllerCommand.self, GroupManagerCommand.self, BootstrapCommand.self])
 }
 
 /// Options every role shares.
@@ -64,6 +64,7 @@ struct LocalControllerCommand: AsyncParsableCommand {
     var maxBodyBytes: Int = 1 << 20
 
     @OptionGroup var common: CommonOptions
+    @OptionGroup var clusterOptions: ClusterOptions
 
     func validate() throws {
         _ = try parseListen(listen)
@@ -90,7 +91,8 @@ struct LocalControllerCommand: AsyncParsableCommand {
         settings.logger = log
         let stateDirectory = settings.stateDirectory
         do {
-            try await LocalControllerRuntime.run(settings: settings) { host, port in
+            let cluster = try clusterOptions.settings(required: false)
+            try await HierarchyRuntime.runLocalController(settings: settings, cluster: cluster) { host, port in
                 // A line for humans and scripts, and a file for tools that started us with port 0.
                 print("doze lc listening on http://\(host):\(port)")
                 fflush(nil)

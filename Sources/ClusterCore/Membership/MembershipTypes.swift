@@ -98,9 +98,27 @@ public struct LeaderInfo: Sendable, Equatable, Codable {
     }
 }
 
+/// Any node, as the bootstrap's registry knows it: where the leader sends its announcements.
+public struct MemberInfo: Sendable, Equatable, Codable {
+    public var id: NodeID
+    public var role: NodeRole
+    public var control: Endpoint
+    public var heartbeat: Endpoint
+    public init(id: NodeID, role: NodeRole, control: Endpoint, heartbeat: Endpoint) {
+        self.id = id
+        self.role = role
+        self.control = control
+        self.heartbeat = heartbeat
+    }
+}
+
 /// Every heartbeat datagram's payload. Each kind travels one way:
-/// leader → everyone, manager → its controllers, controller → its manager, manager → leader.
+/// leader → everyone, manager → its controllers, controller → its manager, manager → leader,
+/// every node → the bootstraps (hello: "I exist, here is my heartbeat address").
 public enum HeartbeatMessage: Sendable, Equatable {
+    /// `knownTerm`: the leader term the sender follows (0: none); a bootstrap that knows a newer leader relays
+    /// that leader's own signed announcement back.
+    case hello(MemberInfo, knownTerm: Term)
     case leader(LeaderInfo)
     case manager(ManagerInfo, leaderTerm: Term)
     case controller(ControllerInfo, managerID: NodeID)

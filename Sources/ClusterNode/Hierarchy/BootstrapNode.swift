@@ -1,0 +1,107 @@
+import ClusterAPI
+import ClusterCore
+import ClusterTransport
+import ClusterWire
+import Foundation
+import Logging
+import NIOHTTP1
+
+/// The stable entry point. It follows the leader's announcements (never an older term), relays the leader's
+/// own signed announcement to nodes whose hello shows they do not know it yet, and forwards reads to the leader.
+public actor BootstrapNode: BootstrapBackend {
+    public nonisolated let id: NodeID
+    let cluster: ClusterSettings
+    let link: HeartbeatLink
+    let peers = PeerClient(timeout: .seconds(3))
+    let log: Logger
+    private let clock = ContinuousClock()
+    private let started: ContinuousClock.Instant
+    private(set) var leader: LeaderInfo?
+    private var leaderHeard: MonotonicTime = .zero
+
+    init(id: NodeID, link: HeartbeatLink, cluster: ClusterSettings, logger: Logger) {
+        self.id = id
+        self.link = link
+        self.cluster = cluster
+        var log = logger
+        log[metadataKey: "doze/role"] = "bootstrap"
+        self.log = log
+        started = clock.now
+    }
+
+    var now: MonotonicTime { started.duration(to: clock.now) }
+
+    func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await message in self.link.messages() { await self.receive(message) }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    await self.tick()
+                    try? await Task.sleep(for: self.cluster.heartbeatInterval)
+                }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func tick() {
+        if let current = leader, now - leaderHeard > cluster.leaderTimeout {
+            log.warning("group leader silent; forgetting it", metadata: ["doze/leader": "\(current.id)", "doze/term": "\(current.term)"])
+            leader = nil
+        }
+    }
+
+    func receive(_ decoded: HeartbeatCodec.Decoded) async {
+        switch decoded.message {
+        case .leader(let announced):
+            if let current = leader, announced.term < current.term || (announced.term == current.term && announced.id != current.id) {
+                await link.count("staleTerm")
+                return
+            }
+            if leader?.id != announced.id || leader?.term != announced.term {
+                log.notice("following group leader", metadata: ["doze/leader": "\(announced.id)", "doze/term": "\(announced.term)",
+                                                                "doze/address": "\(announced.control)"])
+            }
+            leader = announced
+            leaderHeard = now
+        case .hello(let member, let knownTerm):
+            // The relayed datagram is the leader's own, signed by it: the bootstrap vouches for nothing.
+            if let current = leader, current.term > knownTerm, let raw = await link.lastLeaderDatagram, raw.term == current.term {
+                await link.sendRaw(raw.bytes, to: member.heartbeat)
+            }
+        default:
+            break
+        }
+    }
+
+    private func requireLeader() throws(DozeError) -> LeaderInfo {
+        guard let leader else { throw DozeError(.unavailable, "no group leader is known yet; the cluster is electing one") }
+        return leader
+    }
+
+    public func groupLeaderDescription() async -> GroupManagerDescription? {
+        guard let leader else { return nil }
+        return GroupManagerDescription(ManagerInfo(id: leader.id, control: leader.control, heartbeat: leader.heartbeat),
+                                       term: leader.term, isLeader: true)
+    }
+
+    public func completeHierarchy() async throws(DozeError) -> GroupLeaderRepositoryInformation {
+        try await forward("getGroupLeaderRepositoryInformation", method: .POST, body: "0", as: GroupLeaderRepositoryInformation.self)
+    }
+
+    public func localControllerList() async throws(DozeError) -> LocalControllerList {
+        try await forward("getLocalControllerList", method: .GET, body: nil, as: LocalControllerList.self)
+    }
+
+    private func forward<T: Decodable>(_ op: String, method: HTTPMethod, body: String?, as: T.Type) async throws(DozeError) -> T {
+        let target = try requireLeader()
+        do {
+            return try await peers.call(method, target.control, "/groupmanager?\(op)", body: body, as: T.self)
+        } catch {
+            throw DozeError(.unavailable, "the group leader at \(target.control) did not answer \(op): \(error)")
+        }
+    }
+}

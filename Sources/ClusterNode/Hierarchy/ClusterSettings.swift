@@ -1,0 +1,48 @@
+import ClusterCore
+import Foundation
+import Logging
+
+/// What every node of one cluster shares: the secret, the bootstraps, and the timing of heartbeats.
+public struct ClusterSettings: Sendable {
+    /// Heartbeats carry an HMAC over this secret; datagrams without a valid one are dropped.
+    public var secret: String
+    /// Bootstrap endpoints (HTTP and UDP on the same host:port).
+    public var bootstraps: [Endpoint] = []
+    public var heartbeatInterval: Duration = .milliseconds(250)
+    /// A local controller silent this long is dropped by its manager (issue: noticed within 2 s).
+    public var controllerTimeout: Duration = .milliseconds(1200)
+    /// A manager silent this long is left by its controllers (issue: re-joined within 3 s).
+    public var managerTimeout: Duration = .milliseconds(1200)
+    /// The leader drops a manager silent this long.
+    public var leaderManagerTimeout: Duration = .milliseconds(1500)
+    /// A leader silent this long is forgotten.
+    public var leaderTimeout: Duration = .milliseconds(2000)
+    /// Where the one-host election backend keeps its lock and term (shared by every manager on this host).
+    public var electionDirectory: String?
+    public var assignment: GroupLeaderState.AssignmentPolicy = .roundRobin
+    /// Multicast group to also listen on (e.g. Snooze's 225.4.5.6); unicast is always used.
+    public var multicastGroup: String?
+
+    public init(secret: String) {
+        self.secret = secret
+    }
+}
+
+/// Where a node keeps its identity between restarts: `STATE/node.json`.
+struct NodeIdentity: Codable {
+    var id: NodeID
+    var previousManager: NodeID?
+
+    static func load(stateDirectory: String) throws -> NodeIdentity {
+        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        let file = JSONFile<NodeIdentity>(path: stateDirectory + "/node.json")
+        if let identity = try file.load() { return identity }
+        let fresh = NodeIdentity(id: UUID().uuidString.lowercased())
+        try file.save(fresh)
+        return fresh
+    }
+
+    func save(stateDirectory: String) {
+        try? JSONFile<NodeIdentity>(path: stateDirectory + "/node.json").save(self)
+    }
+}

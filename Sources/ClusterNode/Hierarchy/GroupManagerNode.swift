@@ -1,0 +1,362 @@
+import ClusterAPI
+import ClusterCore
+import ClusterTransport
+import ClusterWire
+import Foundation
+import Logging
+import NIOHTTP1
+
+/// A group-manager process. It campaigns for leadership; while it leads it runs the group-leader logic
+/// (and, as in Snooze, manages no local controllers); otherwise it follows the leader and manages the local
+/// controllers the leader assigns to it. The logic lives in `GroupLeaderState` / `GroupManagerState`;
+/// this actor feeds them messages and ticks and carries out their directives.
+public actor GroupManagerNode: GroupManagerBackend {
+    enum Mode {
+        case manager(GroupManagerState)
+        case leader(GroupLeaderState)
+    }
+
+    public nonisolated let id: NodeID
+    private(set) var me: ManagerInfo
+    let cluster: ClusterSettings
+    let election: any LeaderElection
+    let link: HeartbeatLink
+    let peers = PeerClient(timeout: .seconds(1))
+    let log: Logger
+    private let clock = ContinuousClock()
+    private let started: ContinuousClock.Instant
+    private var mode: Mode
+    private var leadership: (any Leadership)?
+    /// VMs each managed controller reported when it joined.
+    private var controllerVMs: [NodeID: [VirtualMachineMetaData]] = [:]
+    private var controllerHypervisors: [NodeID: String] = [:]
+    private var joinInFlight = false
+
+    init(id: NodeID, control: Endpoint, link: HeartbeatLink, cluster: ClusterSettings, election: any LeaderElection, logger: Logger) {
+        self.id = id
+        self.me = ManagerInfo(id: id, control: control, heartbeat: link.channel.localEndpoint)
+        self.cluster = cluster
+        self.election = election
+        self.link = link
+        var log = logger
+        log[metadataKey: "doze/role"] = "gm"
+        log[metadataKey: "doze/node"] = "\(id)"
+        self.log = log
+        self.started = clock.now
+        self.mode = .manager(GroupManagerState(me: me, settings: Self.managerSettings(cluster)))
+    }
+
+    static func managerSettings(_ c: ClusterSettings) -> GroupManagerState.Settings {
+        var s = GroupManagerState.Settings()
+        s.controllerTimeout = c.controllerTimeout
+        s.leaderTimeout = c.leaderTimeout
+        return s
+    }
+
+    var now: MonotonicTime { started.duration(to: clock.now) }
+
+    public var isLeader: Bool {
+        if case .leader = mode { return true }
+        return false
+    }
+
+    // MARK: - Run
+
+    /// The HTTP port is known only once the server listens (port 0 picks one).
+    func setControl(_ endpoint: Endpoint) {
+        me.control = endpoint
+        if case .manager = mode { mode = .manager(GroupManagerState(me: me, settings: Self.managerSettings(cluster))) }
+    }
+
+    /// Campaigns, ticks and handles heartbeats until cancelled.
+    func run() async {
+        while me.control.port == 0 && !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.campaignLoop() }
+            group.addTask { await self.tickLoop() }
+            group.addTask {
+                for await message in self.link.messages() { await self.receive(message) }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        await leadership?.resign()
+    }
+
+    private func campaignLoop() async {
+        while !Task.isCancelled {
+            do {
+                let won = try await election.campaign(candidate: id)
+                becomeLeader(won)
+                await won.lost()
+                if Task.isCancelled { return }
+                stepDown(reason: "leadership lost")
+            } catch {
+                if Task.isCancelled { return }
+                log.warning("campaign failed, retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
+
+    private func becomeLeader(_ won: any Leadership) {
+        leadership = won
+        let info = LeaderInfo(id: id, term: won.term, control: me.control, heartbeat: me.heartbeat)
+        var settings = GroupLeaderState.Settings()
+        settings.managerTimeout = cluster.leaderManagerTimeout
+        settings.assignment = cluster.assignment
+        mode = .leader(GroupLeaderState(me: info, settings: settings))
+        controllerVMs = [:]
+        log.notice("elected group leader", metadata: ["doze/term": "\(won.term)"])
+        announce()
+    }
+
+    private func stepDown(reason: String) {
+        log.warning("stepping down", metadata: ["reason": "\(reason)"])
+        leadership = nil
+        mode = .manager(GroupManagerState(me: me, settings: Self.managerSettings(cluster)))
+    }
+
+    private func tickLoop() async {
+        while !Task.isCancelled {
+            tick()
+            try? await Task.sleep(for: cluster.heartbeatInterval)
+        }
+    }
+
+    private func tick() {
+        let now = self.now
+        switch mode {
+        case .leader(var state):
+            let directives = state.onTick(now: now)
+            mode = .leader(state)
+            for d in directives { apply(d) }
+            announce()
+        case .manager(var state):
+            let directives = state.onTick(now: now)
+            mode = .manager(state)
+            for d in directives { apply(d) }
+            heartbeat(state)
+        }
+    }
+
+    /// The leader's announcement: to the bootstraps (which relay it to newcomers), every manager and controller
+    /// it knows, and the multicast group when one is configured.
+    private func announce() {
+        guard case .leader(let state) = mode else { return }
+        var targets = Set(cluster.bootstraps)
+        for record in state.managers.values {
+            targets.insert(record.info.heartbeat)
+            for c in record.controllers { targets.insert(c.heartbeat) }
+        }
+        if let group = cluster.multicastGroup { targets.insert(Endpoint(host: group, port: me.heartbeat.port)) }
+        let message = HeartbeatMessage.leader(state.me)
+        Task { await link.send(message, to: targets) }
+    }
+
+    private func heartbeat(_ state: GroupManagerState) {
+        let hello = HeartbeatMessage.hello(MemberInfo(id: id, role: .groupManager, control: me.control, heartbeat: me.heartbeat),
+                                           knownTerm: state.leader?.term ?? 0)
+        let bootstraps = cluster.bootstraps
+        let leader = state.joinedLeader ? state.leader : nil
+        let controllers = state.controllerList
+        Task {
+            await link.send(hello, to: bootstraps)
+            if let leader {
+                await link.send(.managerSummary(me, term: leader.term, controllers: controllers), to: [leader.heartbeat])
+                await link.send(.manager(me, leaderTerm: leader.term), to: controllers.map(\.heartbeat))
+            } else if !controllers.isEmpty {
+                await link.send(.manager(me, leaderTerm: 0), to: controllers.map(\.heartbeat))
+            }
+        }
+    }
+
+    // MARK: - Messages
+
+    func receive(_ decoded: HeartbeatCodec.Decoded) {
+        let now = self.now
+        switch (mode, decoded.message) {
+        case (.manager(var state), .leader(let leader)):
+            let directives = state.onLeaderAnnouncement(leader, now: now)
+            mode = .manager(state)
+            for d in directives { apply(d) }
+        case (.manager(var state), .controller(let info, let managerID)) where managerID == id:
+            let directives = state.onController(info, now: now)
+            mode = .manager(state)
+            for d in directives { apply(d) }
+        case (.leader(var state), .managerSummary(let manager, let term, let controllers)):
+            let directives = state.onManagerSummary(manager, term: term, controllers: controllers, now: now)
+            mode = .leader(state)
+            for d in directives { apply(d) }
+        case (.leader(let state), .leader(let other)) where other.id != id:
+            // Only a stale leader can announce while we hold the term; a newer term means we are the stale one.
+            if other.term > state.me.term {
+                log.error("a leader of a newer term exists; stepping down", metadata: ["doze/term": "\(other.term)"])
+                Task { await leadership?.resign() }
+                stepDown(reason: "newer term \(other.term)")
+            } else {
+                Task { await link.count("staleTerm") }
+            }
+        default:
+            break   // not addressed to this role: a manager's own messages, hellos, controllers of others
+        }
+    }
+
+    private func apply(_ directive: GroupManagerState.Directive) {
+        switch directive {
+        case .joinLeader(let leader):
+            joinLeader(leader)
+        case .controllerDown(let c):
+            controllerVMs[c.id] = nil
+            log.warning("local controller down", metadata: ["doze/lc": "\(c.id)", "doze/address": "\(c.control)"])
+        case .controllerJoined(let c):
+            log.info("local controller joined", metadata: ["doze/lc": "\(c.id)", "doze/vms": "\(c.vms.count)"])
+        case .leaderLost(let l):
+            log.warning("group leader silent; waiting for an announcement", metadata: ["doze/leader": "\(l.id)", "doze/term": "\(l.term)"])
+        case .ignoredStaleTerm:
+            Task { await link.count("staleTerm") }
+        }
+    }
+
+    private func apply(_ directive: GroupLeaderState.Directive) {
+        switch directive {
+        case .managerJoined(let m):
+            log.info("group manager joined", metadata: ["doze/gm": "\(m.id)", "doze/address": "\(m.control)"])
+        case .managerDown(let m, let controllers):
+            log.warning("group manager down; its controllers re-join elsewhere",
+                        metadata: ["doze/gm": "\(m.id)", "doze/lcs": "\(controllers.count)"])
+        case .controllerDown(let c, let managerID):
+            log.warning("local controller down", metadata: ["doze/lc": "\(c.id)", "doze/gm": "\(managerID)"])
+        case .ignoredStaleTerm:
+            Task { await link.count("staleTerm") }
+        }
+    }
+
+    private func joinLeader(_ leader: LeaderInfo) {
+        guard !joinInFlight, case .manager(let state) = mode else { return }
+        joinInFlight = true
+        let request = JoinLeaderRequest(manager: me, term: leader.term, controllers: state.controllerList)
+        Task {
+            let ok: Bool
+            do {
+                _ = try await peers.call(.POST, leader.control, "/groupmanager?joinGroupLeader", body: request, as: String.self)
+                ok = true
+            } catch {
+                log.warning("joining the group leader failed", metadata: ["error": "\(error)"])
+                ok = false
+            }
+            joined(leader, ok: ok)
+        }
+    }
+
+    private func joined(_ leader: LeaderInfo, ok: Bool) {
+        joinInFlight = false
+        guard case .manager(var state) = mode else { return }
+        if ok {
+            state.onJoinedLeader(leader)
+            log.info("joined the group leader", metadata: ["doze/leader": "\(leader.id)", "doze/term": "\(leader.term)"])
+        } else {
+            state.onJoinLeaderFailed()
+        }
+        mode = .manager(state)
+    }
+
+    // MARK: - HTTP (GroupManagerBackend)
+
+    private func leaderState() throws(DozeError) -> GroupLeaderState {
+        guard case .leader(let state) = mode else {
+            var hint = ""
+            if case .manager(let m) = mode, let l = m.leader { hint = "; the leader is \(l.id) at \(l.control)" }
+            throw DozeError(.conflict, "this group manager is not the group leader\(hint)")
+        }
+        return state
+    }
+
+    private func managerState() throws(DozeError) -> GroupManagerState {
+        guard case .manager(let state) = mode else {
+            throw DozeError(.conflict, "this node is the group leader; it manages no local controllers")
+        }
+        return state
+    }
+
+    public func joinGroupLeader(_ request: JoinLeaderRequest) async throws(DozeError) {
+        var state = try leaderState()
+        guard request.term == state.me.term else {
+            throw DozeError(.conflict, "join for term \(request.term), but this leader holds term \(state.me.term)")
+        }
+        let directives = state.onManagerJoin(request.manager, controllers: request.controllers, now: now)
+        mode = .leader(state)
+        for d in directives { apply(d) }
+        announce()
+    }
+
+    public func assignLocalController(_ request: AssignRequest) async throws(DozeError) -> AssignedGroupManager {
+        var state = try leaderState()
+        guard let manager = state.assign(request.controller, previous: request.previousManager, avoid: request.avoidManager) else {
+            throw DozeError(.unavailable, "no group manager has joined the leader yet")
+        }
+        mode = .leader(state)
+        return AssignedGroupManager(localControllerId: request.controller.id,
+                                    groupManager: GroupManagerDescription(manager, term: state.me.term, isLeader: false))
+    }
+
+    public func localControllerList() async throws(DozeError) -> LocalControllerList {
+        let state = try leaderState()
+        return LocalControllerList(localControllers: state.managers.values.flatMap { record in
+            record.controllers.map { LocalControllerDescription($0, manager: record.info) }
+        }.sorted { $0.id < $1.id })
+    }
+
+    public func groupLeaderRepository() async throws(DozeError) -> GroupLeaderRepositoryInformation {
+        let state = try leaderState()
+        let stamp = Int64(Date().timeIntervalSince1970 * 1000)
+        let managers = state.managers.values.sorted { $0.info.id < $1.info.id }.map { record in
+            GroupManagerDescription(record.info, term: state.me.term, isLeader: false,
+                                    controllers: record.controllers.map { LocalControllerDescription($0, manager: record.info) },
+                                    summary: record.summary, timeStamp: stamp)
+        }
+        return GroupLeaderRepositoryInformation(groupManagerDescriptions: managers, groupLeader: await selfDescription())
+    }
+
+    public func groupManagerDescription(id: String) async throws(DozeError) -> GroupManagerDescription {
+        let state = try leaderState()
+        if id == self.id { return await selfDescription() }
+        guard let record = state.managers[id] else { throw DozeError(.notFound, "unknown group manager '\(id)'") }
+        return GroupManagerDescription(record.info, term: state.me.term, isLeader: false,
+                                       controllers: record.controllers.map { LocalControllerDescription($0, manager: record.info) },
+                                       summary: record.summary, timeStamp: Int64(Date().timeIntervalSince1970 * 1000))
+    }
+
+    public func joinGroupManager(_ request: JoinManagerRequest) async throws(DozeError) {
+        var state = try managerState()
+        let directives = state.onController(request.controller, now: now)
+        mode = .manager(state)
+        controllerVMs[request.controller.id] = request.virtualMachines
+        controllerHypervisors[request.controller.id] = request.hypervisorURI
+        for d in directives { apply(d) }
+    }
+
+    func describe(_ c: ControllerInfo) -> LocalControllerDescription {
+        LocalControllerDescription(c, manager: me, hypervisorURI: controllerHypervisors[c.id], virtualMachines: controllerVMs[c.id] ?? [])
+    }
+
+    public func groupManagerRepository() async throws(DozeError) -> GroupManagerRepositoryInformation {
+        GroupManagerRepositoryInformation(localControllerDescriptions: try managerState().controllerList.map(describe))
+    }
+
+    public func localControllerDescription(id: String) async throws(DozeError) -> LocalControllerDescription {
+        guard let c = try managerState().controllers[id] else { throw DozeError(.notFound, "unknown local controller '\(id)'") }
+        return describe(c)
+    }
+
+    public func selfDescription() async -> GroupManagerDescription {
+        switch mode {
+        case .leader(let state):
+            return GroupManagerDescription(me, term: state.me.term, isLeader: true)
+        case .manager(let state):
+            return GroupManagerDescription(me, term: state.leader?.term ?? 0, isLeader: false,
+                                           controllers: state.controllerList.map(describe), summary: state.summary,
+                                           timeStamp: Int64(Date().timeIntervalSince1970 * 1000))
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import ClusterCore
+import ClusterTransport
+import ClusterWire
+import Foundation
+import Logging
+
+/// A node's heartbeat socket: signs and stamps what it sends; verifies, de-duplicates and counts what it drops.
+actor HeartbeatLink {
+    nonisolated let me: NodeID
+    nonisolated let channel: UDPChannel
+    private let codec: HeartbeatCodec
+    /// Process start time in ns: a restarted node's stamps are newer than anything it sent before.
+    private let incarnation = UInt64(Date().timeIntervalSince1970 * 1e9)
+    private var sequence: UInt64 = 0
+    private var replay = ReplayGuard()
+    private(set) var dropped: [String: Int] = [:]
+    private(set) var sent = 0
+    private(set) var accepted = 0
+    /// The raw bytes of the last accepted leader announcement (bootstraps relay them verbatim).
+    private(set) var lastLeaderDatagram: (term: Term, bytes: [UInt8])?
+
+    init(me: NodeID, channel: UDPChannel, secret: String) {
+        self.me = me
+        self.channel = channel
+        self.codec = HeartbeatCodec(secret: secret)
+    }
+
+    func send(_ message: HeartbeatMessage, to endpoints: some Sequence<Endpoint>) {
+        sequence += 1
+        guard let bytes = try? codec.encode(message, sender: me, stamp: .init(incarnation: incarnation, sequence: sequence)) else { return }
+        for endpoint in endpoints {
+            channel.send(bytes, to: endpoint)
+            sent += 1
+        }
+    }
+
+    func sendRaw(_ bytes: [UInt8], to endpoint: Endpoint) {
+        channel.send(bytes, to: endpoint)
+        sent += 1
+    }
+
+    func count(_ reason: String) { dropped[reason, default: 0] += 1 }
+
+    /// Verifies one datagram; nil (and a count) when it is dropped.
+    func accept(_ bytes: [UInt8]) -> HeartbeatCodec.Decoded? {
+        switch codec.decode(bytes) {
+        case .failure(let reason):
+            count(reason.rawValue)
+            return nil
+        case .success(let decoded):
+            guard decoded.sender != me else { return nil }   // our own multicast echo
+            guard replay.accept(decoded.stamp, from: decoded.sender) else {
+                count("replayed")
+                return nil
+            }
+            accepted += 1
+            if case .leader(let l) = decoded.message, l.term >= (lastLeaderDatagram?.term ?? 0) {
+                lastLeaderDatagram = (l.term, bytes)
+            }
+            return decoded
+        }
+    }
+
+    /// Accepted messages, in arrival order, until the socket closes.
+    nonisolated func messages() -> AsyncStream<HeartbeatCodec.Decoded> {
+        AsyncStream { continuation in
+            let task = Task {
+                for await datagram in channel.incoming {
+                    if let decoded = await accept(datagram.bytes) { continuation.yield(decoded) }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    var statistics: [String: Int] {
+        var s = dropped.mapKeys { "dropped_\($0)" }
+        s["sent"] = sent
+        s["accepted"] = accepted
+        return s
+    }
+}
+
+extension Dictionary {
+    func mapKeys<K: Hashable>(_ transform: (Key) -> K) -> [K: Value] {
+        Dictionary<K, Value>(uniqueKeysWithValues: map { (transform($0.key), $0.value) })
+    }
+}

@@ -1,0 +1,115 @@
+import ClusterAPI
+import ClusterCore
+import ClusterTransport
+import ClusterWire
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
+
+/// Where a node listens: HTTP (TCP) and heartbeats (UDP) on the same host and, when fixed, the same port.
+public struct ListenAddress: Sendable {
+    public var host: String
+    public var port: Int
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+}
+
+/// A `Service` around an async body, for the ServiceGroup.
+struct TaskService: Service {
+    let body: @Sendable () async -> Void
+    func run() async throws { await cancelWhenGracefulShutdown { await body() } }
+}
+
+/// Builds one `ServiceGroup` per node role.
+public enum HierarchyRuntime {
+    static func bindHeartbeats(_ listen: ListenAddress, cluster: ClusterSettings) async throws -> UDPChannel {
+        do {
+            return try await UDPChannel.bind(host: listen.host, port: listen.port, multicastGroup: cluster.multicastGroup)
+        } catch where listen.port != 0 {
+            throw error
+        }
+    }
+
+    static func group(services: [any Service], logger: Logger) -> ServiceGroup {
+        ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
+                                          gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+    }
+
+    static func application(router: Router<BasicRequestContext>, listen: ListenAddress, name: String, logger: Logger,
+                            onListening: @escaping @Sendable (Endpoint) async -> Void) -> some Service {
+        Application(router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: name),
+                    onServerRunning: { channel in
+                        await onListening(Endpoint(host: listen.host, port: channel.localAddress?.port ?? listen.port))
+                    }, logger: logger)
+    }
+
+    /// `doze bootstrap`.
+    public static func runBootstrap(listen: ListenAddress, stateDirectory: String, cluster: ClusterSettings, logger: Logger,
+                                    onListening: @escaping @Sendable (Endpoint) async -> Void = { _ in }) async throws {
+        let identity = try NodeIdentity.load(stateDirectory: stateDirectory)
+        let channel = try await bindHeartbeats(listen, cluster: cluster)
+        let link = HeartbeatLink(me: identity.id, channel: channel, secret: cluster.secret)
+        let node = BootstrapNode(id: identity.id, link: link, cluster: cluster, logger: logger)
+        let router = Router()
+        router.get("/health") { _, _ in HTTPReply.text("ok") }
+        BootstrapRoutes(backend: node).register(on: router)
+        let app = application(router: router, listen: listen, name: "doze-bootstrap", logger: logger) { endpoint in
+            logger.info("bootstrap listening", metadata: ["doze/address": "\(endpoint)", "doze/heartbeat": "\(channel.localEndpoint)"])
+            await onListening(endpoint)
+        }
+        try await group(services: [TaskService { await node.run() }, app], logger: logger).run()
+        await channel.close()
+    }
+
+    /// `doze gm`.
+    public static func runGroupManager(listen: ListenAddress, stateDirectory: String, cluster: ClusterSettings,
+                                       election: any LeaderElection, logger: Logger,
+                                       onListening: @escaping @Sendable (Endpoint) async -> Void = { _ in }) async throws {
+        let identity = try NodeIdentity.load(stateDirectory: stateDirectory)
+        let channel = try await bindHeartbeats(listen, cluster: cluster)
+        let link = HeartbeatLink(me: identity.id, channel: channel, secret: cluster.secret)
+        let node = GroupManagerNode(id: identity.id, control: Endpoint(host: listen.host, port: listen.port), link: link,
+                                    cluster: cluster, election: election, logger: logger)
+        let router = Router()
+        router.get("/health") { _, _ in HTTPReply.text("ok") }
+        GroupManagerRoutes(backend: node).register(on: router)
+        let app = application(router: router, listen: listen, name: "doze-gm", logger: logger) { endpoint in
+            await node.setControl(endpoint)
+            logger.info("group manager listening", metadata: ["doze/address": "\(endpoint)", "doze/id": "\(identity.id)"])
+            await onListening(endpoint)
+        }
+        try await group(services: [TaskService { await node.run() }, app], logger: logger).run()
+        await channel.close()
+    }
+
+    /// `doze lc` inside a cluster: the local controller plus its membership agent.
+    public static func runLocalController(settings: LocalControllerSettings, cluster: ClusterSettings?,
+                                          onListening: @escaping @Sendable (String, Int) async -> Void = { _, _ in }) async throws {
+        let controller = try await LocalController.start(settings: settings)
+        var agent: ControllerAgent?
+        var channel: UDPChannel?
+        if let cluster {
+            let udp = try await bindHeartbeats(ListenAddress(host: settings.host, port: settings.port), cluster: cluster)
+            channel = udp
+            let identity = try NodeIdentity.load(stateDirectory: settings.stateDirectory + "/membership")
+            agent = ControllerAgent(controller: controller, link: HeartbeatLink(me: controller.id, channel: udp, secret: cluster.secret),
+                                    cluster: cluster, stateDirectory: settings.stateDirectory + "/membership",
+                                    previousManager: identity.previousManager, logger: settings.logger)
+        }
+        let member = agent
+        let group = LocalControllerRuntime.makeServiceGroup(
+            controller: controller, settings: settings,
+            extraServices: member.map { a in [TaskService { await a.run() }] } ?? []
+        ) { host, port in
+            await member?.setControl(Endpoint(host: host, port: port))
+            await onListening(host, port)
+        }
+        try await group.run()
+        await channel?.close()
+    }
+}

@@ -1,0 +1,64 @@
+import AsyncHTTPClient
+import ClusterCore
+import ClusterWire
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// JSON over HTTP/1.1 keep-alive between roles (pooled connections per peer).
+public struct PeerClient: Sendable {
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var endpoint: Endpoint
+        public var status: Int?
+        public var message: String
+        public var description: String { "\(endpoint): \(status.map { "HTTP \($0): " } ?? "")\(message)" }
+    }
+
+    let http: HTTPClient
+    public var timeout: Duration
+
+    public init(timeout: Duration = .seconds(2), http: HTTPClient = .shared) {
+        self.http = http
+        self.timeout = timeout
+    }
+
+    /// Sends `body` (JSON, or raw text for a `String`) and returns status and body.
+    public func send(_ method: HTTPMethod, _ endpoint: Endpoint, _ path: String, body: (some Encodable & Sendable)? = nil as String?,
+                     timeout: Duration? = nil) async throws -> (status: Int, body: ByteBuffer) {
+        var request = HTTPClientRequest(url: "http://\(endpoint.host):\(endpoint.port)\(path)")
+        request.method = method
+        if let body {
+            let bytes: Data
+            if let text = body as? String { bytes = Data(text.utf8) } else { bytes = try WireCoding.encoder().encode(body) }
+            request.body = .bytes(ByteBuffer(bytes: bytes))
+            request.headers.add(name: "Content-Type", value: body is String ? "text/plain" : "application/json")
+        }
+        let limit = timeout ?? self.timeout
+        do {
+            let response = try await http.execute(request, timeout: .nanoseconds(Int64(limit.components.seconds) * 1_000_000_000
+                                                                                     + limit.components.attoseconds / 1_000_000_000))
+            let bytes = try await response.body.collect(upTo: 64 << 20)
+            return (Int(response.status.code), bytes)
+        } catch let error as Failure {
+            throw error
+        } catch {
+            throw Failure(endpoint: endpoint, status: nil, message: "\(error)")
+        }
+    }
+
+    /// Sends and decodes a JSON answer; any non-2xx status is a `Failure` carrying the peer's message.
+    public func call<Reply: Decodable>(_ method: HTTPMethod, _ endpoint: Endpoint, _ path: String,
+                                       body: (some Encodable & Sendable)? = nil as String?, as: Reply.Type,
+                                       timeout: Duration? = nil) async throws -> Reply {
+        let (status, bytes) = try await send(method, endpoint, path, body: body, timeout: timeout)
+        guard (200..<300).contains(status) else {
+            throw Failure(endpoint: endpoint, status: status, message: String(buffer: bytes))
+        }
+        if Reply.self == String.self { return String(buffer: bytes) as! Reply }
+        do {
+            return try WireCoding.decoder().decode(Reply.self, from: Data(bytes.readableBytesView))
+        } catch {
+            throw Failure(endpoint: endpoint, status: status, message: "undecodable answer: \(error)")
+        }
+    }
+}

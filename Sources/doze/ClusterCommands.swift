@@ -1,0 +1,146 @@
+import ArgumentParser
+import ClusterCore
+import ClusterNode
+import Foundation
+import Logging
+
+/// Options every member of a cluster shares (map to `ClusterSettings` here and nowhere else).
+struct ClusterOptions: ParsableArguments {
+    @Option(name: .customLong("bootstrap"), help: "A bootstrap's HOST:PORT (repeatable). With none, `doze lc` runs standalone.")
+    var bootstraps: [String] = []
+
+    @Option(help: "Cluster secret that authenticates heartbeats (or DOZE_SECRET).")
+    var secret: String?
+
+    @Option(help: "File holding the cluster secret.")
+    var secretFile: String?
+
+    @Option(help: "Milliseconds between heartbeats.")
+    var heartbeatIntervalMs: Int = 250
+
+    @Option(help: "Milliseconds of silence after which a local controller is dropped by its manager.")
+    var controllerTimeoutMs: Int = 1200
+
+    @Option(help: "Milliseconds of silence after which a local controller leaves its group manager.")
+    var managerTimeoutMs: Int = 1200
+
+    @Option(help: "Milliseconds of silence after which the leader drops a group manager.")
+    var leaderManagerTimeoutMs: Int = 1500
+
+    @Option(help: "Milliseconds of silence after which a leader is forgotten.")
+    var leaderTimeoutMs: Int = 2000
+
+    @Option(help: "Also listen on this multicast group (e.g. 225.4.5.6).")
+    var multicastGroup: String?
+
+    func secretValue() throws -> String? {
+        if let secret { return secret }
+        if let secretFile {
+            guard let text = try? String(contentsOfFile: secretFile, encoding: .utf8) else {
+                throw ValidationError("cannot read --secret-file \(secretFile)")
+            }
+            return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return ProcessInfo.processInfo.environment["DOZE_SECRET"]
+    }
+
+    /// nil when no bootstrap is given and the role may run alone.
+    func settings(required: Bool) throws -> ClusterSettings? {
+        if bootstraps.isEmpty && !required { return nil }
+        guard let secret = try secretValue(), !secret.isEmpty else {
+            throw ValidationError("a cluster needs a secret: --secret, --secret-file or DOZE_SECRET")
+        }
+        var s = ClusterSettings(secret: secret)
+        s.bootstraps = try bootstraps.map { text in
+            guard let e = Endpoint(text) else { throw ValidationError("--bootstrap must be HOST:PORT, got '\(text)'") }
+            return e
+        }
+        for (name, value) in [("heartbeat-interval-ms", heartbeatIntervalMs), ("controller-timeout-ms", controllerTimeoutMs),
+                              ("manager-timeout-ms", managerTimeoutMs), ("leader-timeout-ms", leaderTimeoutMs),
+                              ("leader-manager-timeout-ms", leaderManagerTimeoutMs)] where value <= 0 {
+            throw ValidationError("--\(name) must be > 0")
+        }
+        s.heartbeatInterval = .milliseconds(heartbeatIntervalMs)
+        s.controllerTimeout = .milliseconds(controllerTimeoutMs)
+        s.managerTimeout = .milliseconds(managerTimeoutMs)
+        s.leaderManagerTimeout = .milliseconds(leaderManagerTimeoutMs)
+        s.leaderTimeout = .milliseconds(leaderTimeoutMs)
+        s.multicastGroup = multicastGroup
+        return s
+    }
+}
+
+func absolutePath(_ path: String) -> String {
+    path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+}
+
+/// Writes `STATE/listen.addr` and prints the address, for scripts that started the node with port 0.
+func announceListening(role: String, endpoint: Endpoint, stateDirectory: String) {
+    print("doze \(role) listening on http://\(endpoint)")
+    fflush(nil)
+    try? "\(endpoint)\n".write(toFile: stateDirectory + "/listen.addr", atomically: true, encoding: .utf8)
+}
+
+struct GroupManagerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gm", abstract: "Run a group manager: campaigns for group leader, else manages local controllers.")
+
+    @Option(help: "HTTP and heartbeat address (TCP and UDP, same port).")
+    var listen = "127.0.0.1:5001"
+
+    @Option(help: "Directory for this node's identity.")
+    var stateDir: String
+
+    @Option(help: "Shared directory of the one-host election backend (the same for every group manager).")
+    var electionDir: String
+
+    @Option(help: "How the leader places joining local controllers: round-robin or least-loaded.")
+    var assignment = "round-robin"
+
+    @OptionGroup var clusterOptions: ClusterOptions
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        _ = try parseListen(listen)
+        guard GroupLeaderState.AssignmentPolicy(rawValue: assignment) != nil else {
+            throw ValidationError("--assignment must be round-robin or least-loaded")
+        }
+    }
+
+    func run() async throws {
+        let log = common.bootstrapLogging()
+        let (host, port) = try parseListen(listen)
+        guard var cluster = try clusterOptions.settings(required: true) else { return }
+        cluster.assignment = GroupLeaderState.AssignmentPolicy(rawValue: assignment)!
+        let state = absolutePath(stateDir)
+        try await HierarchyRuntime.runGroupManager(
+            listen: ListenAddress(host: host, port: port), stateDirectory: state, cluster: cluster,
+            election: FlockElection(directory: absolutePath(electionDir)), logger: log
+        ) { endpoint in announceListening(role: "gm", endpoint: endpoint, stateDirectory: state) }
+    }
+}
+
+struct BootstrapCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bootstrap", abstract: "Run a bootstrap: the stable entry point that follows the group leader.")
+
+    @Option(help: "HTTP and heartbeat address (TCP and UDP, same port).")
+    var listen = "127.0.0.1:5000"
+
+    @Option(help: "Directory for this node's identity.")
+    var stateDir: String
+
+    @OptionGroup var clusterOptions: ClusterOptions
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let log = common.bootstrapLogging()
+        let (host, port) = try parseListen(listen)
+        guard let cluster = try clusterOptions.settings(required: true) else { return }
+        let state = absolutePath(stateDir)
+        try await HierarchyRuntime.runBootstrap(listen: ListenAddress(host: host, port: port), stateDirectory: state,
+                                                cluster: cluster, logger: log) { endpoint in
+            announceListening(role: "bootstrap", endpoint: endpoint, stateDirectory: state)
+        }
+    }
+}
