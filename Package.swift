@@ -51,7 +51,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "doze", dependencies: [
-            "ClusterNode",
+            "ClusterNode", "ClusterCore", "ClusterWire", "ClusterTransport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "DozeBench", dependencies: [

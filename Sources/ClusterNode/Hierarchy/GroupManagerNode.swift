@@ -31,6 +31,7 @@ public actor GroupManagerNode: GroupManagerBackend {
     private var controllerVMs: [NodeID: [VirtualMachineMetaData]] = [:]
     private var controllerHypervisors: [NodeID: String] = [:]
     private var joinInFlight = false
+    private var electedAt: MonotonicTime = .zero
 
     init(id: NodeID, control: Endpoint, link: HeartbeatLink, cluster: ClusterSettings, election: any LeaderElection, logger: Logger) {
         self.id = id
@@ -106,6 +107,7 @@ public actor GroupManagerNode: GroupManagerBackend {
         settings.managerTimeout = cluster.leaderManagerTimeout
         settings.assignment = cluster.assignment
         mode = .leader(GroupLeaderState(me: info, settings: settings))
+        electedAt = now
         controllerVMs = [:]
         log.notice("elected group leader", metadata: ["doze/term": "\(won.term)"])
         announce()
@@ -292,6 +294,11 @@ public actor GroupManagerNode: GroupManagerBackend {
 
     public func assignLocalController(_ request: AssignRequest) async throws(DozeError) -> AssignedGroupManager {
         var state = try leaderState()
+        // Managers join on the first announcement; assigning before they could would pile every controller
+        // onto whichever manager answered first.
+        guard now - electedAt >= cluster.heartbeatInterval * 2 else {
+            throw DozeError(.unavailable, "the leader was just elected; group managers are still joining")
+        }
         guard let manager = state.assign(request.controller, previous: request.previousManager, avoid: request.avoidManager) else {
             throw DozeError(.unavailable, "no group manager has joined the leader yet")
         }

@@ -1,0 +1,76 @@
+import ClusterCore
+import Foundation
+import Yams
+
+/// A cluster description to launch on this machine (`topology/*.yaml`; documented in the README).
+public struct Topology: Sendable, Codable {
+    public struct Heartbeat: Sendable, Codable {
+        public var intervalMs: Int?
+        public var controllerTimeoutMs: Int?
+        public var managerTimeoutMs: Int?
+        public var leaderManagerTimeoutMs: Int?
+        public var leaderTimeoutMs: Int?
+        enum CodingKeys: String, CodingKey {
+            case intervalMs = "interval_ms", controllerTimeoutMs = "controller_timeout_ms", managerTimeoutMs = "manager_timeout_ms"
+            case leaderManagerTimeoutMs = "leader_manager_timeout_ms", leaderTimeoutMs = "leader_timeout_ms"
+        }
+    }
+    public struct Node: Sendable, Codable {
+        public var name: String?
+        public var listen: String
+        /// Local controllers: a libvirt URI, or `host:` a test-driver host file relative to the topology file.
+        public var hypervisor: String?
+        public var host: String?
+    }
+
+    public var name: String
+    public var secret: String?
+    public var secretFile: String?
+    public var runDir: String?
+    public var assignment: String?
+    public var multicastGroup: String?
+    public var heartbeat: Heartbeat?
+    public var bootstrap: [Node]
+    public var managers: [Node]
+    public var controllers: [Node]
+
+    enum CodingKeys: String, CodingKey {
+        case name, secret, secretFile = "secret_file", runDir = "run_dir", assignment, multicastGroup = "multicast_group"
+        case heartbeat, bootstrap, managers, controllers
+    }
+
+    /// Loads and checks a topology file; errors name the file and the problem.
+    public static func load(_ path: String) throws -> (Topology, directory: String) {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw LauncherError("cannot read topology file \(path)")
+        }
+        let topology: Topology
+        do { topology = try YAMLDecoder().decode(Topology.self, from: text) } catch {
+            throw LauncherError("\(path): \(error)")
+        }
+        try topology.validate(path)
+        return (topology, URL(fileURLWithPath: path).deletingLastPathComponent().path)
+    }
+
+    func validate(_ path: String) throws {
+        guard !bootstrap.isEmpty else { throw LauncherError("\(path): at least one bootstrap is needed") }
+        guard !managers.isEmpty else { throw LauncherError("\(path): at least one group manager is needed") }
+        var seen = Set<String>()
+        for node in bootstrap + managers + controllers {
+            guard Endpoint(node.listen) != nil else { throw LauncherError("\(path): listen must be HOST:PORT, got '\(node.listen)'") }
+            guard seen.insert(node.listen).inserted else { throw LauncherError("\(path): two nodes listen on \(node.listen)") }
+        }
+        for c in controllers where c.hypervisor == nil && c.host == nil {
+            throw LauncherError("\(path): controller \(c.listen) needs `hypervisor:` (a libvirt URI) or `host:` (a test-driver host file)")
+        }
+        if let assignment, GroupLeaderState.AssignmentPolicy(rawValue: assignment) == nil {
+            throw LauncherError("\(path): assignment must be round-robin or least-loaded")
+        }
+        guard secret != nil || secretFile != nil else { throw LauncherError("\(path): give `secret:` or `secret_file:`") }
+    }
+}
+
+public struct LauncherError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,133 @@
+import ArgumentParser
+import ClusterCore
+import ClusterNode
+import ClusterTransport
+import ClusterWire
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// This executable's own path, to start the nodes of a topology with the same binary.
+func selfExecutable() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}
+
+struct ClusterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster", abstract: "Start or stop every node of a topology file on this machine.",
+        subcommands: [Up.self, Down.self])
+
+    struct Up: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start every node of TOPOLOGY as its own process.")
+
+        @Argument(help: "Topology file, e.g. topology/local.yaml.")
+        var topology: String
+
+        @Option(help: "Run directory for logs, pids and node state (default: the file's run_dir, else .state/cluster-NAME).")
+        var runDir: String?
+
+        @Flag(help: "Return once every node answers, leaving them running (stop with `doze cluster down`).")
+        var detach = false
+
+        func run() async throws {
+            let launcher: ClusterLauncher
+            do { launcher = try ClusterLauncher(topologyFile: topology, runDirectory: runDir, binary: selfExecutable()) } catch {
+                throw ValidationError("\(error)")
+            }
+            let nodes: [ClusterLauncher.Launched]
+            do { nodes = try await launcher.up() } catch {
+                print("cluster up failed: \(error)")
+                throw ExitCode.failure
+            }
+            print("cluster '\(launcher.topology.name)' is up (run directory \(launcher.runDirectory))")
+            print(pad("NAME", 14) + pad("ROLE", 11) + pad("ADDRESS", 18) + pad("PID", 9) + "LOG")
+            for n in nodes {
+                print(pad(n.name, 14) + pad(n.role.rawValue, 11) + pad(n.listen, 18) + pad("\(n.pid)", 9) + n.log)
+            }
+            fflush(nil)
+            if detach {
+                print("stop with: doze cluster down \(topology)")
+                return
+            }
+            print("Ctrl-C stops the cluster.")
+            fflush(nil)
+            await ClusterLauncher.waitForSignal()
+            let stopped = await launcher.down()
+            print("stopped \(stopped) nodes")
+        }
+    }
+
+    struct Down: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop every node started by `doze cluster up`.")
+
+        @Argument(help: "The topology file that was brought up.")
+        var topology: String
+
+        @Option(help: "Run directory, if `up` was given one.")
+        var runDir: String?
+
+        func run() async throws {
+            let launcher: ClusterLauncher
+            do { launcher = try ClusterLauncher(topologyFile: topology, runDirectory: runDir, binary: selfExecutable()) } catch {
+                throw ValidationError("\(error)")
+            }
+            let stopped = await launcher.down()
+            print(stopped == 0 ? "no node of '\(launcher.topology.name)' was running" : "stopped \(stopped) nodes of '\(launcher.topology.name)'")
+        }
+    }
+}
+
+func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count) }
+
+struct HierarchyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hierarchy", abstract: "Print the cluster's tree: leader, group managers, local controllers, VMs, capacity.")
+
+    @Option(help: "A bootstrap's HOST:PORT.")
+    var bootstrap = "127.0.0.1:5000"
+
+    @Flag(help: "Print Snooze's getCompleteHierarchy JSON instead of a table.")
+    var json = false
+
+    func run() async throws {
+        guard let endpoint = Endpoint(bootstrap) else { throw ValidationError("--bootstrap must be HOST:PORT") }
+        let (status, body) : (Int, ByteBuffer)
+        do {
+            (status, body) = try await PeerClient(timeout: .seconds(5)).send(.GET, endpoint, "/bootstrap?getCompleteHierarchy")
+        } catch {
+            print("cannot reach the bootstrap at \(bootstrap): \(error)")
+            throw ExitCode.failure
+        }
+        guard status == 200 else {
+            print("the bootstrap at \(bootstrap) answered \(status): \(String(buffer: body))")
+            throw ExitCode.failure
+        }
+        if json {
+            print(String(buffer: body))
+            return
+        }
+        let tree = try JSONDecoder().decode(GroupLeaderRepositoryInformation.self, from: Data(body.readableBytesView))
+        print(Self.render(tree))
+    }
+
+    static func render(_ tree: GroupLeaderRepositoryInformation) -> String {
+        func gib(_ kib: Double) -> String { String(format: "%.1f", kib / 1_048_576) }
+        var lines: [String] = []
+        if let l = tree.groupLeader {
+            lines.append("LEADER  \(l.id)  \(l.listenSettings.controlDataAddress.address):\(l.listenSettings.controlDataAddress.port)  term \(l.term)")
+        }
+        for gm in tree.groupManagerDescriptions {
+            let lcs = gm.localControllers.values.sorted { $0.id < $1.id }
+            let vms = lcs.reduce(0) { $0 + $1.virtualMachineMetaData.count }
+            lines.append("  GM  \(gm.id)  \(gm.listenSettings.controlDataAddress.address):\(gm.listenSettings.controlDataAddress.port)  controllers \(lcs.count)  vms \(vms)")
+            for lc in lcs {
+                let t = lc.totalCapacity, u = lc.usedCapacity
+                lines.append("    LC  \(lc.id)  \(lc.controlDataAddress.address):\(lc.controlDataAddress.port)  "
+                             + "vcpus \(Int(u[0]))/\(Int(t[0]))  mem \(gib(u[1]))/\(gib(t[1])) GiB  vms \(lc.virtualMachineMetaData.count)"
+                             + (lc.virtualMachineMetaData.isEmpty ? "" : " (\(lc.virtualMachineMetaData.keys.sorted().joined(separator: ", ")))"))
+            }
+        }
+        if tree.groupManagerDescriptions.isEmpty { lines.append("  (no group manager has joined yet)") }
+        return lines.joined(separator: "\n")
+    }
+}
