@@ -66,6 +66,7 @@ public enum TestHostFile {
 
 public struct TimeoutError: Error, CustomStringConvertible {
     public let what: String
+    public init(what: String) { self.what = what }
     public var description: String { "timed out: \(what)" }
 }
 

@@ -35,6 +35,11 @@ public enum HierarchyRuntime {
         }
     }
 
+    /// A node asked for port 0 serves HTTP on the port its heartbeat socket got, so one number names both.
+    static func sameAsHeartbeat(_ listen: ListenAddress, _ channel: UDPChannel) -> ListenAddress {
+        listen.port == 0 ? ListenAddress(host: listen.host, port: channel.localEndpoint.port) : listen
+    }
+
     static func group(services: [any Service], logger: Logger) -> ServiceGroup {
         ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
                                           gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -53,6 +58,7 @@ public enum HierarchyRuntime {
                                     onListening: @escaping @Sendable (Endpoint) async -> Void = { _ in }) async throws {
         let identity = try NodeIdentity.load(stateDirectory: stateDirectory)
         let channel = try await bindHeartbeats(listen, cluster: cluster)
+        let listen = sameAsHeartbeat(listen, channel)
         let link = HeartbeatLink(me: identity.id, channel: channel, secret: cluster.secret)
         let node = BootstrapNode(id: identity.id, link: link, cluster: cluster, logger: logger)
         let router = Router()
@@ -72,6 +78,7 @@ public enum HierarchyRuntime {
                                        onListening: @escaping @Sendable (Endpoint) async -> Void = { _ in }) async throws {
         let identity = try NodeIdentity.load(stateDirectory: stateDirectory)
         let channel = try await bindHeartbeats(listen, cluster: cluster)
+        let listen = sameAsHeartbeat(listen, channel)
         let link = HeartbeatLink(me: identity.id, channel: channel, secret: cluster.secret)
         let node = GroupManagerNode(id: identity.id, control: Endpoint(host: listen.host, port: listen.port), link: link,
                                     cluster: cluster, election: election, logger: logger)
@@ -90,11 +97,16 @@ public enum HierarchyRuntime {
     /// `doze lc` inside a cluster: the local controller plus its membership agent.
     public static func runLocalController(settings: LocalControllerSettings, cluster: ClusterSettings?,
                                           onListening: @escaping @Sendable (String, Int) async -> Void = { _, _ in }) async throws {
-        let controller = try await LocalController.start(settings: settings)
+        var settings = settings
         var agent: ControllerAgent?
         var channel: UDPChannel?
+        var udp: UDPChannel?
         if let cluster {
-            let udp = try await bindHeartbeats(ListenAddress(host: settings.host, port: settings.port), cluster: cluster)
+            udp = try await bindHeartbeats(ListenAddress(host: settings.host, port: settings.port), cluster: cluster)
+            settings.port = sameAsHeartbeat(ListenAddress(host: settings.host, port: settings.port), udp!).port
+        }
+        let controller = try await LocalController.start(settings: settings)
+        if let cluster, let udp {
             channel = udp
             let identity = try NodeIdentity.load(stateDirectory: settings.stateDirectory + "/membership")
             agent = ControllerAgent(controller: controller, link: HeartbeatLink(me: controller.id, channel: udp, secret: cluster.secret),

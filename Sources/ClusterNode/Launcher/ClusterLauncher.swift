@@ -113,6 +113,14 @@ public struct ClusterLauncher {
                 try await Task.sleep(for: .milliseconds(50))
             }
         }
+        // Another process may own a port and answer /health for a node that failed to bind it: make sure
+        // every node we started is still alive once all addresses answer.
+        try await Task.sleep(for: .milliseconds(200))
+        if let dead = launched.first(where: { kill($0.pid, 0) != 0 }) {
+            let tail = (try? String(contentsOfFile: dead.log, encoding: .utf8))?.split(separator: "\n").suffix(5).joined(separator: "\n") ?? ""
+            await down()
+            throw LauncherError("\(dead.name) exited right after starting (is \(dead.listen) taken by another process?); its log ends:\n\(tail)")
+        }
         return launched
     }
 

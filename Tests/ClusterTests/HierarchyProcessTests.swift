@@ -1,0 +1,165 @@
+import AsyncHTTPClient
+import ClusterCore
+import ClusterTestKit
+import ClusterWire
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+
+/// A whole cluster of real `doze` processes on loopback (port 0 everywhere): kill -9 the leader, a manager and a
+/// controller, and check the re-election, the re-joins, and that every VM is still known afterwards.
+@Suite(.serialized) struct HierarchyProcessTests {
+    final class Cluster: @unchecked Sendable {
+        // @unchecked: touched only by the one test that owns it, sequentially.
+        let dir: TemporaryDirectory
+        var processes: [String: DozeProcess] = [:]
+        var bootstrap = ""
+        let secret = "test-secret"
+
+        init() throws { dir = try TemporaryDirectory(prefix: "doze-hierarchy") }
+
+        func address(_ name: String) async throws -> String {
+            let file = dir.file("\(name)/listen.addr")
+            try await eventually(.seconds(20), "\(name) to listen") { FileManager.default.fileExists(atPath: file) }
+            return try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+
+        func start(_ name: String, _ arguments: [String]) throws {
+            try? FileManager.default.removeItem(atPath: dir.file("\(name)/listen.addr"))
+            processes[name] = try DozeProcess(arguments: arguments, logPath: dir.file("\(name).log"))
+        }
+
+        func common() -> [String] {
+            ["--bootstrap", bootstrap, "--secret", secret, "--heartbeat-interval-ms", "100", "--controller-timeout-ms", "600",
+             "--manager-timeout-ms", "600", "--leader-manager-timeout-ms", "800", "--leader-timeout-ms", "1000"]
+        }
+
+        func startBootstrap() async throws {
+            try start("bs", ["bootstrap", "--listen", "127.0.0.1:0", "--state-dir", dir.file("bs"), "--secret", secret,
+                             "--heartbeat-interval-ms", "100", "--leader-timeout-ms", "1000"])
+            bootstrap = try await address("bs")
+        }
+
+        func startManager(_ name: String) throws {
+            try start(name, ["gm", "--listen", "127.0.0.1:0", "--state-dir", dir.file(name), "--election-dir", dir.file("election")] + common())
+        }
+
+        func startController(_ name: String, vm: String) throws {
+            let host = dir.file("\(name).xml")
+            if !FileManager.default.fileExists(atPath: host) { try TestHostFile.write(to: host, domains: [.init(name: vm)]) }
+            try start(name, ["lc", "--listen", "127.0.0.1:0", "--hypervisor", "test://" + host, "--state-dir", dir.file(name)] + common())
+        }
+
+        func nodeID(_ name: String) -> String? {
+            guard let data = FileManager.default.contents(atPath: dir.file("\(name)/node.json")),
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+            return object["id"] as? String
+        }
+
+        func name(ofManager id: String) -> String? { ["gm1", "gm2", "gm3"].first { nodeID($0) == id } }
+
+        func hierarchy() async -> GroupLeaderRepositoryInformation? {
+            var request = HTTPClientRequest(url: "http://\(bootstrap)/bootstrap?getCompleteHierarchy")
+            request.method = .GET
+            guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(2)), response.status == .ok,
+                  let body = try? await response.body.collect(upTo: 1 << 22) else { return nil }
+            return try? JSONDecoder().decode(GroupLeaderRepositoryInformation.self, from: Data(body.readableBytesView))
+        }
+
+        /// Waits until the tree has a leader of a term above `minTerm` and exactly `vms` under live managers.
+        @discardableResult
+        func waitForTree(minTerm: Term = 0, vms: [String], within limit: Duration = .seconds(15)) async throws -> GroupLeaderRepositoryInformation {
+            let deadline = ContinuousClock.now + limit
+            var last: GroupLeaderRepositoryInformation?
+            while ContinuousClock.now < deadline {
+                if let tree = await hierarchy(), let leader = tree.groupLeader, leader.term > minTerm {
+                    last = tree
+                    let known = tree.groupManagerDescriptions.flatMap { $0.localControllers.values.flatMap { $0.virtualMachineMetaData.keys } }
+                    if known.sorted() == vms.sorted() { return tree }
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let logs = processes.keys.sorted().map { "== \($0)\n" + (processes[$0]?.log.split(separator: "\n").suffix(8).joined(separator: "\n") ?? "") }
+            Issue.record("tree never reached \(vms) above term \(minTerm); last: \(String(describing: last)); logs:\n\(logs.joined(separator: "\n"))")
+            throw TimeoutError(what: "tree")
+        }
+
+        func stop() { for p in processes.values { p.kill9() } ; dir.remove() }
+    }
+
+    @Test func killNineHealsTheHierarchyAndKeepsEveryVM() async throws {
+        let c = try Cluster()
+        defer { c.stop() }
+        try await c.startBootstrap()
+        for m in ["gm1", "gm2", "gm3"] { try c.startManager(m) }
+        let vms = ["vm-a", "vm-b", "vm-c", "vm-d"]
+        for (i, vm) in vms.enumerated() { try c.startController("lc\(i + 1)", vm: vm) }
+
+        var tree = try await c.waitForTree(vms: vms)
+        let firstLeader = try #require(tree.groupLeader)
+        #expect(tree.groupManagerDescriptions.count == 2)   // the leader manages no controllers
+
+        // The leader dies: a new leader of a higher term, every VM still known.
+        let leaderName = try #require(c.name(ofManager: firstLeader.id))
+        c.processes[leaderName]!.kill9()
+        var clock = ContinuousClock.now
+        tree = try await c.waitForTree(minTerm: firstLeader.term, vms: vms)
+        let secondLeader = try #require(tree.groupLeader)
+        #expect(secondLeader.id != firstLeader.id)
+        print("leader kill -> new leader and all VMs known in \(ContinuousClock.now - clock)")
+
+        // The old leader comes back: it joins as a manager under the new term.
+        try c.startManager(leaderName)
+        try await eventually(.seconds(10), "restarted manager joins") {
+            await c.hierarchy()?.groupManagerDescriptions.contains { $0.id == firstLeader.id } == true
+        }
+
+        // The manager holding the controllers dies: they re-join the restarted one.
+        let holder = try #require(tree.groupManagerDescriptions.first { !$0.localControllers.isEmpty })
+        c.processes[try #require(c.name(ofManager: holder.id))]!.kill9()
+        clock = ContinuousClock.now
+        try await eventually(.seconds(10), "controllers re-homed") {
+            guard let t = await c.hierarchy() else { return false }
+            return t.groupManagerDescriptions.allSatisfy { $0.id != holder.id }
+                && t.groupManagerDescriptions.flatMap { $0.localControllers.values.flatMap { $0.virtualMachineMetaData.keys } }.sorted() == vms
+        }
+        print("manager kill -> controllers re-joined in \(ContinuousClock.now - clock)")
+
+        // A controller dies: its manager drops it; restarted, it comes back with its VM.
+        c.processes["lc1"]!.kill9()
+        try await c.waitForTree(minTerm: firstLeader.term, vms: Array(vms.dropFirst()))
+        try c.startController("lc1", vm: "vm-a")
+        try await c.waitForTree(minTerm: firstLeader.term, vms: vms)
+    }
+
+    @Test func forgedHeartbeatsAreDroppedNotTrusted() async throws {
+        let c = try Cluster()
+        defer { c.stop() }
+        try await c.startBootstrap()
+        try c.startManager("gm1")
+        try await eventually(.seconds(10), "a leader") { await c.hierarchy()?.groupLeader != nil }
+        let leader = try #require(await c.hierarchy()?.groupLeader)
+        // A forged announcement (wrong secret) of a much higher term, and garbage, sent to the bootstrap.
+        let forger = HeartbeatCodec(secret: "wrong")
+        let forged = try forger.encode(.leader(LeaderInfo(id: "evil", term: 999, control: Endpoint(host: "127.0.0.1", port: 1),
+                                                          heartbeat: Endpoint(host: "127.0.0.1", port: 1))),
+                                       sender: "evil", stamp: .init(incarnation: 1, sequence: 1))
+        let target = try #require(Endpoint(c.bootstrap))
+        let socket = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(socket) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(target.port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        for payload in [forged, Array("DOZE1garbage".utf8), Array(repeating: 0xFF, count: 2000), []] {
+            _ = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(socket, payload, payload.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        let after = try #require(await c.hierarchy()?.groupLeader)
+        #expect(after.id == leader.id && after.term == leader.term)
+        #expect(c.processes["bs"]!.process.isRunning)
+    }
+}
