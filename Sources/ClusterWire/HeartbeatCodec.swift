@@ -20,6 +20,11 @@ public struct HeartbeatCodec: Sendable {
         public var message: HeartbeatMessage
         public var sender: NodeID
         public var stamp: ReplayGuard.Stamp
+        public init(message: HeartbeatMessage, sender: NodeID, stamp: ReplayGuard.Stamp) {
+            self.message = message
+            self.sender = sender
+            self.stamp = stamp
+        }
     }
 
     private let key: SymmetricKey
