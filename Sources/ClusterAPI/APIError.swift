@@ -41,3 +41,18 @@ public struct APIError: Error, HTTPResponseError, Sendable {
                         body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 }
+
+/// Unknown paths and methods get the same JSON error as everything else, not a bare 404.
+public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context,
+                       next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound || error.status == .methodNotAllowed {
+            let what = error.status == .notFound ? "no such endpoint" : "method not allowed"
+            throw APIError(DozeError(.notFound, "\(what): \(request.method) \(request.uri.path)"))
+        }
+    }
+}

@@ -95,14 +95,22 @@ extension Request {
     }
 
     public func requiredQuery(_ name: String) throws -> String {
-        guard let value = uri.queryParameters[Substring(name)], !value.isEmpty else {
+        guard let value = optionalQuery(name) else {
             throw APIError(DozeError(.badRequest, "missing query parameter '\(name)'"))
         }
-        return String(value).removingPercentEncoding ?? String(value)
+        return value
     }
 
+    /// A query parameter decoded once, form-style (`+` is a space, `%XX` a byte), from the raw query string.
     public func optionalQuery(_ name: String) -> String? {
-        guard let value = uri.queryParameters[Substring(name)], !value.isEmpty else { return nil }
-        return String(value).removingPercentEncoding ?? String(value)
+        guard let query = uri.query else { return nil }
+        for pair in query.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[0] == name else { continue }
+            let raw = parts[1].replacingOccurrences(of: "+", with: " ")
+            let value = raw.removingPercentEncoding ?? raw
+            return value.isEmpty ? nil : value
+        }
+        return nil
     }
 }

@@ -49,6 +49,8 @@ public actor LocalController: LocalControllerBackend {
     public static func start(settings: LocalControllerSettings) async throws -> LocalController {
         let fm = FileManager.default
         try fm.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true)
+        // Two controllers on one state directory would fight over its journal and configuration.
+        try StateDirectoryLock.acquire(settings.stateDirectory)
         var journal = TestHostJournal(uri: settings.hypervisorURI, stateDirectory: settings.stateDirectory)
         let openURI = try journal?.prepare() ?? settings.hypervisorURI
         let host: any Hypervisor = try await LibvirtHost.open(uri: openURI)
@@ -495,4 +497,26 @@ extension LocalController {
     }
 
     var metrics: MetricsStore { metricsStore }
+}
+
+/// An exclusive `flock` on `STATE/lock`, held for the life of the process (the kernel drops it on exit).
+enum StateDirectoryLock {
+    static let held = NSLock()
+    nonisolated(unsafe) static var descriptors: [String: Int32] = [:]   // guarded by `held`
+
+    static func acquire(_ directory: String) throws {
+        try held.withLock {
+            let fd = open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw DozeError(.unavailable, "cannot open \(directory)/lock") }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                close(fd)
+                let holder = (try? String(contentsOfFile: directory + "/lock", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                throw DozeError(.conflict, "state directory \(directory) is in use by another doze process (pid \(holder))")
+            }
+            ftruncate(fd, 0)
+            let pid = "\(getpid())\n"
+            _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
+            descriptors[directory] = fd
+        }
+    }
 }

@@ -21,6 +21,7 @@ public enum LocalControllerRuntime {
 
     public static func makeRouter(controller: LocalController, settings: LocalControllerSettings) -> Router<BasicRequestContext> {
         let router = Router()
+        router.addMiddleware { JSONErrorMiddleware() }
         router.get("/health") { _, _ in HTTPReply.text("ok") }
         LocalControllerRoutes(backend: controller, maxBodyBytes: settings.maxBodyBytes).register(on: router)
         return router

@@ -5,7 +5,7 @@ import Logging
 public struct LocalControllerSettings: Sendable {
     /// Where the HTTP API listens. Port 0 picks a free port (reported through `onListening`).
     public var host: String = "127.0.0.1"
-    public var port: Int = 5003
+    public var port: Int = 5010
     /// The libvirt URI of the host this controller manages.
     public var hypervisorURI: String
     /// Controller state: configuration, metrics samples, and (on test-driver hosts) the host's domains.

@@ -43,7 +43,7 @@ struct LocalControllerCommand: AsyncParsableCommand {
         abstract: "Run a local controller: manages the VMs of one hypervisor host.")
 
     @Option(help: "Address of the HTTP API (port 0 picks a free port).")
-    var listen = "127.0.0.1:5003"
+    var listen = "127.0.0.1:5010"
 
     @Option(help: "libvirt URI: test:///ABSOLUTE/host.xml, test:///default, qemu:///system, qemu+tcp://HOST/system.")
     var hypervisor: String

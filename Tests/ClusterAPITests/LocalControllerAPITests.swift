@@ -323,6 +323,31 @@ func submission(_ vms: [(String, String)], rx: Double = 0, tx: Double = 0) -> St
         }
     }
 
+    @Test func unknownPathsAndFormEncodedQueries() async throws {
+        try await APIFixture.make().run { client in
+            try await client.expectError(.get, "/nothing/here", status: .notFound, "no such endpoint: GET /nothing/here")
+            // curl --data-urlencode sends spaces as '+'; a literal '+' arrives as %2B.
+            let form = "<domain+type='kvm'><name>plus</name><memory>65536</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>"
+                .replacingOccurrences(of: "<", with: "%3C").replacingOccurrences(of: ">", with: "%3E")
+            let vm = try await client.json(VMSummary.self, .post, "/vm?xmlContent=\(form)", status: .created)
+            #expect(vm.name == "plus")
+            try await client.expectError(.post, "/vm/snapshot?name=plus&snapshot=a%2Bb", status: .badRequest, "snapshot name 'a+b'")
+        }
+    }
+
+    @Test func oneStateDirectoryServesOneController() async throws {
+        let fixture = try await APIFixture.make()
+        defer { fixture.dir.remove() }
+        var settings = LocalControllerSettings(hypervisorURI: "test://" + fixture.dir.file("host.xml"), stateDirectory: fixture.dir.file("state"))
+        settings.port = 0
+        do {
+            _ = try await LocalController.start(settings: settings)
+            Issue.record("a second controller started on the same state directory")
+        } catch let error as DozeError {
+            #expect(error.kind == .conflict && error.message.contains("in use by another doze process"))
+        }
+    }
+
     @Test func kernelBootDomainsAreAcceptedWithTheirPathsAllowed() async throws {
         let fixture = try await APIFixture.make { settings in settings.diskDirectories = ["/var/lib/libvirt"] }
         try await fixture.run { client in

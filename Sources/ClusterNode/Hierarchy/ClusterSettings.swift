@@ -35,6 +35,7 @@ struct NodeIdentity: Codable {
 
     static func load(stateDirectory: String) throws -> NodeIdentity {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        try StateDirectoryLock.acquire(stateDirectory)
         let file = JSONFile<NodeIdentity>(path: stateDirectory + "/node.json")
         if let identity = try file.load() { return identity }
         let fresh = NodeIdentity(id: UUID().uuidString.lowercased())

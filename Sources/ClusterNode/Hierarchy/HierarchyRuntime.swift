@@ -62,6 +62,7 @@ public enum HierarchyRuntime {
         let link = HeartbeatLink(me: identity.id, channel: channel, secret: cluster.secret)
         let node = BootstrapNode(id: identity.id, link: link, cluster: cluster, logger: logger)
         let router = Router()
+        router.addMiddleware { JSONErrorMiddleware() }
         router.get("/health") { _, _ in HTTPReply.text("ok") }
         BootstrapRoutes(backend: node).register(on: router)
         let app = application(router: router, listen: listen, name: "doze-bootstrap", logger: logger) { endpoint in
@@ -83,6 +84,7 @@ public enum HierarchyRuntime {
         let node = GroupManagerNode(id: identity.id, control: Endpoint(host: listen.host, port: listen.port), link: link,
                                     cluster: cluster, election: election, logger: logger)
         let router = Router()
+        router.addMiddleware { JSONErrorMiddleware() }
         router.get("/health") { _, _ in HTTPReply.text("ok") }
         GroupManagerRoutes(backend: node).register(on: router)
         let app = application(router: router, listen: listen, name: "doze-gm", logger: logger) { endpoint in
