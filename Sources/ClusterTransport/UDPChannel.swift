@@ -20,26 +20,44 @@ public final class UDPChannel: Sendable {
         self.localEndpoint = local
     }
 
-    /// Binds `host:port` (port 0 picks one). With `multicastGroup`, also joins that group (e.g. Snooze's 225.4.5.6).
-    public static func bind(host: String, port: Int, multicastGroup: String? = nil) async throws -> UDPChannel {
+    /// Binds `host:port` (port 0 picks one) for unicast heartbeats. With `multicastInterface`, datagrams this
+    /// socket sends to a multicast group leave through that interface (loopback has no multicast route).
+    public static func bind(host: String, port: Int, multicastInterface: Bool = false) async throws -> UDPChannel {
         let (stream, continuation) = AsyncStream<Datagram>.makeStream(bufferingPolicy: .bufferingNewest(8192))
-        let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let bootstrap = DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Receiver(continuation)) }
             }
-            .bind(host: multicastGroup ?? host, port: port)
-            .get()
-        if let multicastGroup, let multicast = channel as? any MulticastChannel {
-            let group = try SocketAddress(ipAddress: multicastGroup, port: channel.localAddress?.port ?? port)
-            let devices = (try? await MultiThreadedEventLoopGroup.singleton.next().makeSucceededVoidFuture()
-                .flatMapThrowing { try System.enumerateDevices() }.get()) ?? []
-            let interface = devices.first { $0.address?.ipAddress == host }
-            try await multicast.joinGroup(group, device: interface).get()
+        let channel = try await bootstrap.bind(host: host, port: port).get()
+        if multicastInterface, let options = channel as? any SocketOptionProvider {
+            try await options.setIPMulticastIF(in_addr(s_addr: inet_addr(host))).get()
         }
         let local = Endpoint(host: host, port: channel.localAddress?.port ?? port)
         channel.closeFuture.whenComplete { _ in continuation.finish() }
         return UDPChannel(channel: channel, incoming: stream, local: local)
+    }
+
+    /// Listens to multicast `group` (e.g. Snooze's 225.4.5.6:9000) on the interface that has `interfaceAddress`.
+    /// Every node on a machine binds the same port (SO_REUSEPORT) and each receives every datagram.
+    public static func joinMulticast(group: Endpoint, interfaceAddress: String) async throws -> UDPChannel {
+        let (stream, continuation) = AsyncStream<Datagram>.makeStream(bufferingPolicy: .bufferingNewest(8192))
+        let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Receiver(continuation)) }
+            }
+            .bind(host: "0.0.0.0", port: group.port)
+            .get()
+        // IP_ADD_MEMBERSHIP by hand: NIO's joinGroup refuses devices without IFF_MULTICAST, such as `lo`, on which
+        // the kernel delivers multicast perfectly well between local sockets.
+        guard let options = channel as? any SocketOptionProvider else { throw ChannelError.operationUnsupported }
+        let membership = ip_mreq(imr_multiaddr: in_addr(s_addr: inet_addr(group.host)), imr_interface: in_addr(s_addr: inet_addr(interfaceAddress)))
+        try await options.unsafeSetSocketOption(level: .init(rawValue: Int32(IPPROTO_IP)), name: .init(rawValue: IP_ADD_MEMBERSHIP),
+                                                value: membership).get()
+        channel.closeFuture.whenComplete { _ in continuation.finish() }
+        return UDPChannel(channel: channel, incoming: stream, local: group)
     }
 
     /// Best effort, like every datagram: an unreachable or unresolvable peer is skipped.

@@ -30,8 +30,8 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Milliseconds of silence after which a leader is forgotten.")
     var leaderTimeoutMs: Int = 2000
 
-    @Option(help: "Also listen on this multicast group (e.g. 225.4.5.6).")
-    var multicastGroup: String?
+    @Option(help: "Also announce and listen on this multicast GROUP:PORT (e.g. 225.4.5.6:9000), for networks that carry multicast.")
+    var multicast: String?
 
     func secretValue() throws -> String? {
         if let secret { return secret }
@@ -65,7 +65,13 @@ struct ClusterOptions: ParsableArguments {
         s.managerTimeout = .milliseconds(managerTimeoutMs)
         s.leaderManagerTimeout = .milliseconds(leaderManagerTimeoutMs)
         s.leaderTimeout = .milliseconds(leaderTimeoutMs)
-        s.multicastGroup = multicastGroup
+        if let multicast {
+            guard let group = Endpoint(multicast), let first = group.host.split(separator: ".").first.flatMap({ Int($0) }),
+                  (224...239).contains(first) else {
+                throw ValidationError("--multicast must be a multicast GROUP:PORT (224.0.0.0-239.255.255.255), got '\(multicast)'")
+            }
+            s.multicast = group
+        }
         return s
     }
 }

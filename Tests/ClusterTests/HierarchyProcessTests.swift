@@ -133,6 +133,32 @@ import Testing
         try await c.waitForTree(minTerm: firstLeader.term, vms: vms)
     }
 
+    @Test func multicastFindsTheLeaderWithoutABootstrap() async throws {
+        let c = try Cluster()
+        defer { c.stop() }
+        c.bootstrap = "127.0.0.1:9"   // nothing listens there: the leader can only be learnt from the group
+        let group = "225.4.5.6:\(20000 + Int(getpid() % 20000))"
+        try c.start("gm1", ["gm", "--listen", "127.0.0.1:0", "--state-dir", c.dir.file("gm1"), "--election-dir", c.dir.file("el"),
+                            "--multicast", group] + c.common())
+        try c.start("gm2", ["gm", "--listen", "127.0.0.1:0", "--state-dir", c.dir.file("gm2"), "--election-dir", c.dir.file("el"),
+                            "--multicast", group] + c.common())
+        try TestHostFile.write(to: c.dir.file("h.xml"), domains: [.init(name: "mvm")])
+        try c.start("lc1", ["lc", "--listen", "127.0.0.1:0", "--hypervisor", "test://" + c.dir.file("h.xml"), "--state-dir", c.dir.file("lc1"),
+                            "--multicast", group] + c.common())
+        let ports = [try await c.address("gm1"), try await c.address("gm2")]
+        try await eventually(.seconds(10), "the controller joins through multicast discovery") {
+            for address in ports {
+                var request = HTTPClientRequest(url: "http://\(address)/groupmanager?getLocalControllerList")
+                request.method = .GET
+                guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(1)), response.status == .ok,
+                      let body = try? await response.body.collect(upTo: 1 << 20),
+                      let list = try? JSONDecoder().decode(LocalControllerList.self, from: Data(body.readableBytesView)) else { continue }
+                if list.localControllers.count == 1 && list.localControllers[0].virtualMachineMetaData.keys.contains("mvm") { return true }
+            }
+            return false
+        }
+    }
+
     @Test func forgedHeartbeatsAreDroppedNotTrusted() async throws {
         let c = try Cluster()
         defer { c.stop() }

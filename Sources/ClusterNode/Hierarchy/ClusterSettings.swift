@@ -20,8 +20,9 @@ public struct ClusterSettings: Sendable {
     /// Where the one-host election backend keeps its lock and term (shared by every manager on this host).
     public var electionDirectory: String?
     public var assignment: GroupLeaderState.AssignmentPolicy = .roundRobin
-    /// Multicast group to also listen on (e.g. Snooze's 225.4.5.6); unicast is always used.
-    public var multicastGroup: String?
+    /// A multicast `GROUP:PORT` (e.g. Snooze's 225.4.5.6:9000): the leader also announces itself there and every
+    /// node listens, so nodes find the leader without a bootstrap. Unicast is always used as well.
+    public var multicast: Endpoint?
 
     public init(secret: String) {
         self.secret = secret

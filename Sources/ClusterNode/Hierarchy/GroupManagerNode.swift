@@ -151,7 +151,7 @@ public actor GroupManagerNode: GroupManagerBackend {
             targets.insert(record.info.heartbeat)
             for c in record.controllers { targets.insert(c.heartbeat) }
         }
-        if let group = cluster.multicastGroup { targets.insert(Endpoint(host: group, port: me.heartbeat.port)) }
+        if let group = cluster.multicast { targets.insert(group) }
         let message = HeartbeatMessage.leader(state.me)
         Task { await link.send(message, to: targets) }
     }

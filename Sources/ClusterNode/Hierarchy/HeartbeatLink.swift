@@ -8,6 +8,8 @@ import Logging
 actor HeartbeatLink {
     nonisolated let me: NodeID
     nonisolated let channel: UDPChannel
+    /// The shared multicast socket, when the cluster uses one; what arrives there is verified the same way.
+    nonisolated let multicast: UDPChannel?
     private let codec: HeartbeatCodec
     /// Process start time in ns: a restarted node's stamps are newer than anything it sent before.
     private let incarnation = UInt64(Date().timeIntervalSince1970 * 1e9)
@@ -19,9 +21,10 @@ actor HeartbeatLink {
     /// The raw bytes of the last accepted leader announcement (bootstraps relay them verbatim).
     private(set) var lastLeaderDatagram: (term: Term, bytes: [UInt8])?
 
-    init(me: NodeID, channel: UDPChannel, secret: String) {
+    init(me: NodeID, channel: UDPChannel, multicast: UDPChannel? = nil, secret: String) {
         self.me = me
         self.channel = channel
+        self.multicast = multicast
         self.codec = HeartbeatCodec(secret: secret)
     }
 
@@ -65,8 +68,14 @@ actor HeartbeatLink {
     nonisolated func messages() -> AsyncStream<HeartbeatCodec.Decoded> {
         AsyncStream { continuation in
             let task = Task {
-                for await datagram in channel.incoming {
-                    if let decoded = await accept(datagram.bytes) { continuation.yield(decoded) }
+                await withTaskGroup(of: Void.self) { group in
+                    for source in [channel, multicast].compactMap({ $0 }) {
+                        group.addTask {
+                            for await datagram in source.incoming {
+                                if let decoded = await self.accept(datagram.bytes) { continuation.yield(decoded) }
+                            }
+                        }
+                    }
                 }
                 continuation.finish()
             }

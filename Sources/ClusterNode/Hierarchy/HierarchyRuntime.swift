@@ -28,11 +28,16 @@ struct TaskService: Service {
 /// Builds one `ServiceGroup` per node role.
 public enum HierarchyRuntime {
     static func bindHeartbeats(_ listen: ListenAddress, cluster: ClusterSettings) async throws -> UDPChannel {
-        do {
-            return try await UDPChannel.bind(host: listen.host, port: listen.port, multicastGroup: cluster.multicastGroup)
-        } catch where listen.port != 0 {
-            throw error
+        try await UDPChannel.bind(host: listen.host, port: listen.port, multicastInterface: cluster.multicast != nil)
+    }
+
+    /// The node's heartbeat link: its own socket, plus the shared multicast socket when the cluster has one.
+    static func makeLink(_ id: NodeID, _ channel: UDPChannel, _ listen: ListenAddress, _ cluster: ClusterSettings) async throws -> HeartbeatLink {
+        var multicast: UDPChannel?
+        if let group = cluster.multicast {
+            multicast = try await UDPChannel.joinMulticast(group: group, interfaceAddress: listen.host)
         }
+        return HeartbeatLink(me: id, channel: channel, multicast: multicast, secret: cluster.secret)
     }
 
     /// A node asked for port 0 serves HTTP on the port its heartbeat socket got, so one number names both.
@@ -59,7 +64,7 @@ public enum HierarchyRuntime {
         let identity = try NodeIdentity.load(stateDirectory: stateDirectory)
         let channel = try await bindHeartbeats(listen, cluster: cluster)
         let listen = sameAsHeartbeat(listen, channel)
-        let link = HeartbeatLink(me: identity.id, channel: channel, secret: cluster.secret)
+        let link = try await makeLink(identity.id, channel, listen, cluster)
         let node = BootstrapNode(id: identity.id, link: link, cluster: cluster, logger: logger)
         let router = Router()
         router.addMiddleware { JSONErrorMiddleware() }
@@ -80,7 +85,7 @@ public enum HierarchyRuntime {
         let identity = try NodeIdentity.load(stateDirectory: stateDirectory)
         let channel = try await bindHeartbeats(listen, cluster: cluster)
         let listen = sameAsHeartbeat(listen, channel)
-        let link = HeartbeatLink(me: identity.id, channel: channel, secret: cluster.secret)
+        let link = try await makeLink(identity.id, channel, listen, cluster)
         let node = GroupManagerNode(id: identity.id, control: Endpoint(host: listen.host, port: listen.port), link: link,
                                     cluster: cluster, election: election, logger: logger)
         let router = Router()
@@ -111,7 +116,8 @@ public enum HierarchyRuntime {
         if let cluster, let udp {
             channel = udp
             let identity = try NodeIdentity.load(stateDirectory: settings.stateDirectory + "/membership")
-            agent = ControllerAgent(controller: controller, link: HeartbeatLink(me: controller.id, channel: udp, secret: cluster.secret),
+            let link = try await makeLink(controller.id, udp, ListenAddress(host: settings.host, port: settings.port), cluster)
+            agent = ControllerAgent(controller: controller, link: link,
                                     cluster: cluster, stateDirectory: settings.stateDirectory + "/membership",
                                     previousManager: identity.previousManager, logger: settings.logger)
         }

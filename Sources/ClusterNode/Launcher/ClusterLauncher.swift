@@ -45,7 +45,7 @@ public struct ClusterLauncher {
                 if let value { common += [flag, "\(value)"] }
             }
         }
-        if let group = topology.multicastGroup { common += ["--multicast-group", group] }
+        if let group = topology.multicast { common += ["--multicast", group] }
         var plan: [(String, NodeRole, String, [String])] = []
         for (i, n) in topology.bootstrap.enumerated() {
             let name = n.name ?? "bootstrap-\(i + 1)"

@@ -28,14 +28,14 @@ public struct Topology: Sendable, Codable {
     public var secretFile: String?
     public var runDir: String?
     public var assignment: String?
-    public var multicastGroup: String?
+    public var multicast: String?
     public var heartbeat: Heartbeat?
     public var bootstrap: [Node]
     public var managers: [Node]
     public var controllers: [Node]
 
     enum CodingKeys: String, CodingKey {
-        case name, secret, secretFile = "secret_file", runDir = "run_dir", assignment, multicastGroup = "multicast_group"
+        case name, secret, secretFile = "secret_file", runDir = "run_dir", assignment, multicast
         case heartbeat, bootstrap, managers, controllers
     }
 
