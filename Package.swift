@@ -74,7 +74,7 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "ClusterTests", dependencies: [
-            "ClusterTestKit", "ClusterWire", "ClusterCore",
+            "ClusterTestKit", "ClusterWire", "ClusterCore", "ClusterTransport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

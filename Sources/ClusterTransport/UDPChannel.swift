@@ -10,6 +10,10 @@ public final class UDPChannel: Sendable {
         public var from: Endpoint
     }
 
+    /// The largest UDP payload. NIO reads datagrams into 2 KiB buffers by default and silently truncates the
+    /// rest, which turned every summary of a manager with more than a few controllers into a MAC failure.
+    public static let maxDatagram = 65_507
+
     private let channel: any Channel
     public let incoming: AsyncStream<Datagram>
     public let localEndpoint: Endpoint
@@ -26,6 +30,7 @@ public final class UDPChannel: Sendable {
         let (stream, continuation) = AsyncStream<Datagram>.makeStream(bufferingPolicy: .bufferingNewest(8192))
         let bootstrap = DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: UDPChannel.maxDatagram))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Receiver(continuation)) }
             }
@@ -45,6 +50,7 @@ public final class UDPChannel: Sendable {
         let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: UDPChannel.maxDatagram))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Receiver(continuation)) }
             }

@@ -31,6 +31,11 @@ actor HeartbeatLink {
     func send(_ message: HeartbeatMessage, to endpoints: some Sequence<Endpoint>) {
         sequence += 1
         guard let bytes = try? codec.encode(message, sender: me, stamp: .init(incarnation: incarnation, sequence: sequence)) else { return }
+        guard bytes.count <= UDPChannel.maxDatagram else {
+            // A manager summary with a few hundred controllers; counted, so it shows in the statistics.
+            count("oversizeSent")
+            return
+        }
         for endpoint in endpoints {
             channel.send(bytes, to: endpoint)
             sent += 1
