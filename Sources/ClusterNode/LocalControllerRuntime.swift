@@ -19,19 +19,24 @@ public enum LocalControllerRuntime {
         try await group.run()
     }
 
-    public static func makeRouter(controller: LocalController, settings: LocalControllerSettings) -> Router<BasicRequestContext> {
+    public static func makeRouter(controller: LocalController, settings: LocalControllerSettings,
+                                  heartbeatStatistics: (@Sendable () async -> [String: Int])? = nil) -> Router<BasicRequestContext> {
         let router = Router()
         router.addMiddleware { JSONErrorMiddleware() }
         router.get("/health") { _, _ in HTTPReply.text("ok") }
+        if let heartbeatStatistics {
+            router.get("/v1/heartbeats") { _, _ in try HTTPReply.json(await heartbeatStatistics()) }
+        }
         LocalControllerRoutes(backend: controller, maxBodyBytes: settings.maxBodyBytes).register(on: router)
         return router
     }
 
-    static func makeServiceGroup(controller: LocalController, settings: LocalControllerSettings, extraServices: [any Service] = [],
+    static func makeServiceGroup(controller: LocalController, settings: LocalControllerSettings,
+                                 heartbeatStatistics: (@Sendable () async -> [String: Int])? = nil, extraServices: [any Service] = [],
                                  onListening: @escaping @Sendable (String, Int) async -> Void) -> ServiceGroup {
         let log = settings.logger
         let app = Application(
-            router: makeRouter(controller: controller, settings: settings),
+            router: makeRouter(controller: controller, settings: settings, heartbeatStatistics: heartbeatStatistics),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "doze-lc"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? settings.port

@@ -186,6 +186,15 @@ import Testing
         try await Task.sleep(for: .milliseconds(500))
         let after = try #require(await c.hierarchy()?.groupLeader)
         #expect(after.id == leader.id && after.term == leader.term)
+        // Each one was dropped and counted by reason.
+        var request = HTTPClientRequest(url: "http://\(c.bootstrap)/v1/heartbeats")
+        request.method = .GET
+        let body = try await HTTPClient.shared.execute(request, timeout: .seconds(2)).body.collect(upTo: 1 << 16)
+        let counters = try JSONDecoder().decode([String: Int].self, from: Data(body.readableBytesView))
+        #expect(counters["dropped_badMAC", default: 0] >= 1, "\(counters)")      // the forged announcement
+        #expect(counters["dropped_tooShort", default: 0] >= 2, "\(counters)")    // "DOZE1garbage" and the empty one
+        #expect(counters["dropped_badMagic", default: 0] >= 1, "\(counters)")    // 2000 bytes of 0xFF
+        #expect(counters["accepted", default: 0] > 0, "\(counters)")
         #expect(c.processes["bs"]!.process.isRunning)
     }
 }

@@ -13,7 +13,7 @@ import NIOHTTP1
 actor ControllerAgent {
     let controller: LocalController
     let cluster: ClusterSettings
-    let link: HeartbeatLink
+    nonisolated let link: HeartbeatLink
     let stateDirectory: String
     let peers = PeerClient(timeout: .seconds(1))
     let log: Logger

@@ -69,6 +69,7 @@ public enum HierarchyRuntime {
         let router = Router()
         router.addMiddleware { JSONErrorMiddleware() }
         router.get("/health") { _, _ in HTTPReply.text("ok") }
+        router.get("/v1/heartbeats") { _, _ in try HTTPReply.json(await link.statistics) }
         BootstrapRoutes(backend: node).register(on: router)
         let app = application(router: router, listen: listen, name: "doze-bootstrap", logger: logger) { endpoint in
             logger.info("bootstrap listening", metadata: ["doze/address": "\(endpoint)", "doze/heartbeat": "\(channel.localEndpoint)"])
@@ -91,6 +92,7 @@ public enum HierarchyRuntime {
         let router = Router()
         router.addMiddleware { JSONErrorMiddleware() }
         router.get("/health") { _, _ in HTTPReply.text("ok") }
+        router.get("/v1/heartbeats") { _, _ in try HTTPReply.json(await link.statistics) }
         GroupManagerRoutes(backend: node).register(on: router)
         let app = application(router: router, listen: listen, name: "doze-gm", logger: logger) { endpoint in
             await node.setControl(endpoint)
@@ -122,9 +124,15 @@ public enum HierarchyRuntime {
                                     previousManager: identity.previousManager, logger: settings.logger)
         }
         let member = agent
+        var statistics: (@Sendable () async -> [String: Int])?
+        var extra: [any Service] = []
+        if let member {
+            let link = member.link
+            statistics = { await link.statistics }
+            extra = [TaskService { await member.run() }]
+        }
         let group = LocalControllerRuntime.makeServiceGroup(
-            controller: controller, settings: settings,
-            extraServices: member.map { a in [TaskService { await a.run() }] } ?? []
+            controller: controller, settings: settings, heartbeatStatistics: statistics, extraServices: extra
         ) { host, port in
             await member?.setControl(Endpoint(host: host, port: port))
             await onListening(host, port)
