@@ -70,6 +70,11 @@ public enum HTTPReply {
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
+    /// JSON that is already encoded (a peer's answer passed through).
+    public static func rawJSON(_ body: ByteBuffer) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
+    }
+
     public static func bool(_ value: Bool) -> Response {
         Response(status: .ok, headers: [.contentType: "application/json"],
                  body: .init(byteBuffer: ByteBuffer(string: value ? "true" : "false")))

@@ -24,8 +24,10 @@ public protocol GroupManagerBackend: Sendable {
 public protocol BootstrapBackend: Sendable {
     /// nil while no leader is known.
     func groupLeaderDescription() async -> GroupManagerDescription?
-    func completeHierarchy() async throws(DozeError) -> GroupLeaderRepositoryInformation
-    func localControllerList() async throws(DozeError) -> LocalControllerList
+    /// The leader's `getGroupLeaderRepositoryInformation` answer, passed through as received (JSON).
+    func completeHierarchy() async throws(DozeError) -> ByteBuffer
+    /// The leader's `getLocalControllerList` answer, passed through as received (JSON).
+    func localControllerList() async throws(DozeError) -> ByteBuffer
 }
 
 /// `/groupmanager?<operation>`: Snooze's group-manager and group-leader operations (snooze.md §5.3).
@@ -107,9 +109,9 @@ public struct BootstrapRoutes<Backend: BootstrapBackend>: Sendable {
             guard let leader = await backend.groupLeaderDescription() else { return HTTPReply.text("") }
             return try HTTPReply.json(leader)
         case "getCompleteHierarchy":
-            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.completeHierarchy() })
+            return HTTPReply.rawJSON(try await api { () async throws(DozeError) in try await backend.completeHierarchy() })
         case "getLocalControllerList", "geLocalControllerList":   // Snooze's Java client misspells it
-            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.localControllerList() })
+            return HTTPReply.rawJSON(try await api { () async throws(DozeError) in try await backend.localControllerList() })
         case nil:
             throw APIError(DozeError(.badRequest, "no operation: use /bootstrap?<operation>, one of \(Self.operations.joined(separator: ", "))"))
         case let op?:

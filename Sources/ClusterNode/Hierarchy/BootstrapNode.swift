@@ -4,6 +4,7 @@ import ClusterTransport
 import ClusterWire
 import Foundation
 import Logging
+import NIOCore
 import NIOHTTP1
 
 /// The stable entry point. It follows the leader's announcements (never an older term), relays the leader's
@@ -88,20 +89,26 @@ public actor BootstrapNode: BootstrapBackend {
                                        term: leader.term, isLeader: true)
     }
 
-    public func completeHierarchy() async throws(DozeError) -> GroupLeaderRepositoryInformation {
-        try await forward("getGroupLeaderRepositoryInformation", method: .POST, body: "0", as: GroupLeaderRepositoryInformation.self)
+    public func completeHierarchy() async throws(DozeError) -> ByteBuffer {
+        try await forward("getGroupLeaderRepositoryInformation", method: .POST, body: "0")
     }
 
-    public func localControllerList() async throws(DozeError) -> LocalControllerList {
-        try await forward("getLocalControllerList", method: .GET, body: nil, as: LocalControllerList.self)
+    public func localControllerList() async throws(DozeError) -> ByteBuffer {
+        try await forward("getLocalControllerList", method: .GET, body: nil)
     }
 
-    private func forward<T: Decodable>(_ op: String, method: HTTPMethod, body: String?, as: T.Type) async throws(DozeError) -> T {
+    /// The leader's answer, byte for byte: decoding and re-encoding 200 controllers cost ~30 ms.
+    private func forward(_ op: String, method: HTTPMethod, body: String?) async throws(DozeError) -> ByteBuffer {
         let target = try requireLeader()
+        let answer: (status: Int, body: ByteBuffer)
         do {
-            return try await peers.call(method, target.control, "/groupmanager?\(op)", body: body, as: T.self)
+            answer = try await peers.send(method, target.control, "/groupmanager?\(op)", body: body)
         } catch {
             throw DozeError(.unavailable, "the group leader at \(target.control) did not answer \(op): \(error)")
         }
+        guard answer.status == 200 else {
+            throw DozeError(.unavailable, "the group leader at \(target.control) answered \(op) with \(answer.status): \(String(buffer: answer.body))")
+        }
+        return answer.body
     }
 }
