@@ -1,4 +1,5 @@
 import ClusterCore
+import ClusterWire
 import Testing
 
 /// Whole clusters of the pure state machines in one process: a manual clock in 50 ms steps, an in-memory
@@ -19,8 +20,14 @@ final class Sim {
     /// Groups that can talk among themselves only; the election store sits with the first group.
     var partition: [Set<NodeID>] = []
     var dropEvery = 0          // drop every Nth message (deterministic loss)
+    var delaySteps = 0         // every message arrives this many steps late
     private var sentCount = 0
-    private var inbox: [(to: NodeID, message: HeartbeatMessage)] = []
+    /// Datagrams in flight, as bytes: every message goes through the real codec (MAC) and replay guard.
+    private var inbox: [(at: MonotonicTime, to: NodeID, bytes: [UInt8])] = []
+    let codec = HeartbeatCodec(secret: "sim-secret")
+    private var sequences: [NodeID: UInt64] = [:]
+    private var guards: [NodeID: ReplayGuard] = [:]
+    var dropped: [String: Int] = [:]
     /// (term, leader) pairs seen acting; two leaders in one term is the bug this simulation looks for.
     var actingLeaders: [Term: Set<NodeID>] = [:]
 
@@ -46,8 +53,13 @@ final class Sim {
         sentCount += 1
         if dropEvery > 0 && sentCount % dropEvery == 0 { return }
         guard alive(from), alive(to), canTalk(from, to) else { return }
-        inbox.append((to, message))
+        sequences[from, default: 0] += 1
+        let bytes = try! codec.encode(message, sender: from, stamp: .init(incarnation: 1, sequence: sequences[from]!))
+        inbox.append((now + step * delaySteps, to, bytes))
     }
+
+    /// Puts raw bytes on the wire to `to` (forgeries, replays), arriving next step.
+    func inject(_ bytes: [UInt8], to: NodeID) { inbox.append((now, to, bytes)) }
 
     /// A synchronous HTTP call: it reaches only a live peer on the same side of a partition.
     func rpc(_ from: NodeID, _ to: NodeID) -> Bool { alive(from) && alive(to) && canTalk(from, to) }
@@ -97,9 +109,16 @@ final class Sim {
             guard let s = leaderState(id) else { continue }
             actingLeaders[s.me.term, default: []].insert(id)
         }
-        let delivered = inbox
-        inbox = []
-        for (to, message) in delivered { receive(message, at: to) }
+        let due = inbox.filter { $0.at <= now }
+        inbox.removeAll { $0.at <= now }
+        for (_, to, bytes) in due {
+            switch codec.decode(bytes) {
+            case .failure(let reason): dropped[reason.rawValue, default: 0] += 1
+            case .success(let d):
+                guard guards[to, default: ReplayGuard()].accept(d.stamp, from: d.sender) else { dropped["replayed", default: 0] += 1; continue }
+                receive(d.message, at: to)
+            }
+        }
         for id in managers.keys.sorted() where managers[id]!.alive { tickManager(id) }
         for id in controllers.keys.sorted() where controllers[id]!.alive { tickController(id) }
     }
@@ -280,6 +299,36 @@ final class Sim {
         #expect(sim.settled(controllers: all))
         #expect((sim.leaderTerm ?? 0) > oldTerm)
         #expect(sim.neverTwoLeadersInOneTerm)
+    }
+
+    @Test func delayedNetworkStillConverges() {
+        let sim = Sim(managers: 3, controllers: 6)
+        sim.delaySteps = 4   // every heartbeat 200 ms late, under the 1.2 s timeouts
+        #expect(sim.time(until: .seconds(5), { sim.settled(controllers: all) }) != nil)
+        sim.run(for: .seconds(5))
+        #expect(sim.settled(controllers: all), "late heartbeats flapped the membership")
+    }
+
+    @Test func forgedAndReplayedHeartbeatsChangeNothing() throws {
+        let sim = settledCluster()
+        let leader = try #require(sim.leaders.first)
+        let term = try #require(sim.leaderTerm)
+        // A forger without the secret claims a far higher term to everyone.
+        let forger = HeartbeatCodec(secret: "guessed")
+        let claim = HeartbeatMessage.leader(LeaderInfo(id: "evil", term: 999, control: Endpoint(host: "evil", port: 1), heartbeat: Endpoint(host: "evil", port: 2)))
+        let forged = try forger.encode(claim, sender: "evil", stamp: .init(incarnation: 9, sequence: 1))
+        // A genuine announcement of this leader, captured now and replayed later.
+        let genuine = try sim.codec.encode(.leader(try #require(sim.leaderState(leader)).me), sender: leader, stamp: .init(incarnation: 1, sequence: 1))
+        for id in Array(sim.managers.keys) + Array(sim.controllers.keys) {
+            sim.inject(forged, to: id)
+            sim.inject(genuine, to: id)
+            sim.inject(Array("DOZE1".utf8) + Array(repeating: 7, count: 64), to: id)
+        }
+        sim.run(for: .seconds(2))
+        #expect(sim.dropped["badMAC", default: 0] >= 2 * 8)
+        #expect(sim.dropped["replayed", default: 0] >= 8)
+        #expect(sim.leaders == [leader] && sim.leaderTerm == term)
+        #expect(sim.settled(controllers: all))
     }
 
     @Test func lossyNetworkStillConverges() {
