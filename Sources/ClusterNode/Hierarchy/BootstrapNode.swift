@@ -33,19 +33,7 @@ public actor BootstrapNode: BootstrapBackend {
     var now: MonotonicTime { started.duration(to: clock.now) }
 
     func run() async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await message in self.link.messages() { await self.receive(message) }
-            }
-            group.addTask {
-                while !Task.isCancelled {
-                    await self.tick()
-                    try? await Task.sleep(for: self.cluster.heartbeatInterval)
-                }
-            }
-            await group.next()
-            group.cancelAll()
-        }
+        await link.drive(interval: cluster.heartbeatInterval, receive: { await self.receive($0) }, tick: { await self.tick() })
     }
 
     private func tick() {

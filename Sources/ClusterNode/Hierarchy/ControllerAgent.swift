@@ -46,19 +46,7 @@ actor ControllerAgent {
 
     func run() async {
         while control.port == 0 && !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await message in self.link.messages() { await self.receive(message) }
-            }
-            group.addTask {
-                while !Task.isCancelled {
-                    await self.tick()
-                    try? await Task.sleep(for: self.cluster.heartbeatInterval)
-                }
-            }
-            await group.next()
-            group.cancelAll()
-        }
+        await link.drive(interval: cluster.heartbeatInterval, receive: { await self.receive($0) }, tick: { await self.tick() })
     }
 
     func info() async -> ControllerInfo {

@@ -74,9 +74,9 @@ public actor GroupManagerNode: GroupManagerBackend {
         while me.control.port == 0 && !Task.isCancelled { try? await Task.sleep(for: .milliseconds(10)) }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.campaignLoop() }
-            group.addTask { await self.tickLoop() }
             group.addTask {
-                for await message in self.link.messages() { await self.receive(message) }
+                await self.link.drive(interval: self.cluster.heartbeatInterval,
+                                      receive: { await self.receive($0) }, tick: { await self.tick() })
             }
             await group.next()
             group.cancelAll()
@@ -117,13 +117,6 @@ public actor GroupManagerNode: GroupManagerBackend {
         log.warning("stepping down", metadata: ["reason": "\(reason)"])
         leadership = nil
         mode = .manager(GroupManagerState(me: me, settings: Self.managerSettings(cluster)))
-    }
-
-    private func tickLoop() async {
-        while !Task.isCancelled {
-            tick()
-            try? await Task.sleep(for: cluster.heartbeatInterval)
-        }
     }
 
     private func tick() {

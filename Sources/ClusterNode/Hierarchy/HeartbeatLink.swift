@@ -96,6 +96,26 @@ actor HeartbeatLink {
     }
 }
 
+extension HeartbeatLink {
+    /// A role's two loops, until cancelled: every accepted message to `receive`, and `tick` every `interval`.
+    nonisolated func drive(interval: Duration, receive: @escaping @Sendable (HeartbeatCodec.Decoded) async -> Void,
+                           tick: @escaping @Sendable () async -> Void) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await message in self.messages() { await receive(message) }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    await tick()
+                    try? await Task.sleep(for: interval)
+                }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+}
+
 extension Dictionary {
     func mapKeys<K: Hashable>(_ transform: (Key) -> K) -> [K: Value] {
         Dictionary<K, Value>(uniqueKeysWithValues: map { (transform($0.key), $0.value) })

@@ -45,6 +45,15 @@ public enum HierarchyRuntime {
         listen.port == 0 ? ListenAddress(host: listen.host, port: channel.localEndpoint.port) : listen
     }
 
+    /// What every clustered node serves besides its role's routes: JSON errors, `/health`, heartbeat counters.
+    static func baseRouter(_ link: HeartbeatLink) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.addMiddleware { JSONErrorMiddleware() }
+        router.get("/health") { _, _ in HTTPReply.text("ok") }
+        router.get("/v1/heartbeats") { _, _ in try HTTPReply.json(await link.statistics) }
+        return router
+    }
+
     static func group(services: [any Service], logger: Logger) -> ServiceGroup {
         ServiceGroup(configuration: .init(services: services.map { .init(service: $0) },
                                           gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -66,10 +75,7 @@ public enum HierarchyRuntime {
         let listen = sameAsHeartbeat(listen, channel)
         let link = try await makeLink(identity.id, channel, listen, cluster)
         let node = BootstrapNode(id: identity.id, link: link, cluster: cluster, logger: logger)
-        let router = Router()
-        router.addMiddleware { JSONErrorMiddleware() }
-        router.get("/health") { _, _ in HTTPReply.text("ok") }
-        router.get("/v1/heartbeats") { _, _ in try HTTPReply.json(await link.statistics) }
+        let router = baseRouter(link)
         BootstrapRoutes(backend: node).register(on: router)
         let app = application(router: router, listen: listen, name: "doze-bootstrap", logger: logger) { endpoint in
             logger.info("bootstrap listening", metadata: ["doze/address": "\(endpoint)", "doze/heartbeat": "\(channel.localEndpoint)"])
@@ -89,10 +95,7 @@ public enum HierarchyRuntime {
         let link = try await makeLink(identity.id, channel, listen, cluster)
         let node = GroupManagerNode(id: identity.id, control: Endpoint(host: listen.host, port: listen.port), link: link,
                                     cluster: cluster, election: election, logger: logger)
-        let router = Router()
-        router.addMiddleware { JSONErrorMiddleware() }
-        router.get("/health") { _, _ in HTTPReply.text("ok") }
-        router.get("/v1/heartbeats") { _, _ in try HTTPReply.json(await link.statistics) }
+        let router = baseRouter(link)
         GroupManagerRoutes(backend: node).register(on: router)
         let app = application(router: router, listen: listen, name: "doze-gm", logger: logger) { endpoint in
             await node.setControl(endpoint)
