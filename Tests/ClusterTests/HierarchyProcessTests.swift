@@ -126,11 +126,16 @@ import Testing
         }
         print("manager kill -> controllers re-joined in \(ContinuousClock.now - clock)")
 
-        // A controller dies: its manager drops it; restarted, it comes back with its VM.
+        // A controller dies: its manager drops it; restarted, it comes back with its VM, to the same manager.
+        func manager(of vm: String, in tree: GroupLeaderRepositoryInformation) -> String? {
+            tree.groupManagerDescriptions.first { $0.localControllers.values.contains { $0.virtualMachineMetaData[vm] != nil } }?.id
+        }
+        let before = try #require(manager(of: "vm-a", in: try await c.waitForTree(minTerm: firstLeader.term, vms: vms)))
         c.processes["lc1"]!.kill9()
         try await c.waitForTree(minTerm: firstLeader.term, vms: Array(vms.dropFirst()))
         try c.startController("lc1", vm: "vm-a")
-        try await c.waitForTree(minTerm: firstLeader.term, vms: vms)
+        let healed = try await c.waitForTree(minTerm: firstLeader.term, vms: vms)
+        #expect(manager(of: "vm-a", in: healed) == before, "a restarted controller goes back to its previous manager")
     }
 
     @Test func multicastFindsTheLeaderWithoutABootstrap() async throws {
