@@ -68,6 +68,7 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "ClusterWire"]),
+        .testTarget(name: "ClusterTransportTests", dependencies: ["ClusterTransport"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "LibvirtHypervisor", "ClusterTestKit"]),
         .testTarget(name: "ClusterAPITests", dependencies: [
             "ClusterAPI", "ClusterNode", "ClusterTestKit", "LibvirtHypervisor",
