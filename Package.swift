@@ -36,8 +36,9 @@ let package = Package(
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         .target(name: "LibvirtHypervisor", dependencies: ["Hypervisor", "CLibvirt"]),
         .target(name: "ClusterAPI", dependencies: [
-            "ClusterCore", "ClusterWire",
+            "ClusterCore", "ClusterWire", "ClusterTransport",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .target(name: "ClusterNode", dependencies: [

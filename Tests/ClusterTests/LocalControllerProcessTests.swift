@@ -102,6 +102,22 @@ import Testing
         #expect(status == 0, "exit status \(String(describing: status)); log:\n\(node.process.log)")
     }
 
+    /// Snooze clients that send `POST localcontroller?op HTTP/1.1` (no leading slash) are served, on keep-alive too.
+    @Test func requestTargetsWithoutALeadingSlashAreServed() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let host = dir.file("host.xml")
+        try TestHostFile.write(to: host, domains: [.init(name: "web1")])
+        let node = try await Self.startLC(hostFile: host, state: dir.file("state"), log: dir.file("lc.log"))
+        defer { node.process.kill9() }
+        let port = try #require(Int(node.base.split(separator: ":").last!))
+        let answer = try rawTCPExchange(port: port,
+            "POST localcontroller?suspendVirtualMachineOnRequest HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nweb1"
+            + "GET vm?name=web1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(answer.components(separatedBy: "HTTP/1.1 200 OK").count == 3, "\(answer)")
+        #expect(answer.contains("\"name\":\"web1\"") && answer.contains("\"status\":\"PAUSED\""), "\(answer)")
+    }
+
     @Test func libvirtSaysNothingOnStderr() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }

@@ -61,7 +61,7 @@ public enum HierarchyRuntime {
 
     static func application(router: Router<BasicRequestContext>, listen: ListenAddress, name: String, logger: Logger,
                             onListening: @escaping @Sendable (Endpoint) async -> Void) -> some Service {
-        Application(router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: name),
+        Application(router: router, server: .lenientHTTP1, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: name),
                     onServerRunning: { channel in
                         await onListening(Endpoint(host: listen.host, port: channel.localAddress?.port ?? listen.port))
                     }, logger: logger)
