@@ -235,7 +235,7 @@ public actor LocalController: LocalControllerBackend {
         }
         do {
             if rxBytes > 0 || txBytes > 0 || !ipAddress.isEmpty {
-                let meta = "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(ipAddress)'/>"
+                let meta = Self.metadataXML(rx: rxBytes, tx: txBytes, ip: ipAddress)
                 try? await hypervisor.setMetadata(.name(name), xml: meta, key: "doze", namespace: Self.metadataNamespace)
             }
             _ = try await hypervisor.start(.name(name))
@@ -243,13 +243,13 @@ public actor LocalController: LocalControllerBackend {
             try? await hypervisor.undefine(.name(name))
             throw Self.map(error, doing: "hypervisor refused to start '\(name)'")
         }
-        guard var record = try await refresh(name, xmlChanged: true) else {
+        guard try await refresh(name, xmlChanged: true) != nil else {
             throw DozeError(.hypervisor, "VM '\(name)' vanished right after it started")
         }
-        record.rxBytes = rxBytes
-        record.txBytes = txBytes
-        record.ipAddress = ipAddress
-        vms[name] = record
+        vms[name]?.rxBytes = rxBytes
+        vms[name]?.txBytes = txBytes
+        vms[name]?.ipAddress = ipAddress
+        guard let record = vms[name] else { throw DozeError(.hypervisor, "VM '\(name)' vanished right after it started") }
         log.info("started VM", metadata: ["doze/vm": "\(name)", "doze/vcpus": "\(description.vcpus)"])
         return record
     }
@@ -368,11 +368,14 @@ public actor LocalController: LocalControllerBackend {
 
     public func resize(_ request: ResizeRequest) async throws(DozeError) -> VirtualMachineMetaData {
         let vm = request.virtualMachineLocation.virtualMachineId
-        var record = try await current(vm)
+        let record = try await current(vm)
         try VMOperation.resize.check(current: record.status, vm: vm)
         let wanted = ResourceVector(snoozeArray: request.resizedCapacity)
-        guard wanted.vcpus <= 0 || wanted.vcpus == wanted.vcpus.rounded() else {
-            throw DozeError(.badRequest, "vcpus must be a whole number, got \(wanted.vcpus)")
+        guard wanted.vcpus <= 0 || (Int(exactly: wanted.vcpus).map { $0 <= DomainDescription.maxVCPUs } ?? false) else {
+            throw DozeError(.badRequest, "vcpus must be a whole number from 1 to \(DomainDescription.maxVCPUs), got \(wanted.vcpus)")
+        }
+        guard wanted.memoryKiB <= 0 || (UInt64(exactly: wanted.memoryKiB).map { $0 <= DomainDescription.maxMemoryKiB } ?? false) else {
+            throw DozeError(.badRequest, "memory must be whole KiB up to \(DomainDescription.maxMemoryKiB), got \(wanted.memoryKiB)")
         }
         let vcpus = wanted.vcpus > 0 ? Int(wanted.vcpus) : record.info.vcpus
         let memoryKiB = wanted.memoryKiB > 0 ? UInt64(wanted.memoryKiB) : record.info.memoryKiB
@@ -389,12 +392,13 @@ public actor LocalController: LocalControllerBackend {
             _ = try? await refresh(vm)
             throw Self.map(error, doing: "resize '\(vm)'")
         }
-        record = try await refresh(vm, xmlChanged: true) ?? record
-        if wanted.rxBytes > 0 { record.rxBytes = wanted.rxBytes }
-        if wanted.txBytes > 0 { record.txBytes = wanted.txBytes }
-        vms[vm] = record
+        // The VM may have been deleted meanwhile: never write a record back that refresh removed.
+        guard try await refresh(vm, xmlChanged: true) != nil else { throw DozeError(.notFound, "VM '\(vm)' went away during the resize") }
+        if wanted.rxBytes > 0 { vms[vm]?.rxBytes = wanted.rxBytes }
+        if wanted.txBytes > 0 { vms[vm]?.txBytes = wanted.txBytes }
+        guard let record = vms[vm] else { throw DozeError(.notFound, "VM '\(vm)' went away during the resize") }
         if wanted.rxBytes > 0 || wanted.txBytes > 0 {
-            let meta = "<vm rx='\(record.rxBytes)' tx='\(record.txBytes)' ip='\(record.ipAddress)'/>"
+            let meta = Self.metadataXML(rx: record.rxBytes, tx: record.txBytes, ip: record.ipAddress)
             try? await hypervisor.setMetadata(.name(vm), xml: meta, key: "doze", namespace: Self.metadataNamespace)
         }
         return await metaData(record)
@@ -432,6 +436,13 @@ extension LocalController {
             return String(xml[start.upperBound..<end.lowerBound])
         }
         return nil
+    }
+
+    /// The per-VM metadata element, values escaped: the IP comes from the network.
+    static func metadataXML(rx: Double, tx: Double, ip: String) -> String {
+        let escaped = ip.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "'", with: "&apos;")
+            .replacingOccurrences(of: "\"", with: "&quot;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+        return "<vm rx='\(rx)' tx='\(tx)' ip='\(escaped)'/>"
     }
 
     static func libvirtPoolName(_ uuid: String) -> String { "doze-" + uuid.prefix(8) }

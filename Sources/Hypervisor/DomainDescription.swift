@@ -47,8 +47,8 @@ public struct DomainDescription: Sendable, Equatable {
         let vcpuText = Self.text(root, "vcpu") ?? "1"
         let vcpuElement = Self.elements(root, "vcpu").first
         let current = vcpuElement?.attribute(forName: "current")?.stringValue
-        guard let vcpus = Int(current ?? vcpuText), vcpus > 0 else {
-            throw HypervisorError(.invalidSpec, "<vcpu> must be a positive integer, got '\(current ?? vcpuText)'")
+        guard let vcpus = Int(current ?? vcpuText), vcpus > 0, vcpus <= Self.maxVCPUs else {
+            throw HypervisorError(.invalidSpec, "<vcpu> must be an integer from 1 to \(Self.maxVCPUs), got '\(current ?? vcpuText)'")
         }
         self.vcpus = vcpus
         let memoryElement = Self.elements(root, "currentMemory").first ?? Self.elements(root, "memory").first
@@ -57,7 +57,10 @@ public struct DomainDescription: Sendable, Equatable {
         else { throw HypervisorError(.invalidSpec, "the domain needs a positive <memory>") }
         let unit = memoryElement.attribute(forName: "unit")?.stringValue ?? "KiB"
         guard let kib = Self.kibibytes(amount, unit: unit) else {
-            throw HypervisorError(.invalidSpec, "unknown memory unit '\(unit)'")
+            throw HypervisorError(.invalidSpec, "unknown memory unit '\(unit)' or a size that overflows")
+        }
+        guard kib <= Self.maxMemoryKiB else {
+            throw HypervisorError(.invalidSpec, "memory of \(kib) KiB is above the \(Self.maxMemoryKiB) KiB (16 TiB) limit")
         }
         self.memoryKiB = kib
         var targets: [String] = [], macs: [String] = []
@@ -105,16 +108,25 @@ public struct DomainDescription: Sendable, Equatable {
         }
     }
 
+    /// The largest sizes accepted: far above any real host, far below integer overflow.
+    public static let maxVCPUs = 4096
+    public static let maxMemoryKiB: UInt64 = 1 << 34   // 16 TiB
+
+    /// KiB for `amount` of `unit`; nil for an unknown unit or an amount that overflows.
     static func kibibytes(_ amount: UInt64, unit: String) -> UInt64? {
+        func times(_ factor: UInt64) -> UInt64? {
+            let (v, overflow) = amount.multipliedReportingOverflow(by: factor)
+            return overflow ? nil : v
+        }
         switch unit.lowercased() {
-        case "b", "bytes": return (amount + 1023) / 1024
+        case "b", "bytes": return amount / 1024 + (amount % 1024 == 0 ? 0 : 1)
         case "k", "kib": return amount
-        case "kb": return (amount * 1000 + 1023) / 1024
-        case "m", "mib": return amount * 1024
-        case "mb": return amount * 1_000_000 / 1024
-        case "g", "gib": return amount * 1024 * 1024
-        case "gb": return amount * 1_000_000_000 / 1024
-        case "t", "tib": return amount * 1024 * 1024 * 1024
+        case "kb": return times(1000).map { $0 / 1024 + ($0 % 1024 == 0 ? 0 : 1) }
+        case "m", "mib": return times(1024)
+        case "mb": return times(1_000_000).map { $0 / 1024 }
+        case "g", "gib": return times(1 << 20)
+        case "gb": return times(1_000_000_000).map { $0 / 1024 }
+        case "t", "tib": return times(1 << 30)
         default: return nil
         }
     }

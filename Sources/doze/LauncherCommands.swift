@@ -121,7 +121,9 @@ struct HierarchyCommand: AsyncParsableCommand {
             let vms = lcs.reduce(0) { $0 + $1.virtualMachineMetaData.count }
             lines.append("  GM  \(gm.id)  \(gm.listenSettings.controlDataAddress.address):\(gm.listenSettings.controlDataAddress.port)  controllers \(lcs.count)  vms \(vms)")
             for lc in lcs {
-                let t = lc.totalCapacity, u = lc.usedCapacity
+                // From the network: read through ResourceVector, which tolerates short arrays.
+                let tv = ResourceVector(snoozeArray: lc.totalCapacity), uv = ResourceVector(snoozeArray: lc.usedCapacity)
+                let t = [tv.vcpus, tv.memoryKiB], u = [uv.vcpus, uv.memoryKiB]
                 lines.append("    LC  \(lc.id)  \(lc.controlDataAddress.address):\(lc.controlDataAddress.port)  "
                              + "vcpus \(Int(u[0]))/\(Int(t[0]))  mem \(gib(u[1]))/\(gib(t[1])) GiB  vms \(lc.virtualMachineMetaData.count)"
                              + (lc.virtualMachineMetaData.isEmpty ? "" : " (\(lc.virtualMachineMetaData.keys.sorted().joined(separator: ", ")))"))

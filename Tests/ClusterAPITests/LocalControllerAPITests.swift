@@ -125,6 +125,23 @@ func submission(_ vms: [(String, String)], rx: Double = 0, tx: Double = 0) -> St
         }
     }
 
+    @Test func hugeResizesAndHostileMetadataAreRefusedOrEscapedNotCrashes() async throws {
+        try await APIFixture.make().run { client in
+            try await client.call(.post, "/vm", xml("vm1"), status: .created)
+            for capacity in ["[1e19,-1,-1,-1]", "[-1,1e20,-1,-1]", "[2.5,-1,-1,-1]"] {
+                try await client.expectError(.post, "/localcontroller?resizeVirtualMachine",
+                    #"{"virtualMachineLocation":{"virtualMachineId":"vm1"},"resizedCapacity":\#(capacity)}"#, status: .badRequest, "must be")
+            }
+            var meta = VirtualMachineMetaData(location: .init(virtualMachineId: "q1"), xmlRepresentation: xml("q1"),
+                                              requestedCapacity: ResourceVector(vcpus: 1, memoryKiB: 1, rxBytes: 5, txBytes: 6))
+            meta.ipAddress = "10.0.0.1' evil='<x>"
+            let body = String(decoding: try JSONEncoder().encode(VirtualMachineSubmission(virtualMachineMetaData: [meta])), as: UTF8.self)
+            let started = try await client.json(VirtualMachineSubmission.self, .post, "/localcontroller?startVirtualMachines", body)
+            #expect(started.virtualMachineMetaData.first?.status == .running)
+            #expect(started.virtualMachineMetaData.first?.ipAddress == "10.0.0.1' evil='<x>")
+        }
+    }
+
     @Test func existingDomainsAreAdopted() async throws {
         try await APIFixture.make(domains: [.init(name: "web1", vcpus: 2), .init(name: "db1", running: false)]).run { client in
             let all = try await client.json([VirtualMachineMetaData].self, .post, "/localcontroller?getVirtualMachines", "0")

@@ -258,6 +258,10 @@ import Testing
         ("<domain type='kvm'><name>x</name></domain>", "memory"),
         ("<domain type='kvm'><name>x</name><memory unit='furlongs'>1</memory></domain>", "unit"),
         ("<domain type='kvm'><name>x</name><memory>1</memory><vcpu>zero</vcpu></domain>", "vcpu"),
+        // Sizes that used to overflow (a trap, i.e. a crash, on remote input).
+        ("<domain type='kvm'><name>x</name><memory unit='TiB'>99999999999</memory></domain>", "overflows"),
+        ("<domain type='kvm'><name>x</name><memory>18446744073709551615</memory></domain>", "16 TiB"),
+        ("<domain type='kvm'><name>x</name><memory>1</memory><vcpu>9223372036854775807</vcpu></domain>", "from 1 to 4096"),
     ])
     func rejectsWithAReason(_ xml: String, _ fragment: String) {
         do {
