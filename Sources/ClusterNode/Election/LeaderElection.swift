@@ -84,9 +84,10 @@ final class FlockLeadership: Leadership, @unchecked Sendable {
         self.term = term
     }
 
+    /// The kernel keeps the lock for as long as this process lives, so leadership ends only by resigning:
+    /// then this returns and the node campaigns again.
     func lost() async {
-        // The kernel keeps the lock for as long as this process lives.
-        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+        while !Task.isCancelled && lock.withLock({ fd >= 0 }) { try? await Task.sleep(for: .milliseconds(100)) }
     }
 
     func resign() async {

@@ -187,7 +187,9 @@ public actor GroupManagerNode: GroupManagerBackend {
             // Only a stale leader can announce while we hold the term; a newer term means we are the stale one.
             if other.term > state.me.term {
                 log.error("a leader of a newer term exists; stepping down", metadata: ["doze/term": "\(other.term)"])
-                Task { await leadership?.resign() }
+                // Capture it now: stepDown clears `leadership` before any task could run.
+                let held = leadership
+                Task { await held?.resign() }
                 stepDown(reason: "newer term \(other.term)")
             } else {
                 Task { await link.count("staleTerm") }
