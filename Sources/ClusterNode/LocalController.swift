@@ -440,9 +440,7 @@ extension LocalController {
 
     /// The per-VM metadata element, values escaped: the IP comes from the network.
     static func metadataXML(rx: Double, tx: Double, ip: String) -> String {
-        let escaped = ip.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "'", with: "&apos;")
-            .replacingOccurrences(of: "\"", with: "&quot;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
-        return "<vm rx='\(rx)' tx='\(tx)' ip='\(escaped)'/>"
+        "<vm rx='\(rx)' tx='\(tx)' ip='\(xmlEscape(ip))'/>"
     }
 
     static func libvirtPoolName(_ uuid: String) -> String { "doze-" + uuid.prefix(8) }

@@ -466,7 +466,7 @@ public actor LibvirtHost: Hypervisor {
     }
 }
 
-func xmlEscape(_ s: String) -> String {
+public func xmlEscape(_ s: String) -> String {
     var out = ""
     out.reserveCapacity(s.count)
     for c in s {
