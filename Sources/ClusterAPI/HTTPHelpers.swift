@@ -99,6 +99,12 @@ extension Request {
         return first.split(separator: "=", maxSplits: 1).first.map(String.init)
     }
 
+    /// A bare flag or `name=…` anywhere in the query (`?startVirtualMachines&partial`).
+    public func hasQueryFlag(_ name: String) -> Bool {
+        guard let query = uri.query else { return false }
+        return query.split(separator: "&").contains { $0 == name || $0.hasPrefix(name + "=") }
+    }
+
     public func requiredQuery(_ name: String) throws -> String {
         guard let value = optionalQuery(name) else {
             throw APIError(DozeError(.badRequest, "missing query parameter '\(name)'"))

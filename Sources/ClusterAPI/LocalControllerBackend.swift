@@ -5,7 +5,9 @@ import ClusterWire
 /// turn its kind into an HTTP status and its message into the JSON error body.
 public protocol LocalControllerBackend: Sendable {
     // Snooze's /localcontroller operations
-    func startVirtualMachines(_ request: VirtualMachineSubmission) async throws(DozeError) -> VirtualMachineSubmission
+    /// `partial`: answer each VM's outcome even when all failed (the group manager's call), instead of an error.
+    func startVirtualMachines(_ request: VirtualMachineSubmission, partial: Bool) async throws(DozeError) -> VirtualMachineSubmission
+    func virtualMachineMetaData(vm: String) async throws(DozeError) -> VirtualMachineMetaData
     func suspend(vm: String) async throws(DozeError)
     func resume(vm: String) async throws(DozeError)
     func shutdown(vm: String) async throws(DozeError)

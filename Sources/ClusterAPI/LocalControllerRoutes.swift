@@ -28,7 +28,7 @@ public struct LocalControllerRoutes<Backend: LocalControllerBackend>: Sendable {
 
     static var snoozeOperations: [String] {
         ["startVirtualMachines", "suspendVirtualMachineOnRequest", "resumeVirtualMachine", "shutdownVirtualMachine",
-         "rebootVirtualMachine", "destroyVirtualMachine", "resizeVirtualMachine", "getVirtualMachines"]
+         "rebootVirtualMachine", "destroyVirtualMachine", "resizeVirtualMachine", "getVirtualMachines", "getVirtualMachineMetaData"]
     }
 
     func snooze(_ request: Request) async throws -> Response {
@@ -36,7 +36,13 @@ public struct LocalControllerRoutes<Backend: LocalControllerBackend>: Sendable {
         switch request.snoozeOperation {
         case "startVirtualMachines":
             let submission = try await HTTPBody.json(request, as: VirtualMachineSubmission.self, limit: limit)
-            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.startVirtualMachines(submission) })
+            let partial = request.hasQueryFlag("partial")
+            return try HTTPReply.json(try await api { () async throws(DozeError) in
+                try await backend.startVirtualMachines(submission, partial: partial)
+            })
+        case "getVirtualMachineMetaData":
+            let vm = try await HTTPBody.rawString(request, what: "VM id", limit: limit)
+            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.virtualMachineMetaData(vm: vm) })
         case "suspendVirtualMachineOnRequest":
             let vm = try await HTTPBody.rawString(request, what: "VM id", limit: limit)
             try await api { () async throws(DozeError) in try await backend.suspend(vm: vm) }

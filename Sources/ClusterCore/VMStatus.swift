@@ -27,6 +27,7 @@ public enum VMErrorCode: String, Sendable, Codable, CaseIterable {
     // Doze additions: reasons Snooze had no code for.
     case quotaExceeded = "QUOTA_EXCEEDED"
     case invalidTemplate = "INVALID_TEMPLATE"
+    case imageNotFound = "IMAGE_NOT_FOUND"
 }
 
 /// The operations a user can ask of one VM, with the state each needs.

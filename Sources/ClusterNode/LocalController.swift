@@ -19,6 +19,8 @@ public actor LocalController: LocalControllerBackend {
         var rxBytes: Double = 0
         var txBytes: Double = 0
         var ipAddress: String = ""
+        /// What was changed in the submitted template to run it here.
+        var adaptations: [String] = []
 
         var status: VMStatus { LocalController.status(of: info.state) }
         var usage: HostUsage {
@@ -102,6 +104,7 @@ public actor LocalController: LocalControllerBackend {
                 record.rxBytes = Self.attribute("rx", in: meta).flatMap(Double.init) ?? 0
                 record.txBytes = Self.attribute("tx", in: meta).flatMap(Double.init) ?? 0
                 record.ipAddress = Self.attribute("ip", in: meta) ?? ""
+                record.adaptations = Self.attribute("adapted", in: meta).map(Self.xmlUnescape).map { $0.isEmpty ? [] : $0.components(separatedBy: "; ") } ?? []
             }
             adopted[info.name] = record
         }
@@ -208,7 +211,7 @@ public actor LocalController: LocalControllerBackend {
 
     /// Defines and starts one VM after checking its XML, name, paths and the quota. Nothing is left behind on failure.
     func startVM(xml: String, expectedName: String?, rxBytes: Double = 0, txBytes: Double = 0,
-                 ipAddress: String = "") async throws(DozeError) -> VMRecord {
+                 ipAddress: String = "", adaptations: [String] = []) async throws(DozeError) -> VMRecord {
         let description: DomainDescription
         do { description = try DomainDescription(xml: xml) } catch {
             throw DozeError(.badRequest, "invalid domain XML: \(error.message)")
@@ -234,8 +237,8 @@ public actor LocalController: LocalControllerBackend {
             throw Self.map(error, doing: "hypervisor refused to define '\(name)'")
         }
         do {
-            if rxBytes > 0 || txBytes > 0 || !ipAddress.isEmpty {
-                let meta = Self.metadataXML(rx: rxBytes, tx: txBytes, ip: ipAddress)
+            if rxBytes > 0 || txBytes > 0 || !ipAddress.isEmpty || !adaptations.isEmpty {
+                let meta = Self.metadataXML(rx: rxBytes, tx: txBytes, ip: ipAddress, adapted: adaptations)
                 try? await hypervisor.setMetadata(.name(name), xml: meta, key: "doze", namespace: Self.metadataNamespace)
             }
             _ = try await hypervisor.start(.name(name))
@@ -249,12 +252,13 @@ public actor LocalController: LocalControllerBackend {
         vms[name]?.rxBytes = rxBytes
         vms[name]?.txBytes = txBytes
         vms[name]?.ipAddress = ipAddress
+        vms[name]?.adaptations = adaptations
         guard let record = vms[name] else { throw DozeError(.hypervisor, "VM '\(name)' vanished right after it started") }
         log.info("started VM", metadata: ["doze/vm": "\(name)", "doze/vcpus": "\(description.vcpus)"])
         return record
     }
 
-    public func startVirtualMachines(_ request: VirtualMachineSubmission) async throws(DozeError) -> VirtualMachineSubmission {
+    public func startVirtualMachines(_ request: VirtualMachineSubmission, partial: Bool) async throws(DozeError) -> VirtualMachineSubmission {
         guard !request.virtualMachineMetaData.isEmpty else {
             throw DozeError(.badRequest, "virtualMachineMetaData is empty: nothing to start")
         }
@@ -263,9 +267,13 @@ public actor LocalController: LocalControllerBackend {
         for var meta in request.virtualMachineMetaData {
             let demand = meta.requested
             do {
-                let record = try await startVM(xml: meta.xmlRepresentation, expectedName: meta.virtualMachineLocation.virtualMachineId,
-                                               rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress)
-                meta = await metaData(record, xml: meta.xmlRepresentation)
+                let (xml, adaptations) = try prepareTemplate(meta)
+                let record = try await startVM(xml: xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
+                                               rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress,
+                                               adaptations: adaptations)
+                let imageId = meta.imageId
+                meta = await metaData(record, xml: xml)
+                meta.imageId = imageId
             } catch {
                 failures.append(error)
                 meta.status = .error
@@ -276,17 +284,68 @@ public actor LocalController: LocalControllerBackend {
             }
             results.append(meta)
         }
-        // All failed: an error status, not a 200 that did nothing.
-        if failures.count == results.count, let first = failures.first {
+        // All failed: an error status, not a 200 that did nothing (unless the caller wants each VM's outcome).
+        if !partial, failures.count == results.count, let first = failures.first {
             let detail = zip(results, failures).map { "\($0.virtualMachineLocation.virtualMachineId): \($1.message)" }
             throw DozeError(first.kind, detail.joined(separator: "; "))
         }
         return VirtualMachineSubmission(virtualMachineMetaData: results)
     }
 
+    /// Domain types this host runs, best first: a template written for another gets its type adapted.
+    var supportedDomainTypes: [String] {
+        if hypervisor.uri.hasPrefix("test:") { return ["test"] }
+        return access("/dev/kvm", R_OK | W_OK) == 0 ? ["kvm", "qemu"] : ["qemu"]
+    }
+
+    /// The XML this host will run for a submitted VM: the template with its domain type adapted, or, for an
+    /// image-based VM (no XML, an `imageId`), a domain built around that image of this host's image pool.
+    func prepareTemplate(_ meta: VirtualMachineMetaData) throws(DozeError) -> (String, [String]) {
+        if meta.xmlRepresentation.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            guard let imageId = meta.imageId, !imageId.isEmpty else {
+                throw DozeError(.badRequest, "VM '\(meta.virtualMachineLocation.virtualMachineId)' has neither a libvirt template nor an imageId")
+            }
+            let (path, format) = try resolveImage(imageId)
+            let capacity = meta.requested
+            let mac = meta.ipAddress.isEmpty ? nil : IPPool.mac(for: meta.ipAddress)
+            let xml = TemplateAdaptation.domainXML(
+                name: meta.virtualMachineLocation.virtualMachineId, type: supportedDomainTypes[0],
+                vcpus: max(1, Int(capacity.vcpus)), memoryKiB: max(1024, Int(capacity.memoryKiB)),
+                imagePath: path, format: format, mac: mac)
+            return (xml, [])
+        }
+        let (xml, change) = TemplateAdaptation.adapt(meta.xmlRepresentation, supported: supportedDomainTypes)
+        return (xml, change.map { [$0.description] } ?? [])
+    }
+
+    /// An image of this host's image pool, by file name (with or without its extension).
+    func resolveImage(_ imageId: String) throws(DozeError) -> (path: String, format: String) {
+        guard !imageId.contains("/"), !imageId.hasPrefix("."), imageId.utf8.count <= 255 else {
+            throw DozeError(.badRequest, "imageId '\(imageId)' must be a file name in the image pool, without '/'")
+        }
+        let pool = config.imagePool.path
+        for candidate in [imageId, imageId + ".qcow2", imageId + ".img", imageId + ".raw", imageId + ".iso"] {
+            let path = pool + "/" + candidate
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                let ext = (candidate as NSString).pathExtension.lowercased()
+                return (path, ext == "qcow2" ? "qcow2" : ext == "iso" ? "iso" : "raw")
+            }
+        }
+        let available = ((try? FileManager.default.contentsOfDirectory(atPath: pool)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+        throw DozeError(.notFound, "image '\(imageId)' is not in this host's image pool \(pool)"
+            + (available.isEmpty ? " (the pool is empty)" : " (it holds: \(available.prefix(10).joined(separator: ", ")))"))
+    }
+
+    /// One VM's current meta data (Snooze's `getVirtualMachineMetaData`, asked by its group manager).
+    public func virtualMachineMetaData(vm: String) async throws(DozeError) -> VirtualMachineMetaData {
+        await metaData(try await current(vm))
+    }
+
     static func errorCode(for error: DozeError) -> VMErrorCode {
         switch error.kind {
         case .quotaExceeded: return .quotaExceeded
+        case .notFound: return .imageNotFound
         case .badRequest, .forbidden, .conflict, .payloadTooLarge: return .invalidTemplate
         default: return .failedToStartOnHypervisor
         }
@@ -301,7 +360,7 @@ public actor LocalController: LocalControllerBackend {
             status: record.status, errorCode: .none, ipAddress: record.ipAddress, xmlRepresentation: liveXML,
             requestedCapacity: ResourceVector(vcpus: Double(record.info.vcpus), memoryKiB: Double(record.info.memoryKiB),
                                               rxBytes: record.rxBytes, txBytes: record.txBytes),
-            isAssigned: true)
+            isAssigned: true, adaptations: record.adaptations.isEmpty ? nil : record.adaptations)
     }
 
     // MARK: - VM operations
@@ -439,8 +498,15 @@ extension LocalController {
     }
 
     /// The per-VM metadata element, values escaped: the IP comes from the network.
-    static func metadataXML(rx: Double, tx: Double, ip: String) -> String {
-        "<vm rx='\(rx)' tx='\(tx)' ip='\(xmlEscape(ip))'/>"
+    static func metadataXML(rx: Double, tx: Double, ip: String, adapted: [String] = []) -> String {
+        let adaptedAttribute = adapted.isEmpty ? "" : " adapted='\(xmlEscape(adapted.joined(separator: "; ")))'"
+        return "<vm rx='\(rx)' tx='\(tx)' ip='\(xmlEscape(ip))'\(adaptedAttribute)/>"
+    }
+
+    static func xmlUnescape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&apos;", with: "'").replacingOccurrences(of: "&quot;", with: "\"")
+            .replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
+            .replacingOccurrences(of: "&amp;", with: "&")
     }
 
     static func libvirtPoolName(_ uuid: String) -> String { "doze-" + uuid.prefix(8) }

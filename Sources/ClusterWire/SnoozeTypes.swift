@@ -71,11 +71,16 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
     public var groupManagerControlDataAddress: NetworkAddress
     /// Doze addition: a human-readable reason when `status` is `ERROR` or an operation failed.
     public var errorMessage: String?
+    /// Doze addition: the image-pool entry a template without XML is built from (Snooze's `imageId`).
+    public var imageId: String?
+    /// Doze addition: what the host changed in the template to run it (e.g. the domain type), never silent.
+    public var adaptations: [String]?
 
     public init(location: VirtualMachineLocation, status: VMStatus = .unknown, errorCode: VMErrorCode = .none,
                 ipAddress: String = "", xmlRepresentation: String = "", requestedCapacity: ResourceVector = .zero,
                 usedCapacity: [String: VirtualMachineMonitoringData] = [:], isAssigned: Bool = false,
-                groupManagerControlDataAddress: NetworkAddress = .init(), errorMessage: String? = nil) {
+                groupManagerControlDataAddress: NetworkAddress = .init(), errorMessage: String? = nil,
+                imageId: String? = nil, adaptations: [String]? = nil) {
         self.virtualMachineLocation = location
         self.status = status
         self.errorCode = errorCode
@@ -86,6 +91,8 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         self.isAssigned = isAssigned
         self.groupManagerControlDataAddress = groupManagerControlDataAddress
         self.errorMessage = errorMessage
+        self.imageId = imageId
+        self.adaptations = adaptations
     }
 
     public init(from decoder: any Decoder) throws {
@@ -100,6 +107,8 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         isAssigned = try c.value(.isAssigned, default: false)
         groupManagerControlDataAddress = try c.value(.groupManagerControlDataAddress, default: .init())
         errorMessage = try c.decodeIfPresent(String.self, forKey: .errorMessage)
+        imageId = try c.decodeIfPresent(String.self, forKey: .imageId)
+        adaptations = try c.decodeIfPresent([String].self, forKey: .adaptations)
     }
 
     public var requested: ResourceVector { ResourceVector(snoozeArray: requestedCapacity) }

@@ -76,6 +76,42 @@ struct ClusterOptions: ParsableArguments {
     }
 }
 
+/// How the leader (and managers) place, address and remember submitted VMs.
+struct SubmissionOptions: ParsableArguments {
+    @Option(help: "Subnet VM addresses come from (e.g. 10.80.0.0/16); none: VMs get no address.")
+    var vmSubnet: String?
+
+    @Option(help: "How the leader spreads VMs over group managers: round-robin or first-fit.")
+    var dispatch = "round-robin"
+
+    @Option(help: "How a group manager places VMs on its local controllers: least-loaded, first-fit or round-robin.")
+    var placement = "least-loaded"
+
+    @Option(help: "Seconds a finished submission's result stays readable.")
+    var resultTtl = 3600
+
+    func settings() throws -> SubmissionSettings {
+        var s = SubmissionSettings()
+        if let vmSubnet {
+            do { _ = try IPPool(subnet: vmSubnet) } catch {
+                throw ValidationError("--vm-subnet must be an IPv4 CIDR with a prefix from /8 to /30, got '\(vmSubnet)'")
+            }
+            s.subnet = vmSubnet
+        }
+        guard let d = PlacementPolicy(rawValue: dispatch), d != .leastLoaded else {
+            throw ValidationError("--dispatch must be round-robin or first-fit, got '\(dispatch)'")
+        }
+        guard let p = PlacementPolicy(rawValue: placement) else {
+            throw ValidationError("--placement must be least-loaded, first-fit or round-robin, got '\(placement)'")
+        }
+        guard resultTtl > 0 else { throw ValidationError("--result-ttl must be > 0 seconds") }
+        s.dispatch = d
+        s.placement = p
+        s.resultTTL = .seconds(resultTtl)
+        return s
+    }
+}
+
 func absolutePath(_ path: String) -> String {
     path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
 }
@@ -103,6 +139,7 @@ struct GroupManagerCommand: AsyncParsableCommand {
     @Option(help: "How the leader places joining local controllers: round-robin or least-loaded.")
     var assignment = "round-robin"
 
+    @OptionGroup var submission: SubmissionOptions
     @OptionGroup var clusterOptions: ClusterOptions
     @OptionGroup var common: CommonOptions
 
@@ -118,6 +155,9 @@ struct GroupManagerCommand: AsyncParsableCommand {
         let (host, port) = try parseListen(listen)
         guard var cluster = try clusterOptions.settings(required: true) else { return }
         cluster.assignment = GroupLeaderState.AssignmentPolicy(rawValue: assignment)!
+        cluster.electionDirectory = absolutePath(electionDir)
+        cluster.recordDirectory = absolutePath(electionDir) + "/records"
+        cluster.submission = try submission.settings()
         let state = absolutePath(stateDir)
         try await HierarchyRuntime.runGroupManager(
             listen: ListenAddress(host: host, port: port), stateDirectory: state, cluster: cluster,

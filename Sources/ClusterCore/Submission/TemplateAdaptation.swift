@@ -30,3 +30,59 @@ public enum TemplateAdaptation {
         return (xml, nil)
     }
 }
+
+extension TemplateAdaptation {
+    /// Gives the first `<interface>` the MAC derived from the VM's IP (the guest derives its address from it, as
+    /// in Snooze). A template without an interface is returned unchanged: the VM simply has no NIC to address.
+    public static func settingMAC(_ mac: String, in xml: String) -> String {
+        guard let open = xml.firstRange(of: "<interface"),
+              let openEnd = xml[open.upperBound...].firstIndex(of: ">") else { return xml }
+        // A self-closing `<interface …/>` has no body to hold a <mac>: expand it.
+        if xml[xml.index(before: openEnd)] == "/" {
+            var out = xml
+            let head = xml[open.lowerBound..<xml.index(before: openEnd)]
+            out.replaceSubrange(open.lowerBound...openEnd, with: "\(head)><mac address='\(mac)'/></interface>")
+            return out
+        }
+        guard let close = xml[openEnd...].firstRange(of: "</interface>") else { return xml }
+        let body = xml[xml.index(after: openEnd)..<close.lowerBound]
+        var out = xml
+        if let macTag = body.firstRange(of: "<mac"), let macEnd = xml[macTag.upperBound...].firstIndex(of: ">") {
+            out.replaceSubrange(macTag.lowerBound...macEnd, with: "<mac address='\(mac)'/>")
+        } else {
+            out.insert(contentsOf: "<mac address='\(mac)'/>", at: xml.index(after: openEnd))
+        }
+        return out
+    }
+
+    /// The domain XML for a VM built from an image (`name` + `imageId` submissions): one disk, one NIC on the
+    /// default network when a MAC is given. `format` is the image's (qcow2, raw, iso).
+    public static func domainXML(name: String, type: String, vcpus: Int, memoryKiB: Int, imagePath: String, format: String,
+                                 mac: String?) -> String {
+        let disk: String
+        if format == "iso" {
+            disk = "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='\(escape(imagePath))'/><target dev='hdc' bus='ide'/><readonly/></disk>"
+        } else {
+            disk = "<disk type='file' device='disk'><driver name='qemu' type='\(format)'/><source file='\(escape(imagePath))'/><target dev='vda' bus='virtio'/></disk>"
+        }
+        let nic = mac.map { "<interface type='network'><mac address='\($0)'/><source network='default'/><model type='virtio'/></interface>" } ?? ""
+        return "<domain type='\(type)'><name>\(escape(name))</name><memory unit='KiB'>\(memoryKiB)</memory><vcpu>\(vcpus)</vcpu>"
+            + "<os><type arch='x86_64'>hvm</type><boot dev='\(format == "iso" ? "cdrom" : "hd")'/></os>"
+            + "<devices>\(disk)\(nic)<serial type='pty'/><console type='pty'/></devices></domain>"
+    }
+
+    static func escape(_ s: String) -> String {
+        var out = ""
+        for c in s {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "'": out += "&apos;"
+            case "\"": out += "&quot;"
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+}

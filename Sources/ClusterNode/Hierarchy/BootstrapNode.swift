@@ -5,6 +5,7 @@ import ClusterWire
 import Foundation
 import Logging
 import NIOCore
+import HTTPTypes
 import NIOHTTP1
 
 /// The stable entry point. It follows the leader's announcements (never an older term), relays the leader's
@@ -98,5 +99,54 @@ public actor BootstrapNode: BootstrapBackend {
             throw DozeError(.unavailable, "the group leader at \(target.control) answered \(op) with \(answer.status): \(String(buffer: answer.body))")
         }
         return answer.body
+    }
+
+    public func callLeader(_ method: HTTPRequest.Method, _ target: String, body: ByteBuffer?, timeout: Duration) async throws(DozeError) -> (status: Int, body: ByteBuffer) {
+        let text = body.map { String(buffer: $0) }
+        let verb = HTTPMethod(rawValue: method.rawValue)
+        let deadline = now + timeout
+        var current = try requireLeader()
+        while true {
+            do {
+                return try await peers.send(verb, current.control, target, body: text, timeout: timeout)
+            } catch {
+                // The leader died under the call: a new one answers the same (task records survive it).
+                guard let failure = error as? PeerClient.Failure, failure.status == nil else {
+                    throw DozeError(.unavailable, "the group leader at \(current.control) did not answer: \(error)")
+                }
+                guard let next = await awaitNewLeader(after: current, until: deadline) else {
+                    throw DozeError(.unavailable, "the group leader at \(current.control) did not answer and no new leader was elected in time: \(failure.message)")
+                }
+                log.info("retrying with the new group leader", metadata: ["doze/leader": "\(next.id)", "doze/term": "\(next.term)"])
+                current = next
+            }
+        }
+    }
+
+    private func awaitNewLeader(after old: LeaderInfo, until deadline: MonotonicTime) async -> LeaderInfo? {
+        let limit = min(deadline, now + cluster.leaderTimeout * 3)
+        while now < limit {
+            if let l = leader, l.term > old.term || l.id != old.id { return l }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+
+    public func callVMManager(_ vm: String, _ operation: String,
+                              body: @Sendable (VirtualMachineLocation) throws -> ByteBuffer) async throws(DozeError) -> (status: Int, body: ByteBuffer) {
+        let found = try await callLeader(.post, "/groupmanager?discoverVirtualMachine", body: ByteBuffer(string: vm), timeout: .seconds(5))
+        guard found.status == 200 else { return found }
+        let where_: VirtualMachineDiscoveryResponse
+        do { where_ = try WireCoding.decoder().decode(VirtualMachineDiscoveryResponse.self, from: Data(found.body.readableBytesView)) } catch {
+            throw DozeError(.unavailable, "the group leader's discoverVirtualMachine answer is unreadable: \(error)")
+        }
+        let manager = Endpoint(host: where_.groupManagerAddress.address, port: where_.groupManagerAddress.port)
+        let payload: ByteBuffer
+        do { payload = try body(where_.location(vm: vm)) } catch { throw DozeError(.badRequest, "\(error)") }
+        do {
+            return try await peers.send(.POST, manager, "/groupmanager?\(operation)", body: String(buffer: payload), timeout: .seconds(60))
+        } catch {
+            throw DozeError(.unavailable, "the group manager at \(manager) holding VM '\(vm)' did not answer: \(error)")
+        }
     }
 }

@@ -19,14 +19,33 @@ public struct ClusterSettings: Sendable {
     public var leaderTimeout: Duration = .milliseconds(2000)
     /// Where the one-host election backend keeps its lock and term (shared by every manager on this host).
     public var electionDirectory: String?
+    /// Where the leader keeps submission records and the IP pool so the next leader finds them
+    /// (with the one-host backend: a directory every group manager shares).
+    public var recordDirectory: String?
     public var assignment: GroupLeaderState.AssignmentPolicy = .roundRobin
     /// A multicast `GROUP:PORT` (e.g. Snooze's 225.4.5.6:9000): the leader also announces itself there and every
     /// node listens, so nodes find the leader without a bootstrap. Unicast is always used as well.
     public var multicast: Endpoint?
+    public var submission = SubmissionSettings()
 
     public init(secret: String) {
         self.secret = secret
     }
+}
+
+/// How submitted VMs are placed, addressed and remembered.
+public struct SubmissionSettings: Sendable {
+    /// The subnet VM addresses come from (Snooze's `network.virtualMachineSubnet`); nil: VMs get no address.
+    public var subnet: String?
+    /// How the leader spreads VMs over group managers: round-robin or first-fit.
+    public var dispatch: PlacementPolicy = .roundRobin
+    /// How a group manager places VMs on its local controllers.
+    public var placement: PlacementPolicy = .leastLoaded
+    /// How long a finished submission's result stays readable.
+    public var resultTTL: Duration = .seconds(3600)
+    /// The most VMs one submission may hold.
+    public var maxVMs = 10_000
+    public init() {}
 }
 
 /// Where a node keeps its identity between restarts: `STATE/node.json`.

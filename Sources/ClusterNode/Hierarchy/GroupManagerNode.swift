@@ -25,13 +25,24 @@ public actor GroupManagerNode: GroupManagerBackend {
     let log: Logger
     private let clock = ContinuousClock()
     private let started: ContinuousClock.Instant
-    private var mode: Mode
+    var mode: Mode
     private var leadership: (any Leadership)?
     /// VMs each managed controller reported when it joined.
     private var controllerVMs: [NodeID: [VirtualMachineMetaData]] = [:]
     private var controllerHypervisors: [NodeID: String] = [:]
     private var joinInFlight = false
-    private var electedAt: MonotonicTime = .zero
+    private(set) var electedAt: MonotonicTime = .zero
+
+    // Manager side of submissions (GroupManagerNode+VMs.swift).
+    /// Placement over this manager's controllers; a reservation lasts until the controller's heartbeat lists the VM.
+    var controllerPlacement: Placement
+    var reservedAt: [String: MonotonicTime] = [:]
+    /// VMs being started, by id: a repeated request (a new leader re-asking) waits for the same start.
+    var vmStarts: [String: Task<VirtualMachineMetaData, Never>] = [:]
+    /// Recent outcomes, by VM id, so a re-asked start answers at once instead of placing the VM again.
+    var vmOutcomes: [String: (meta: VirtualMachineMetaData, at: MonotonicTime)] = [:]
+    // Leader side (Submission/SubmissionCoordinator.swift).
+    var coordinator: SubmissionCoordinator?
 
     init(id: NodeID, control: Endpoint, link: HeartbeatLink, cluster: ClusterSettings, election: any LeaderElection, logger: Logger) {
         self.id = id
@@ -45,6 +56,7 @@ public actor GroupManagerNode: GroupManagerBackend {
         self.log = log
         self.started = clock.now
         self.mode = .manager(GroupManagerState(me: me, settings: Self.managerSettings(cluster)))
+        self.controllerPlacement = Placement(policy: cluster.submission.placement)
     }
 
     static func managerSettings(_ c: ClusterSettings) -> GroupManagerState.Settings {
@@ -110,6 +122,7 @@ public actor GroupManagerNode: GroupManagerBackend {
         electedAt = now
         controllerVMs = [:]
         log.notice("elected group leader", metadata: ["doze/term": "\(won.term)"])
+        startCoordinator()
         announce()
     }
 
@@ -117,6 +130,30 @@ public actor GroupManagerNode: GroupManagerBackend {
         log.warning("stepping down", metadata: ["reason": "\(reason)"])
         leadership = nil
         mode = .manager(GroupManagerState(me: me, settings: Self.managerSettings(cluster)))
+        if let old = coordinator {
+            coordinator = nil
+            Task { await old.stop() }
+        }
+    }
+
+    private func startCoordinator() {
+        var store: (any ClusterRecordStore)?
+        if let directory = cluster.recordDirectory {
+            do { store = try DirectoryRecordStore(directory: directory) } catch {
+                log.error("cannot open the cluster records; submissions will not survive a failover",
+                          metadata: ["doze/dir": "\(directory)", "error": "\(error)"])
+            }
+        }
+        let coordinator = SubmissionCoordinator(
+            settings: cluster.submission, store: store, settleTime: cluster.heartbeatInterval * 3, logger: log
+        ) { [weak self] in await self?.currentManagers() ?? [:] }
+        self.coordinator = coordinator
+        Task { await coordinator.takeOver() }
+    }
+
+    func currentManagers() -> [NodeID: GroupLeaderState.ManagerRecord] {
+        guard case .leader(let state) = mode else { return [:] }
+        return state.managers
     }
 
     private func tick() {
@@ -127,11 +164,13 @@ public actor GroupManagerNode: GroupManagerBackend {
             mode = .leader(state)
             for d in directives { apply(d) }
             announce()
+            if let coordinator { Task { await coordinator.tick() } }
         case .manager(var state):
             let directives = state.onTick(now: now)
             mode = .manager(state)
             for d in directives { apply(d) }
             heartbeat(state)
+            pruneSubmissionBooks()
         }
     }
 
@@ -179,6 +218,7 @@ public actor GroupManagerNode: GroupManagerBackend {
             let directives = state.onController(info, now: now)
             mode = .manager(state)
             for d in directives { apply(d) }
+            settleReported(info)
         case (.leader(var state), .managerSummary(let manager, let term, let controllers)):
             let directives = state.onManagerSummary(manager, term: term, controllers: controllers, now: now)
             mode = .leader(state)
@@ -260,7 +300,7 @@ public actor GroupManagerNode: GroupManagerBackend {
 
     // MARK: - HTTP (GroupManagerBackend)
 
-    private func leaderState() throws(DozeError) -> GroupLeaderState {
+    func leaderState() throws(DozeError) -> GroupLeaderState {
         guard case .leader(let state) = mode else {
             var hint = ""
             if case .manager(let m) = mode, let l = m.leader { hint = "; the leader is \(l.id) at \(l.control)" }
@@ -269,7 +309,7 @@ public actor GroupManagerNode: GroupManagerBackend {
         return state
     }
 
-    private func managerState() throws(DozeError) -> GroupManagerState {
+    func managerState() throws(DozeError) -> GroupManagerState {
         guard case .manager(let state) = mode else {
             throw DozeError(.conflict, "this node is the group leader; it manages no local controllers")
         }
@@ -329,6 +369,24 @@ public actor GroupManagerNode: GroupManagerBackend {
                                        summary: record.summary, timeStamp: Int64(Date().timeIntervalSince1970 * 1000))
     }
 
+    private func requireCoordinator() throws(DozeError) -> SubmissionCoordinator {
+        _ = try leaderState()
+        guard let coordinator else { throw DozeError(.unavailable, "the group leader is still starting its submission pipeline") }
+        return coordinator
+    }
+
+    public func startVirtualCluster(_ request: VirtualClusterSubmissionRequest) async throws(DozeError) -> String {
+        try await requireCoordinator().submit(request)
+    }
+
+    public func virtualClusterTask(id: String, wait: Duration) async throws(DozeError) -> VirtualClusterTaskDocument {
+        try await requireCoordinator().document(id, wait: wait)
+    }
+
+    public func discoverVirtualMachine(_ vm: String) async throws(DozeError) -> VirtualMachineDiscoveryResponse {
+        try await requireCoordinator().discover(vm)
+    }
+
     public func joinGroupManager(_ request: JoinManagerRequest) async throws(DozeError) {
         var state = try managerState()
         let directives = state.onController(request.controller, now: now)
@@ -339,7 +397,10 @@ public actor GroupManagerNode: GroupManagerBackend {
     }
 
     func describe(_ c: ControllerInfo) -> LocalControllerDescription {
-        LocalControllerDescription(c, manager: me, hypervisorURI: controllerHypervisors[c.id], virtualMachines: controllerVMs[c.id] ?? [])
+        // The join-time list, less the VMs the controller's heartbeats no longer report.
+        let listed = Set(c.vms)
+        let vms = (controllerVMs[c.id] ?? []).filter { listed.contains($0.virtualMachineLocation.virtualMachineId) }
+        return LocalControllerDescription(c, manager: me, hypervisorURI: controllerHypervisors[c.id], virtualMachines: vms)
     }
 
     public func groupManagerRepository() async throws(DozeError) -> GroupManagerRepositoryInformation {

@@ -55,6 +55,10 @@ public struct ClusterLauncher {
             let name = n.name ?? "gm-\(i + 1)"
             var args = ["gm", "--listen", n.listen, "--state-dir", "\(runDirectory)/\(name)", "--election-dir", "\(runDirectory)/election"]
             if let a = topology.assignment { args += ["--assignment", a] }
+            if let v = topology.vmSubnet { args += ["--vm-subnet", v] }
+            if let d = topology.dispatch { args += ["--dispatch", d] }
+            if let p = topology.placement { args += ["--placement", p] }
+            if let t = topology.resultTTLSeconds { args += ["--result-ttl", "\(t)"] }
             plan.append((name, .groupManager, n.listen, args + common))
         }
         for (i, n) in topology.controllers.enumerated() {

@@ -29,6 +29,11 @@ public struct Topology: Sendable, Codable {
     public var runDir: String?
     public var assignment: String?
     public var multicast: String?
+    /// Submissions: the VM subnet, dispatch (leader → managers) and placement (manager → controllers) policies.
+    public var vmSubnet: String?
+    public var dispatch: String?
+    public var placement: String?
+    public var resultTTLSeconds: Int?
     public var heartbeat: Heartbeat?
     public var bootstrap: [Node]
     public var managers: [Node]
@@ -36,6 +41,7 @@ public struct Topology: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case name, secret, secretFile = "secret_file", runDir = "run_dir", assignment, multicast
+        case vmSubnet = "vm_subnet", dispatch, placement, resultTTLSeconds = "result_ttl_s"
         case heartbeat, bootstrap, managers, controllers
     }
 
@@ -65,6 +71,15 @@ public struct Topology: Sendable, Codable {
         }
         if let assignment, GroupLeaderState.AssignmentPolicy(rawValue: assignment) == nil {
             throw LauncherError("\(path): assignment must be round-robin or least-loaded")
+        }
+        if let vmSubnet, (try? IPPool(subnet: vmSubnet)) == nil {
+            throw LauncherError("\(path): vm_subnet must be an IPv4 CIDR with a prefix from /8 to /30, got '\(vmSubnet)'")
+        }
+        if let dispatch, PlacementPolicy(rawValue: dispatch) == nil || dispatch == "least-loaded" {
+            throw LauncherError("\(path): dispatch must be round-robin or first-fit")
+        }
+        if let placement, PlacementPolicy(rawValue: placement) == nil {
+            throw LauncherError("\(path): placement must be least-loaded, first-fit or round-robin")
         }
         guard secret != nil || secretFile != nil else { throw LauncherError("\(path): give `secret:` or `secret_file:`") }
     }

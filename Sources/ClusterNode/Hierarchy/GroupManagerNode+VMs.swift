@@ -1,0 +1,276 @@
+import ClusterAPI
+import ClusterCore
+import ClusterTransport
+import ClusterWire
+import Foundation
+import NIOHTTP1
+
+/// A peer's JSON error (`{"error":{"code","message"}}`) back as the `DozeError` it was, so a local controller's
+/// refusal reaches the client with its own words and kind; a peer that did not answer is `unavailable`.
+func remoteError(_ error: any Error, _ what: String) -> DozeError {
+    struct Body: Decodable {
+        struct Detail: Decodable { var code: String; var message: String }
+        var error: Detail
+    }
+    if let failure = error as? PeerClient.Failure, failure.status != nil,
+       let body = try? JSONDecoder().decode(Body.self, from: Data(failure.message.utf8)) {
+        return DozeError(DozeError.Kind(rawValue: body.error.code) ?? .unavailable, body.error.message)
+    }
+    return DozeError(.unavailable, "\(what): \(error)")
+}
+
+/// The manager side of submissions and VM control: placement on this manager's local controllers, and
+/// forwarding of VM operations to the controller that runs the VM.
+extension GroupManagerNode {
+    static let outcomeMemory: Duration = .seconds(600)
+    static let reservationLimit: Duration = .seconds(10)
+
+    /// The controller heartbeat listed these VMs: their usage is in its summary now, so their reservations go.
+    func settleReported(_ controller: ControllerInfo) {
+        guard !controllerPlacement.reservations.isEmpty else { return }
+        let listed = Set(controller.vms)
+        for (key, r) in controllerPlacement.reservations where r.candidate == controller.id && listed.contains(key) {
+            controllerPlacement.settle(key)
+            reservedAt[key] = nil
+        }
+    }
+
+    /// Reservations whose VM never showed up (it ended at once) and outcomes old enough to forget.
+    func pruneSubmissionBooks() {
+        let now = self.now
+        for (key, at) in reservedAt where now - at > Self.reservationLimit {
+            controllerPlacement.settle(key)
+            reservedAt[key] = nil
+        }
+        for (key, outcome) in vmOutcomes where now - outcome.at > Self.outcomeMemory { vmOutcomes[key] = nil }
+    }
+
+    /// Places and starts VMs on this manager's controllers; answers every VM's outcome, matched by id.
+    /// Idempotent per VM id: a VM already started (or starting) here is answered, never placed twice.
+    public func startVirtualMachines(_ submission: VirtualMachineSubmission) async throws(DozeError) -> VirtualMachineSubmission {
+        let state = try managerState()
+        guard !submission.virtualMachineMetaData.isEmpty else {
+            throw DozeError(.badRequest, "virtualMachineMetaData is empty: nothing to start")
+        }
+        let controllers = state.controllers
+        let candidates = controllers.values.map { c in
+            PlacementCandidate(id: c.id, free: HostUsage(vcpus: Int(c.summary.total.vcpus - c.summary.requested.vcpus),
+                                                         memoryMiB: Int((c.summary.total.memoryKiB - c.summary.requested.memoryKiB) / 1024)))
+        }
+        var batches: [NodeID: [VirtualMachineMetaData]] = [:]
+        var immediate: [String: VirtualMachineMetaData] = [:]
+        var order: [String] = []
+        for var meta in submission.virtualMachineMetaData {
+            let vm = meta.virtualMachineLocation.virtualMachineId
+            order.append(vm)
+            if vmStarts[vm] != nil { continue }
+            if let outcome = vmOutcomes[vm] {
+                immediate[vm] = outcome.meta
+                continue
+            }
+            if let holder = controllers.values.first(where: { $0.vms.contains(vm) }) {
+                // Already on one of our hosts (started before a leader failover): report it, start nothing.
+                vmStarts[vm] = Task { await self.fetchMetaData(vm, on: holder) }
+                continue
+            }
+            let demand = HostUsage(vcpus: max(1, Int(meta.requested.vcpus)), memoryMiB: max(1, Int((meta.requested.memoryKiB + 1023) / 1024)))
+            let pinned = meta.virtualMachineLocation.localControllerId == "UNKNOWN" ? nil : meta.virtualMachineLocation.localControllerId
+            switch controllerPlacement.place(vm, demand: demand, among: candidates, pinned: pinned) {
+            case .success(let lc):
+                reservedAt[vm] = now
+                meta.virtualMachineLocation.localControllerId = lc
+                batches[lc, default: []].append(meta)
+            case .failure(let failure):
+                immediate[vm] = failed(meta, failure)
+            }
+        }
+        // One call per controller, all controllers at once.
+        for (lc, metas) in batches {
+            guard let controller = controllers[lc] else { continue }
+            let batch = Task { await self.startBatch(metas, on: controller) }
+            for meta in metas {
+                let vm = meta.virtualMachineLocation.virtualMachineId
+                vmStarts[vm] = Task { (await batch.value)[vm] ?? Self.error(meta, .invalidSubmissionResponse, "the local controller did not answer for this VM") }
+            }
+        }
+        var results: [VirtualMachineMetaData] = []
+        for vm in order {
+            var meta: VirtualMachineMetaData
+            if let m = immediate[vm] {
+                meta = m
+            } else if let start = vmStarts[vm] {
+                meta = await start.value
+                vmStarts[vm] = nil
+            } else if let outcome = vmOutcomes[vm] {
+                meta = outcome.meta   // a concurrent request finished it meanwhile
+            } else {
+                continue
+            }
+            meta.virtualMachineLocation.groupManagerId = id
+            meta.virtualMachineLocation.groupManagerControlDataAddress = NetworkAddress(address: me.control.host, port: me.control.port)
+            meta.groupManagerControlDataAddress = meta.virtualMachineLocation.groupManagerControlDataAddress
+            if meta.status == .error {
+                controllerPlacement.settle(vm)
+                reservedAt[vm] = nil
+            }
+            vmOutcomes[vm] = (meta, now)
+            results.append(meta)
+        }
+        return VirtualMachineSubmission(virtualMachineMetaData: results)
+    }
+
+    private func failed(_ meta: VirtualMachineMetaData, _ failure: Placement.Failure) -> VirtualMachineMetaData {
+        let vm = meta.virtualMachineLocation.virtualMachineId
+        switch failure {
+        case .notEnoughCapacity(let demand, let largest):
+            let room = largest.map { "the roomiest local controller has \($0.vcpus) vCPUs and \($0.memoryMiB) MiB free" } ?? "this group manager has no local controller"
+            return Self.error(meta, .notEnoughLocalControllerCapacity,
+                              "no local controller of group manager \(id) has room for VM '\(vm)' (\(demand.vcpus) vCPUs, \(demand.memoryMiB) MiB): \(room)")
+        case .unknownHost(let lc):
+            return Self.error(meta, .invalidHostID, "local controller '\(lc)' is not managed by group manager \(id)")
+        case .hostUnschedulable(let lc):
+            return Self.error(meta, .notEnoughLocalControllerCapacity, "local controller '\(lc)' takes no new VMs")
+        }
+    }
+
+    static func error(_ meta: VirtualMachineMetaData, _ code: VMErrorCode, _ message: String) -> VirtualMachineMetaData {
+        var m = meta
+        m.status = .error
+        m.errorCode = code
+        m.errorMessage = message
+        return m
+    }
+
+    private func startBatch(_ metas: [VirtualMachineMetaData], on controller: ControllerInfo) async -> [String: VirtualMachineMetaData] {
+        var out: [String: VirtualMachineMetaData] = [:]
+        do {
+            let answer = try await peers.call(.POST, controller.control, "/localcontroller?startVirtualMachines&partial",
+                                              body: VirtualMachineSubmission(virtualMachineMetaData: metas),
+                                              as: VirtualMachineSubmission.self, timeout: .seconds(30) + .milliseconds(20 * metas.count))
+            for meta in answer.virtualMachineMetaData { out[meta.virtualMachineLocation.virtualMachineId] = meta }
+        } catch {
+            let reason = remoteError(error, "local controller \(controller.id) at \(controller.control) did not answer")
+            for meta in metas {
+                out[meta.virtualMachineLocation.virtualMachineId] = Self.error(meta, .unableToStartOnLocalController, reason.message)
+            }
+        }
+        return out
+    }
+
+    private func fetchMetaData(_ vm: String, on controller: ControllerInfo) async -> VirtualMachineMetaData {
+        do {
+            return try await peers.call(.POST, controller.control, "/localcontroller?getVirtualMachineMetaData", body: vm,
+                                        as: VirtualMachineMetaData.self)
+        } catch {
+            var meta = VirtualMachineMetaData(location: VirtualMachineLocation(
+                virtualMachineId: vm, localControllerId: controller.id,
+                localControllerControlDataAddress: NetworkAddress(address: controller.control.host, port: controller.control.port)))
+            meta.status = .running   // listed by the controller's own heartbeat
+            return meta
+        }
+    }
+
+    // MARK: - VM control (by VirtualMachineLocation)
+
+    /// The controller running `location`'s VM: the one the location names, else whichever heartbeat lists it.
+    func controller(for location: VirtualMachineLocation) throws(DozeError) -> ControllerInfo {
+        let state = try managerState()
+        let vm = location.virtualMachineId
+        guard !vm.isEmpty else { throw DozeError(.badRequest, "virtualMachineLocation.virtualMachineId is missing") }
+        if let c = state.controllers[location.localControllerId] { return c }
+        if let c = state.controllers.values.first(where: { $0.vms.contains(vm) }) { return c }
+        throw DozeError(.notFound, "VM '\(vm)' is not on any local controller of group manager \(id)")
+    }
+
+    public func controlVirtualMachine(_ operation: VMControl, _ location: VirtualMachineLocation) async throws(DozeError) {
+        let c = try controller(for: location)
+        do {
+            _ = try await peers.call(.POST, c.control, "/localcontroller?\(operation.localControllerOperation)",
+                                     body: location.virtualMachineId, as: String.self, timeout: .seconds(60))
+        } catch {
+            throw remoteError(error, "local controller \(c.id) at \(c.control) did not answer")
+        }
+    }
+
+    public func resizeVirtualMachine(_ request: ResizeRequest) async throws(DozeError) -> VirtualMachineMetaData {
+        let c = try controller(for: request.virtualMachineLocation)
+        do {
+            var meta = try await peers.call(.POST, c.control, "/localcontroller?resizeVirtualMachine", body: request,
+                                            as: VirtualMachineMetaData.self, timeout: .seconds(60))
+            stampManager(&meta)
+            return meta
+        } catch {
+            throw remoteError(error, "local controller \(c.id) at \(c.control) did not answer")
+        }
+    }
+
+    /// Snooze answered an unknown VM with an OFFLINE stub; so does this.
+    public func virtualMachineMetaData(_ request: VirtualMachineMetaDataRequest) async throws(DozeError) -> VirtualMachineMetaData {
+        let location = request.virtualMachineLocation
+        let c: ControllerInfo
+        do { c = try controller(for: location) } catch {
+            if error.kind == .notFound { return VirtualMachineMetaData(location: location, status: .offline) }
+            throw error
+        }
+        do {
+            var meta = try await peers.call(.POST, c.control, "/localcontroller?getVirtualMachineMetaData",
+                                            body: location.virtualMachineId, as: VirtualMachineMetaData.self)
+            stampManager(&meta)
+            return meta
+        } catch {
+            let e = remoteError(error, "local controller \(c.id) at \(c.control) did not answer")
+            if e.kind == .notFound { return VirtualMachineMetaData(location: location, status: .offline) }
+            throw e
+        }
+    }
+
+    func stampManager(_ meta: inout VirtualMachineMetaData) {
+        let address = NetworkAddress(address: me.control.host, port: me.control.port)
+        meta.virtualMachineLocation.groupManagerId = id
+        meta.virtualMachineLocation.groupManagerControlDataAddress = address
+        meta.groupManagerControlDataAddress = address
+    }
+
+    /// `searchVirtualMachine`: the local controller holding the VM, if one of ours does.
+    public func searchVirtualMachine(_ vm: String) async throws(DozeError) -> String? {
+        try managerState().controllers.values.first(where: { $0.vms.contains(vm) })?.id
+    }
+
+    /// Every VM on this manager's controllers (a plain manager), or on the whole cluster (the leader asks every manager).
+    public func virtualMachineDescriptions() async throws(DozeError) -> VirtualMachineList {
+        switch mode {
+        case .manager(let state):
+            let controllers = Array(state.controllers.values)
+            let peers = self.peers
+            let lists = await withTaskGroup(of: [VirtualMachineMetaData].self) { group in
+                for c in controllers {
+                    group.addTask {
+                        (try? await peers.call(.POST, c.control, "/localcontroller?getVirtualMachines", body: "0",
+                                               as: [VirtualMachineMetaData].self)) ?? []
+                    }
+                }
+                var all: [VirtualMachineMetaData] = []
+                for await list in group { all += list }
+                return all
+            }
+            var stamped = lists
+            for i in stamped.indices { stampManager(&stamped[i]) }
+            return VirtualMachineList(virtualMachines: stamped.sorted { $0.virtualMachineLocation.virtualMachineId < $1.virtualMachineLocation.virtualMachineId })
+        case .leader(let state):
+            let managers = state.managers.values.map(\.info)
+            let peers = self.peers
+            let lists = await withTaskGroup(of: [VirtualMachineMetaData].self) { group in
+                for m in managers {
+                    group.addTask {
+                        (try? await peers.call(.POST, m.control, "/groupmanager?getVirtualMachineDescriptions", body: "{}",
+                                               as: VirtualMachineList.self, timeout: .seconds(10)))?.virtualMachines ?? []
+                    }
+                }
+                var all: [VirtualMachineMetaData] = []
+                for await list in group { all += list }
+                return all
+            }
+            return VirtualMachineList(virtualMachines: lists.sorted { $0.virtualMachineLocation.virtualMachineId < $1.virtualMachineLocation.virtualMachineId })
+        }
+    }
+}

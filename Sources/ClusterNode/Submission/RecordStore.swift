@@ -1,0 +1,59 @@
+import ClusterCore
+import ClusterWire
+import Foundation
+
+/// Where the leader keeps what must outlive it: submission records and the IP pool. Whoever leads next reads
+/// them back. The one-host backend is a directory shared by every group manager (the election directory);
+/// the etcd backend keeps them under the cluster's prefix.
+protocol ClusterRecordStore: Sendable {
+    func saveTask(_ record: TaskRecord) throws
+    func deleteTask(_ id: String) throws
+    func loadTasks() throws -> [TaskRecord]
+    func saveIPPool(_ pool: IPPool) throws
+    func loadIPPool() throws -> IPPool?
+}
+
+/// `DIR/tasks/<id>.json`, `DIR/ippool.json`, each replaced atomically (write, then rename).
+/// No fsync: a killed leader loses nothing (the page cache survives the process); a host crash takes the
+/// whole one-host cluster down with it anyway.
+struct DirectoryRecordStore: ClusterRecordStore {
+    let directory: String
+
+    init(directory: String) throws {
+        self.directory = directory
+        try FileManager.default.createDirectory(atPath: directory + "/tasks", withIntermediateDirectories: true)
+    }
+
+    private func write(_ data: Data, to path: String) throws {
+        let tmp = path + ".tmp"
+        try data.write(to: URL(fileURLWithPath: tmp))
+        guard rename(tmp, path) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    }
+
+    private func taskPath(_ id: String) -> String { "\(directory)/tasks/\(id).json" }
+
+    func saveTask(_ record: TaskRecord) throws {
+        try write(try JSONEncoder().encode(record), to: taskPath(record.id))
+    }
+
+    func deleteTask(_ id: String) throws {
+        try? FileManager.default.removeItem(atPath: taskPath(id))
+    }
+
+    func loadTasks() throws -> [TaskRecord] {
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory + "/tasks")
+        return names.filter { $0.hasSuffix(".json") }.compactMap { name in
+            guard let data = FileManager.default.contents(atPath: "\(directory)/tasks/\(name)") else { return nil }
+            return try? JSONDecoder().decode(TaskRecord.self, from: data)
+        }
+    }
+
+    func saveIPPool(_ pool: IPPool) throws {
+        try write(try JSONEncoder().encode(pool), to: directory + "/ippool.json")
+    }
+
+    func loadIPPool() throws -> IPPool? {
+        guard let data = FileManager.default.contents(atPath: directory + "/ippool.json") else { return nil }
+        return try JSONDecoder().decode(IPPool.self, from: data)
+    }
+}
