@@ -162,7 +162,8 @@ actor SubmissionCoordinator {
     }
 
     /// Accepts a virtual cluster and answers its task id once the submission is recorded; the VMs start after.
-    func submit(_ request: VirtualClusterSubmissionRequest) async throws(DozeError) -> String {
+    /// `app`: the kvm-app this submission belongs to (recorded in the task), nil for a plain virtual cluster.
+    func submit(_ request: VirtualClusterSubmissionRequest, app: String? = nil) async throws(DozeError) -> String {
         guard active else { throw DozeError(.unavailable, "this node is no longer the group leader") }
         let managers = await self.managers()
         let prepared = try prepare(request, taken: takenNames(managers))
@@ -245,7 +246,7 @@ actor SubmissionCoordinator {
             if vm.isFinal, vm.meta.status == .error { self.pool?.release(vm: p.name) }
             vms.append(vm)
         }
-        var record = TaskRecord(id: taskID, createdAt: Self.wallMillis, vms: vms)
+        var record = TaskRecord(id: taskID, createdAt: Self.wallMillis, vms: vms, app: app)
         if managers.isEmpty { record.clusterError = .groupManagersMissing }
         if record.isFinal { record.finishedAt = Self.wallMillis }
         book.add(record)
