@@ -65,8 +65,10 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .target(name: "ClusterTestKit", dependencies: [
-            "ClusterCore", "Hypervisor",
+            "ClusterCore", "ClusterWire", "Hypervisor",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "ClusterWire"]),
         .testTarget(name: "ClusterTransportTests", dependencies: ["ClusterTransport"]),

@@ -165,7 +165,13 @@ actor SubmissionCoordinator {
     /// `app`: the kvm-app this submission belongs to (recorded in the task), nil for a plain virtual cluster.
     func submit(_ request: VirtualClusterSubmissionRequest, app: String? = nil) async throws(DozeError) -> String {
         guard active else { throw DozeError(.unavailable, "this node is no longer the group leader") }
-        let managers = await self.managers()
+        var managers = await self.managers()
+        // Just elected: managers are still joining; wait for them (bounded) rather than fail the submission.
+        let deadline = now + settleTime * 3
+        while managers.isEmpty && now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+            managers = await self.managers()
+        }
         let prepared = try prepare(request, taken: takenNames(managers))
         let taskID = UUID().uuidString.lowercased()
         var vms: [TaskVM] = []
@@ -289,7 +295,7 @@ actor SubmissionCoordinator {
         // Starting is idempotent per VM id on the manager, so asking again never starts a VM twice.
         for attempt in 0..<4 {
             guard active else { return }
-            guard let info = await managers()[manager]?.info else {
+            guard let info = await awaitManager(manager) else {
                 lastError = "group manager \(manager) is gone"
                 gone = true
                 break
@@ -318,6 +324,17 @@ actor SubmissionCoordinator {
         // The manager died with the VMs in hand. Its controllers re-join other managers and report what they run:
         // a VM that shows up started; one that does not goes to another manager.
         await recoverFromLostManager(vms, manager: manager, task: task, reason: lastError)
+    }
+
+    /// A manager may not have joined a leader just elected: give it the time a join takes before calling it gone.
+    private func awaitManager(_ id: NodeID) async -> ManagerInfo? {
+        let deadline = now + settleTime * 5
+        while active {
+            if let info = await managers()[id]?.info { return info }
+            if now >= deadline { return nil }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return nil
     }
 
     private func recoverFromLostManager(_ vms: [TaskVM], manager: NodeID, task: String, reason: String) async {
