@@ -231,29 +231,23 @@ public actor LocalController: LocalControllerBackend {
         reservations[name] = demand
         defer { reservations[name] = nil }
 
+        let metadata = rxBytes > 0 || txBytes > 0 || !ipAddress.isEmpty || !adaptations.isEmpty
+            ? DomainMetadata(xml: Self.metadataXML(rx: rxBytes, tx: txBytes, ip: ipAddress, adapted: adaptations),
+                             key: "doze", namespace: Self.metadataNamespace)
+            : nil
+        let created: (info: DomainInfo, xml: String)
         do {
-            _ = try await hypervisor.define(xml: xml)
+            created = try await hypervisor.defineAndStart(xml: xml, metadata: metadata)
         } catch {
-            throw Self.map(error, doing: "hypervisor refused to define '\(name)'")
-        }
-        do {
-            if rxBytes > 0 || txBytes > 0 || !ipAddress.isEmpty || !adaptations.isEmpty {
-                let meta = Self.metadataXML(rx: rxBytes, tx: txBytes, ip: ipAddress, adapted: adaptations)
-                try? await hypervisor.setMetadata(.name(name), xml: meta, key: "doze", namespace: Self.metadataNamespace)
-            }
-            _ = try await hypervisor.start(.name(name))
-        } catch {
-            try? await hypervisor.undefine(.name(name))
             throw Self.map(error, doing: "hypervisor refused to start '\(name)'")
         }
-        guard try await refresh(name, xmlChanged: true) != nil else {
-            throw DozeError(.hypervisor, "VM '\(name)' vanished right after it started")
-        }
-        vms[name]?.rxBytes = rxBytes
-        vms[name]?.txBytes = txBytes
-        vms[name]?.ipAddress = ipAddress
-        vms[name]?.adaptations = adaptations
-        guard let record = vms[name] else { throw DozeError(.hypervisor, "VM '\(name)' vanished right after it started") }
+        var record = VMRecord(info: created.info)
+        record.rxBytes = rxBytes
+        record.txBytes = txBytes
+        record.ipAddress = ipAddress
+        record.adaptations = adaptations
+        vms[name] = record
+        try? journal?.record(created.info, xml: created.xml)
         log.info("started VM", metadata: ["doze/vm": "\(name)", "doze/vcpus": "\(description.vcpus)"])
         return record
     }
@@ -480,7 +474,14 @@ public actor LocalController: LocalControllerBackend {
         }
         for await event in events {
             if Task.isCancelled { return }
-            _ = try? await refresh(event.domain)
+            // Most events only confirm what the controller's own call already recorded: skip those.
+            let state = vms[event.domain]?.info.state
+            switch event.kind {
+            case .defined where state != nil: continue
+            case .started where state == .running, .resumed where state == .running: continue
+            case .suspended where state == .paused: continue
+            default: _ = try? await refresh(event.domain)
+            }
         }
     }
 }

@@ -23,39 +23,46 @@ public struct DomainDescription: Sendable, Equatable {
             && l.hostPaths.map(\.path) == r.hostPaths.map(\.path)
     }
 
-    /// Parses a domain XML. Throws `.invalidSpec` with a message naming what is wrong.
+    /// Parses a domain XML in one streaming pass (a controller reads one per VM it starts: building a DOM cost
+    /// more than libvirt's own parse). Throws `.invalidSpec` with a message naming what is wrong.
     public init(xml: String) throws(HypervisorError) {
-        try Self.checkWellFormed(xml)
-        let doc: XMLDocument
-        do {
-            doc = try XMLDocument(xmlString: xml, options: [])
-        } catch {
-            throw HypervisorError(.invalidSpec, "malformed XML: \(Self.describe(error))")
+        let parser = XMLParser(data: Data(xml.utf8))
+        parser.shouldResolveExternalEntities = false
+        let reader = DomainReader()
+        parser.delegate = reader
+        let parsed = parser.parse()
+        if !parsed {
+            let line = parser.lineNumber, column = parser.columnNumber
+            let reason = parser.parserError.map { Self.describe($0) } ?? "parse error"
+            throw HypervisorError(.invalidSpec, "malformed XML at line \(line), column \(column): \(reason)")
         }
-        guard let root = doc.rootElement(), root.name == "domain" else {
+        // libxml2's push parser reports success for a document cut off mid-element.
+        guard reader.depth == 0, reader.roots == 1 else {
+            throw HypervisorError(.invalidSpec, "malformed XML: the document is truncated or has no single root element")
+        }
+        guard reader.rootName == "domain" else {
             throw HypervisorError(.invalidSpec, "the root element must be <domain>")
         }
-        guard let type = root.attribute(forName: "type")?.stringValue, !type.isEmpty else {
+        guard let type = reader.rootType, !type.isEmpty else {
             throw HypervisorError(.invalidSpec, "<domain> needs a type attribute (e.g. type='kvm')")
         }
-        guard let name = Self.text(root, "name"), !name.isEmpty else {
+        guard let name = reader.texts["name"], !name.isEmpty else {
             throw HypervisorError(.invalidSpec, "the domain has no <name>")
         }
         self.name = name
         self.type = type
-        self.uuid = Self.text(root, "uuid")
-        let vcpuText = Self.text(root, "vcpu") ?? "1"
-        let vcpuElement = Self.elements(root, "vcpu").first
-        let current = vcpuElement?.attribute(forName: "current")?.stringValue
+        self.uuid = reader.texts["uuid"]
+        let vcpuText = reader.texts["vcpu"] ?? "1"
+        let current = reader.vcpuCurrent
         guard let vcpus = Int(current ?? vcpuText), vcpus > 0, vcpus <= Self.maxVCPUs else {
             throw HypervisorError(.invalidSpec, "<vcpu> must be an integer from 1 to \(Self.maxVCPUs), got '\(current ?? vcpuText)'")
         }
         self.vcpus = vcpus
-        let memoryElement = Self.elements(root, "currentMemory").first ?? Self.elements(root, "memory").first
-        guard let memoryElement, let memoryText = memoryElement.stringValue?.trimmingCharacters(in: .whitespaces),
-              let amount = UInt64(memoryText), amount > 0
+        let memory = reader.texts["currentMemory"].map { ($0, reader.units["currentMemory"]) }
+            ?? reader.texts["memory"].map { ($0, reader.units["memory"]) }
+        guard let (memoryText, unitAttribute) = memory, let amount = UInt64(memoryText), amount > 0
         else { throw HypervisorError(.invalidSpec, "the domain needs a positive <memory>") }
-        let unit = memoryElement.attribute(forName: "unit")?.stringValue ?? "KiB"
+        let unit = unitAttribute ?? "KiB"
         guard let kib = Self.kibibytes(amount, unit: unit) else {
             throw HypervisorError(.invalidSpec, "unknown memory unit '\(unit)' or a size that overflows")
         }
@@ -63,42 +70,21 @@ public struct DomainDescription: Sendable, Equatable {
             throw HypervisorError(.invalidSpec, "memory of \(kib) KiB is above the \(Self.maxMemoryKiB) KiB (16 TiB) limit")
         }
         self.memoryKiB = kib
-        var targets: [String] = [], macs: [String] = []
-        for iface in Self.elements(root, "devices/interface") {
-            if let dev = Self.elements(iface, "target").first?.attribute(forName: "dev")?.stringValue { targets.append(dev) }
-            if let mac = Self.elements(iface, "mac").first?.attribute(forName: "address")?.stringValue { macs.append(mac) }
+        self.interfaceTargets = reader.interfaceTargets
+        self.macAddresses = reader.macAddresses
+        self.hostPaths = reader.devicePaths + ["kernel", "initrd", "loader"].compactMap { what in
+            reader.texts["os/" + what].map { (what, $0) }
         }
-        self.interfaceTargets = targets
-        self.macAddresses = macs
-        var paths: [(String, String)] = []
-        for disk in Self.elements(root, "devices/disk") {
-            if let source = Self.elements(disk, "source").first {
-                for attr in ["file", "dev", "dir"] {
-                    if let p = source.attribute(forName: attr)?.stringValue { paths.append(("disk source", p)) }
-                }
-            }
-        }
-        for fs in Self.elements(root, "devices/filesystem") {
-            if let source = Self.elements(fs, "source").first {
-                for attr in ["dir", "file"] {
-                    if let p = source.attribute(forName: attr)?.stringValue { paths.append(("filesystem source", p)) }
-                }
-            }
-        }
-        for what in ["kernel", "initrd", "loader"] {
-            if let p = Self.text(root, "os/\(what)") { paths.append((what, p)) }
-        }
-        self.hostPaths = paths
     }
 
-    /// `XMLDocument` on Linux recovers from broken input (`<domain` parses as a domain); `XMLParser` does not.
+    /// Checks only that `xml` is one well-formed element tree (`XMLDocument` on Linux recovers from broken input).
     public static func checkWellFormed(_ xml: String) throws(HypervisorError) {
         let parser = XMLParser(data: Data(xml.utf8))
         parser.shouldResolveExternalEntities = false
-        let balance = ElementBalance()
-        parser.delegate = balance
+        let reader = DomainReader()
+        parser.delegate = reader
         let parsed = parser.parse()
-        if parsed && (balance.depth != 0 || balance.roots != 1) {
+        if parsed && (reader.depth != 0 || reader.roots != 1) {
             throw HypervisorError(.invalidSpec, "malformed XML: the document is truncated or has no single root element")
         }
         if !parsed {
@@ -131,18 +117,6 @@ public struct DomainDescription: Sendable, Equatable {
         }
     }
 
-    static func elements(_ node: XMLElement, _ path: String) -> [XMLElement] {
-        var current: [XMLElement] = [node]
-        for step in path.split(separator: "/") {
-            current = current.flatMap { $0.elements(forName: String(step)) }
-        }
-        return current
-    }
-
-    static func text(_ node: XMLElement, _ path: String) -> String? {
-        elements(node, path).first?.stringValue?.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
     static func describe(_ error: any Error) -> String {
         let ns = error as NSError
         if let detail = ns.userInfo[NSLocalizedDescriptionKey] as? String { return detail }
@@ -150,16 +124,77 @@ public struct DomainDescription: Sendable, Equatable {
     }
 }
 
-/// Counts open elements: libxml2's push parser reports success for a document cut off mid-element.
-private final class ElementBalance: NSObject, XMLParserDelegate {
+/// Collects what `DomainDescription` needs while libxml2 streams through the document: the texts and attributes
+/// of a few known paths below the root, first match wins (as a DOM lookup of the first child would), and the
+/// element balance (libxml2 reports success for a document cut off mid-element).
+private final class DomainReader: NSObject, XMLParserDelegate {
     var depth = 0
     var roots = 0
+    var rootName: String?
+    var rootType: String?
+    /// Trimmed texts by path below the root: `name`, `uuid`, `vcpu`, `memory`, `currentMemory`, `os/kernel`, …
+    var texts: [String: String] = [:]
+    var units: [String: String] = [:]
+    var vcpuCurrent: String?
+    var interfaceTargets: [String] = []
+    var macAddresses: [String] = []
+    var devicePaths: [(String, String)] = []
+
+    private static let textPaths: Set<String> = ["name", "uuid", "vcpu", "memory", "currentMemory", "os/kernel", "os/initrd", "os/loader"]
+    private var path: [String] = []
+    private var capturing: String?
+    private var buffer = ""
+    /// One source (disk, filesystem) and one target and MAC (interface) per device: the first.
+    private var deviceSeen: Set<String> = []
+
     func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
-                qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]) {
-        if depth == 0 { roots += 1 }
+                qualifiedName qName: String?, attributes: [String: String] = [:]) {
+        if depth == 0 {
+            roots += 1
+            if roots == 1 {
+                rootName = elementName
+                rootType = attributes["type"]
+            }
+        }
         depth += 1
+        guard roots == 1, depth > 1 else { return }
+        path.append(elementName)
+        let key = path.joined(separator: "/")
+        if Self.textPaths.contains(key), texts[key] == nil, capturing == nil {
+            capturing = key
+            buffer = ""
+            if key == "vcpu" { vcpuCurrent = attributes["current"] }
+            if key == "memory" || key == "currentMemory" { units[key] = attributes["unit"] }
+        }
+        guard path.count == 3, path[0] == "devices" else {
+            if path.count == 2, path[0] == "devices" { deviceSeen = [] }   // a new device
+            return
+        }
+        switch (path[1], elementName) {
+        case ("interface", "target") where deviceSeen.insert("target").inserted:
+            if let dev = attributes["dev"] { interfaceTargets.append(dev) }
+        case ("interface", "mac") where deviceSeen.insert("mac").inserted:
+            if let mac = attributes["address"] { macAddresses.append(mac) }
+        case ("disk", "source") where deviceSeen.insert("source").inserted:
+            for a in ["file", "dev", "dir"] { if let p = attributes[a] { devicePaths.append(("disk source", p)) } }
+        case ("filesystem", "source") where deviceSeen.insert("source").inserted:
+            for a in ["dir", "file"] { if let p = attributes[a] { devicePaths.append(("filesystem source", p)) } }
+        default:
+            break
+        }
     }
+
+    func parser(_ parser: XMLParser, foundCharacters string: String) {
+        if capturing != nil { buffer += string }
+    }
+
     func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
         depth -= 1
+        guard roots == 1, depth >= 1, !path.isEmpty else { return }
+        if let key = capturing, key == path.joined(separator: "/") {
+            texts[key] = buffer.trimmingCharacters(in: .whitespacesAndNewlines)
+            capturing = nil
+        }
+        path.removeLast()
     }
 }

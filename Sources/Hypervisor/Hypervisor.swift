@@ -14,6 +14,9 @@ public protocol Hypervisor: Sendable {
     func define(xml: String) async throws(HypervisorError) -> DomainInfo
     /// Starts a defined domain.
     func start(_ ref: DomainRef) async throws(HypervisorError) -> DomainInfo
+    /// Defines a domain, sets one metadata element, starts it, and returns it with its XML: one trip to the
+    /// hypervisor for the whole creation. A domain that fails to start is undefined again.
+    func defineAndStart(xml: String, metadata: DomainMetadata?) async throws(HypervisorError) -> (info: DomainInfo, xml: String)
     /// Creates and starts a transient domain.
     func createTransient(xml: String) async throws(HypervisorError) -> DomainInfo
     func xml(_ ref: DomainRef, secure: Bool) async throws(HypervisorError) -> String
@@ -54,4 +57,16 @@ public protocol Hypervisor: Sendable {
     // MARK: Events
     /// Lifecycle events of this host's domains, in order. The stream ends when the connection closes.
     func events() async throws(HypervisorError) -> AsyncStream<DomainEvent>
+}
+
+/// A metadata element to set on a domain (`<key:… xmlns:key=namespace>`).
+public struct DomainMetadata: Sendable, Equatable {
+    public var xml: String
+    public var key: String
+    public var namespace: String
+    public init(xml: String, key: String, namespace: String) {
+        self.xml = xml
+        self.key = key
+        self.namespace = namespace
+    }
 }

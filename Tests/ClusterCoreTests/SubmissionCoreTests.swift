@@ -136,3 +136,38 @@ extension Result where Success == NodeID, Failure == Placement.Failure {
         }
     }
 }
+
+@Suite struct TemplateMACTests {
+    @Test func replacesAnExistingMACInTheFirstInterfaceOnly() {
+        let xml = "<domain><devices><interface type='network'><mac address='52:54:00:00:00:01'/><source network='a'/></interface>"
+            + "<interface type='network'><mac address='52:54:00:00:00:02'/></interface></devices></domain>"
+        let out = TemplateAdaptation.settingMAC("54:56:0a:00:00:05", in: xml)
+        #expect(out.contains("<mac address='54:56:0a:00:00:05'/><source network='a'/>"))
+        #expect(out.contains("52:54:00:00:00:02"))   // the second NIC keeps its own
+        #expect(!out.contains("52:54:00:00:00:01"))
+    }
+
+    @Test func insertsAMACWhereThereIsNone() {
+        let xml = "<domain><devices><interface type='bridge'><source bridge='br0'/></interface></devices></domain>"
+        #expect(TemplateAdaptation.settingMAC("54:56:0a:00:00:05", in: xml)
+            == "<domain><devices><interface type='bridge'><mac address='54:56:0a:00:00:05'/><source bridge='br0'/></interface></devices></domain>")
+    }
+
+    @Test func expandsASelfClosingInterfaceAndLeavesNICLessTemplatesAlone() {
+        let selfClosing = "<domain><devices><interface type='user'/></devices></domain>"
+        #expect(TemplateAdaptation.settingMAC("54:56:0a:00:00:05", in: selfClosing)
+            == "<domain><devices><interface type='user'><mac address='54:56:0a:00:00:05'/></interface></devices></domain>")
+        let none = "<domain><name>x</name></domain>"
+        #expect(TemplateAdaptation.settingMAC("54:56:0a:00:00:05", in: none) == none)
+    }
+
+    @Test func imageDomainsEscapeNamesAndPathsAndPickTheBootDevice() {
+        let disk = TemplateAdaptation.domainXML(name: "a&b", type: "kvm", vcpus: 2, memoryKiB: 262_144, imagePath: "/p/i'1.qcow2",
+                                                format: "qcow2", mac: "54:56:0a:00:00:05")
+        #expect(disk.hasPrefix("<domain type='kvm'><name>a&amp;b</name><memory unit='KiB'>262144</memory><vcpu>2</vcpu>"))
+        #expect(disk.contains("<source file='/p/i&apos;1.qcow2'/>") && disk.contains("<boot dev='hd'/>") && disk.contains("type='qcow2'"))
+        #expect(disk.contains("<mac address='54:56:0a:00:00:05'/>"))
+        let iso = TemplateAdaptation.domainXML(name: "c", type: "test", vcpus: 1, memoryKiB: 1024, imagePath: "/p/c.iso", format: "iso", mac: nil)
+        #expect(iso.contains("device='cdrom'") && iso.contains("<boot dev='cdrom'/>") && !iso.contains("<interface"))
+    }
+}

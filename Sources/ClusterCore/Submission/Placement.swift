@@ -33,13 +33,19 @@ public struct Placement: Sendable {
     private var rotation = 0
     /// In-flight reservations: submission-scoped keys (e.g. VM ids) → (candidate, demand).
     public private(set) var reservations: [String: (candidate: NodeID, demand: HostUsage)] = [:]
+    /// The same reservations summed per candidate (placing 1,000 VMs must not rescan them all per VM).
+    private var reservedTotals: [NodeID: HostUsage] = [:]
 
     public init(policy: PlacementPolicy) {
         self.policy = policy
     }
 
-    func reserved(on id: NodeID) -> HostUsage {
-        reservations.values.filter { $0.candidate == id }.reduce(HostUsage()) { $0 + $1.demand }
+    func reserved(on id: NodeID) -> HostUsage { reservedTotals[id] ?? HostUsage() }
+
+    private mutating func reserve(_ key: String, on id: NodeID, _ demand: HostUsage) {
+        settle(key)
+        reservations[key] = (id, demand)
+        reservedTotals[id, default: HostUsage()] = reservedTotals[id, default: HostUsage()] + demand
     }
 
     /// Chooses a candidate for `demand` and reserves it under `key`. `pinned` forces one candidate (Snooze's
@@ -58,7 +64,7 @@ public struct Placement: Sendable {
             guard let c = ordered.first(where: { $0.id == pinned }) else { return .failure(.unknownHost(pinned)) }
             guard c.schedulable else { return .failure(.hostUnschedulable(pinned)) }
             guard fits(c) else { return .failure(.notEnoughCapacity(demand: demand, largestFree: left[c.id])) }
-            reservations[key] = (c.id, demand)
+            reserve(key, on: c.id, demand)
             return .success(c.id)
         }
         let usable = ordered.filter { $0.schedulable }
@@ -85,10 +91,14 @@ public struct Placement: Sendable {
             let largest = usable.compactMap { left[$0.id] }.max { ($0.memoryMiB, $0.vcpus) < ($1.memoryMiB, $1.vcpus) }
             return .failure(.notEnoughCapacity(demand: demand, largestFree: largest))
         }
-        reservations[key] = (chosen.id, demand)
+        reserve(key, on: chosen.id, demand)
         return .success(chosen.id)
     }
 
     /// The VM started (its usage now shows in the candidate's reports) or failed: the reservation goes.
-    public mutating func settle(_ key: String) { reservations[key] = nil }
+    public mutating func settle(_ key: String) {
+        guard let r = reservations.removeValue(forKey: key) else { return }
+        let left = (reservedTotals[r.candidate] ?? HostUsage()) - r.demand
+        reservedTotals[r.candidate] = left == HostUsage() ? nil : left
+    }
 }

@@ -387,8 +387,11 @@ actor SubmissionCoordinator {
             released = true
         }
         if released, let pool { try? store?.saveIPPool(pool) }
-        persist(task)
-        if finished { finish(task) }
+        // Progress is not written: after a failover the managers answer again (idempotently) for what they did.
+        if finished {
+            persist(task)
+            finish(task)
+        }
     }
 
     private func fail(_ vms: [String], in task: String, _ code: VMErrorCode, _ message: String) {
