@@ -29,7 +29,7 @@ public struct PeerClient: Sendable {
         request.method = method
         if let body {
             let bytes: Data
-            if let text = body as? String { bytes = Data(text.utf8) } else { bytes = try WireCoding.encoder().encode(body) }
+            if let text = body as? String { bytes = Data(text.utf8) } else { bytes = try WireCoding.peerEncoder().encode(body) }
             request.body = .bytes(ByteBuffer(bytes: bytes))
             request.headers.add(name: "Content-Type", value: body is String ? "text/plain" : "application/json")
         }
