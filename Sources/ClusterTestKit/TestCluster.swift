@@ -58,6 +58,13 @@ public final class TestCluster: @unchecked Sendable {
         return object["id"] as? String
     }
 
+    /// A local controller's id (its `controller.json`).
+    public func controllerID(_ name: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: dir.file("\(name)/controller.json")),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        return object["id"] as? String
+    }
+
     public func name(ofManager id: String) -> String? { processes.keys.sorted().first { $0.hasPrefix("gm") && nodeID($0) == id } }
 
     public func hierarchy() async -> GroupLeaderRepositoryInformation? {

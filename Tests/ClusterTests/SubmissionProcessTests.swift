@@ -144,6 +144,27 @@ import Testing
         // Nothing half-created: only the two VMs that run are on the hosts.
         #expect(try await Self.domains(c, controllers: 2).sorted() == ["debian1", "fromimage"])
 
+        // Over quota: lc1 may hold one more vCPU; two VMs pinned to it, one runs, the other fails with its reason.
+        let lc1 = try await c.address("lc1")
+        let usage = try await c.call(.GET, lc1, "/hypervisor/usages")
+        let used = (try JSONSerialization.jsonObject(with: Data(usage.body.utf8)) as? [String: Any])
+            .flatMap { ($0["usages"] as? [String: Any])?["cpu_used"] as? Int } ?? -1
+        #expect(used >= 0, "\(usage)")
+        let quota = try await c.call(.PUT, lc1, "/hypervisor/quota", body: #"{"quota":{"cpu_max":\#(used + 1)}}"#)
+        #expect(quota.status == 200, "\(quota)")
+        let lc1ID = try #require(c.controllerID("lc1"))
+        let overQuota = try await c.call(.POST, c.bootstrap, "/bootstrap?startVirtualCluster", body: try Self.submission([
+            VirtualMachineTemplate(libVirtTemplate: Self.template("q1"), hostId: lc1ID),
+            VirtualMachineTemplate(libVirtTemplate: Self.template("q2"), hostId: lc1ID),
+        ]))
+        let quotaResult = try await Self.finalResponse(c, overQuota.body).virtualMachineMetaData
+        #expect(quotaResult.filter { $0.status == .running }.count == 1, "\(quotaResult)")
+        let refused = try #require(quotaResult.first { $0.status == .error })
+        #expect([.quotaExceeded, .notEnoughLocalControllerCapacity, .notEnoughGroupManagerCapacity].contains(refused.errorCode)
+                && refused.errorMessage?.isEmpty == false, "\(refused)")
+        let q = try #require(quotaResult.first { $0.status == .running }).virtualMachineLocation.virtualMachineId
+        #expect(try await c.call(.POST, c.bootstrap, "/bootstrap?destroyVirtualMachine", body: q).body == "true")
+
         // Destroyed through the bootstrap: gone from its host and from the cluster.
         let destroy = try await c.call(.POST, c.bootstrap, "/bootstrap?destroyVirtualMachine", body: "debian1")
         #expect(destroy.body == "true")
