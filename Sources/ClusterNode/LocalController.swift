@@ -435,6 +435,10 @@ public actor LocalController: LocalControllerBackend {
         let now = HostUsage(vcpus: record.info.vcpus, memoryMiB: HostUsage.memoryMiB(fromKiB: record.info.memoryKiB))
         let next = HostUsage(vcpus: vcpus, memoryMiB: HostUsage.memoryMiB(fromKiB: memoryKiB))
         let growth = HostUsage(vcpus: max(0, next.vcpus - now.vcpus), memoryMiB: max(0, next.memoryMiB - now.memoryMiB))
+        // One change at a time per VM: a second reservation under the same name would erase the first.
+        guard reservations[vm] == nil else {
+            throw DozeError(.conflict, "VM '\(vm)' is being changed by another request; retry when it has finished")
+        }
         try effectiveQuota.admit(growth, onTopOf: usage)
         reservations[vm] = growth
         defer { reservations[vm] = nil }
@@ -451,7 +455,7 @@ public actor LocalController: LocalControllerBackend {
         if wanted.txBytes > 0 { vms[vm]?.txBytes = wanted.txBytes }
         guard let record = vms[vm] else { throw DozeError(.notFound, "VM '\(vm)' went away during the resize") }
         if wanted.rxBytes > 0 || wanted.txBytes > 0 {
-            let meta = Self.metadataXML(rx: record.rxBytes, tx: record.txBytes, ip: record.ipAddress)
+            let meta = Self.metadataXML(rx: record.rxBytes, tx: record.txBytes, ip: record.ipAddress, adapted: record.adaptations)
             try? await hypervisor.setMetadata(.name(vm), xml: meta, key: "doze", namespace: Self.metadataNamespace)
         }
         return await metaData(record)
