@@ -72,12 +72,12 @@ func accept(_ g: inout ReplayGuard, _ s: ReplayGuard.Stamp, _ from: String) -> B
 
     @Test func aControllerGoesBackToItsManager() {
         var s = state()
-        _ = s.onManagerJoin(manager("m1"), controllers: [], now: .zero)
+        _ = s.onManagerJoin(manager("m1"), controllers: [controller("c2")], now: .zero)
         _ = s.onManagerJoin(manager("m2"), controllers: [controller("c1")], now: .zero)
         let r8 = s.assign(controller("c1"), previous: nil)
         #expect(r8?.id == "m2")           // already held
         let r9 = s.assign(controller("c9"), previous: "m2")
-        #expect(r9?.id == "m2")          // previous still alive
+        #expect(r9?.id == "m2")          // previous still alive and under its share
         let r10 = s.assign(controller("c9"), previous: "gone")
         #expect(r10?.id != "gone")      // previous dead: policy
         let r11 = s.assign(controller("c1"), previous: nil, avoid: "m2")
@@ -85,6 +85,16 @@ func accept(_ g: inout ReplayGuard, _ s: ReplayGuard.Stamp, _ from: String) -> B
         var empty = GroupLeaderState(me: leader("x", term: 1))
         let none = empty.assign(controller("c"), previous: nil)
         #expect(none == nil)
+    }
+
+    @Test func stickinessDoesNotKeepASkew() {
+        // A restarted cluster: every controller last had m2. Half return to it, the rest go to m1, even though
+        // no report has arrived between the joins.
+        var s = state()
+        _ = s.onManagerJoin(manager("m1"), controllers: [], now: .zero)
+        _ = s.onManagerJoin(manager("m2"), controllers: [], now: .zero)
+        let picks = (0..<4).map { s.assign(controller("c\($0)"), previous: "m2")!.id }
+        #expect(picks.filter { $0 == "m2" }.count == 2 && picks.filter { $0 == "m1" }.count == 2, "\(picks)")
     }
 
     @Test func deadManagersAreDroppedWithTheirControllers() {

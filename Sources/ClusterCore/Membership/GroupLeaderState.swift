@@ -34,6 +34,9 @@ public struct GroupLeaderState: Sendable {
     public private(set) var managers: [NodeID: ManagerRecord] = [:]
     private var detector: FailureDetector<NodeID>
     private var roundRobinNext = 0
+    /// Controllers assigned but not yet in their manager's report (reports lag a heartbeat): counted as the
+    /// manager's when judging its share, so a burst of joins is not all sent to one manager.
+    private var assignedNotReported: [NodeID: NodeID] = [:]
 
     public init(me: LeaderInfo, settings: Settings = Settings()) {
         self.me = me
@@ -61,6 +64,7 @@ public struct GroupLeaderState: Sendable {
         let before = managers[manager.id]?.controllers ?? []
         let now = Set(controllers.map(\.id))
         managers[manager.id] = ManagerRecord(info: manager, controllers: controllers.sorted { $0.id < $1.id })
+        for id in now { assignedNotReported[id] = nil }
         // A controller now reported by this manager belongs to it alone.
         for id in managers.keys where id != manager.id {
             managers[id]!.controllers.removeAll { now.contains($0.id) }
@@ -80,26 +84,47 @@ public struct GroupLeaderState: Sendable {
            holder.info.id != avoid {
             return holder.info
         }
-        if let previous, previous != avoid, let record = managers[previous] { return record.info }
+        assignedNotReported[controller.id] = nil
         let candidates = managers.values.filter { $0.info.id != avoid }.sorted { $0.info.id < $1.info.id }
         guard !candidates.isEmpty else { return nil }
+        // The previous manager, unless it already holds its share: stickiness must not keep a skew
+        // (every controller of a restarted cluster would otherwise return to whichever manager it last had).
+        if let previous, previous != avoid, let record = managers[previous] {
+            let total = candidates.reduce(0) { $0 + load(of: $1) } + 1
+            let share = (total + candidates.count - 1) / candidates.count
+            if load(of: record) < share { return remember(controller, on: record.info) }
+        }
         switch settings.assignment {
         case .roundRobin:
-            let pick = candidates[roundRobinNext % candidates.count]
+            // Rotate among the least-loaded managers so bursts spread evenly.
+            let fewest = candidates.map(load(of:)).min()!
+            let eligible = candidates.filter { load(of: $0) == fewest }
+            let pick = eligible[roundRobinNext % eligible.count]
             roundRobinNext += 1
-            return pick.info
+            return remember(controller, on: pick.info)
         case .leastLoaded:
             // Most free capacity first; among equals, the fewest controllers.
-            return candidates.max { a, b in
-                (a.summary.freeFraction, -a.controllers.count) < (b.summary.freeFraction, -b.controllers.count)
-            }!.info
+            return remember(controller, on: candidates.max { a, b in
+                (a.summary.freeFraction, -load(of: a)) < (b.summary.freeFraction, -load(of: b))
+            }!.info)
         }
+    }
+
+    /// Controllers a manager reports plus those just sent to it.
+    private func load(of record: ManagerRecord) -> Int {
+        record.controllers.count + assignedNotReported.values.filter { $0 == record.info.id }.count
+    }
+
+    private mutating func remember(_ controller: ControllerInfo, on manager: ManagerInfo) -> ManagerInfo {
+        assignedNotReported[controller.id] = manager.id
+        return manager
     }
 
     /// MUST be invoked periodically: managers silent past the timeout are dropped with their controllers.
     public mutating func onTick(now: MonotonicTime) -> [Directive] {
         detector.onTick(now: now).compactMap { id in
             guard let record = managers.removeValue(forKey: id) else { return nil }
+            assignedNotReported = assignedNotReported.filter { $0.value != id }
             return .managerDown(record.info, controllers: record.controllers)
         }
     }
