@@ -20,7 +20,9 @@ public protocol GroupManagerBackend: Sendable {
     func virtualClusterTask(id: String, wait: Duration) async throws(DozeError) -> VirtualClusterTaskDocument
     func discoverVirtualMachine(_ vm: String) async throws(DozeError) -> VirtualMachineDiscoveryResponse
     // Manager only
-    func startVirtualMachines(_ submission: VirtualMachineSubmission) async throws(DozeError) -> VirtualMachineSubmission
+    /// `task`: the leader's task id, so a repeated request is recognised (VM names can be reused after a destroy);
+    /// `retry`: a repeat after a failover, where a VM a controller already reports is that VM.
+    func startVirtualMachines(_ submission: VirtualMachineSubmission, task: String?, retry: Bool) async throws(DozeError) -> VirtualMachineSubmission
     func controlVirtualMachine(_ operation: VMControl, _ location: VirtualMachineLocation) async throws(DozeError)
     func resizeVirtualMachine(_ request: ResizeRequest) async throws(DozeError) -> VirtualMachineMetaData
     func virtualMachineMetaData(_ request: VirtualMachineMetaDataRequest) async throws(DozeError) -> VirtualMachineMetaData
@@ -137,7 +139,11 @@ public struct GroupManagerRoutes<Backend: GroupManagerBackend>: Sendable {
             return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.discoverVirtualMachine(vm) })
         case "startVirtualMachines":
             let body = try await HTTPBody.json(request, as: VirtualMachineSubmission.self, limit: limit)
-            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.startVirtualMachines(body) })
+            let task = request.optionalQuery("task")
+            let retry = request.hasQueryFlag("retry")
+            return try HTTPReply.json(try await api { () async throws(DozeError) in
+                try await backend.startVirtualMachines(body, task: task, retry: retry)
+            })
         case let op? where VMControl(snoozeOperation: op) != nil:
             let location = try await request.location(limit: limit)
             try await api { () async throws(DozeError) in try await backend.controlVirtualMachine(VMControl(snoozeOperation: op)!, location) }

@@ -169,6 +169,18 @@ import Testing
         let destroy = try await c.call(.POST, c.bootstrap, "/bootstrap?destroyVirtualMachine", body: "debian1")
         #expect(destroy.body == "true")
         #expect(try await Self.domains(c, controllers: 2) == ["fromimage"])
+        // The name is free again as soon as the heartbeats stop listing it: a new VM, not the old outcome.
+        let sameName = try Self.submission([VirtualMachineTemplate(libVirtTemplate: Self.template("debian1"))])
+        let deadline = ContinuousClock.now + .seconds(5)
+        var resubmitted = try await c.call(.POST, c.bootstrap, "/bootstrap?startVirtualCluster", body: sameName)
+        while resubmitted.status == 409 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            resubmitted = try await c.call(.POST, c.bootstrap, "/bootstrap?startVirtualCluster", body: sameName)
+        }
+        #expect(resubmitted.status == 200, "\(resubmitted)")
+        let reused = try await Self.finalResponse(c, resubmitted.body)
+        #expect(reused.virtualMachineMetaData.first?.status == .running, "\(reused)")
+        #expect(try await Self.domains(c, controllers: 2).sorted() == ["debian1", "fromimage"])
         let gone = try await c.call(.POST, c.bootstrap, "/bootstrap?suspendVirtualMachine", body: "nosuchvm")
         #expect(gone.status == 404 && gone.body.contains("nosuchvm"), "\(gone)")
     }

@@ -47,7 +47,7 @@ extension GroupManagerNode {
 
     /// Places and starts VMs on this manager's controllers; answers every VM's outcome, matched by id.
     /// Idempotent per VM id: a VM already started (or starting) here is answered, never placed twice.
-    public func startVirtualMachines(_ submission: VirtualMachineSubmission) async throws(DozeError) -> VirtualMachineSubmission {
+    public func startVirtualMachines(_ submission: VirtualMachineSubmission, task: String?, retry: Bool) async throws(DozeError) -> VirtualMachineSubmission {
         let state = try managerState()
         guard !submission.virtualMachineMetaData.isEmpty else {
             throw DozeError(.badRequest, "virtualMachineMetaData is empty: nothing to start")
@@ -60,17 +60,20 @@ extension GroupManagerNode {
         var batches: [NodeID: [VirtualMachineMetaData]] = [:]
         var immediate: [String: VirtualMachineMetaData] = [:]
         var order: [String] = []
+        // Starts are remembered per task and VM: the same name in a later task (after a destroy) is a new VM.
+        let scope = (task ?? UUID().uuidString) + "/"
         for var meta in submission.virtualMachineMetaData {
             let vm = meta.virtualMachineLocation.virtualMachineId
+            let key = scope + vm
             order.append(vm)
-            if vmStarts[vm] != nil { continue }
-            if let outcome = vmOutcomes[vm] {
+            if vmStarts[key] != nil { continue }
+            if let outcome = vmOutcomes[key] {
                 immediate[vm] = outcome.meta
                 continue
             }
-            if let holder = controllers.values.first(where: { $0.vms.contains(vm) }) {
-                // Already on one of our hosts (started before a leader failover): report it, start nothing.
-                vmStarts[vm] = Task { await self.fetchMetaData(vm, on: holder) }
+            if retry, let holder = controllers.values.first(where: { $0.vms.contains(vm) }) {
+                // Asked again after a failover and already on one of our hosts: report it, start nothing.
+                vmStarts[key] = Task { await self.fetchMetaData(vm, on: holder) }
                 continue
             }
             let demand = HostUsage(vcpus: max(1, Int(meta.requested.vcpus)), memoryMiB: max(1, Int((meta.requested.memoryKiB + 1023) / 1024)))
@@ -90,18 +93,19 @@ extension GroupManagerNode {
             let batch = Task { await self.startBatch(metas, on: controller) }
             for meta in metas {
                 let vm = meta.virtualMachineLocation.virtualMachineId
-                vmStarts[vm] = Task { (await batch.value)[vm] ?? Self.error(meta, .invalidSubmissionResponse, "the local controller did not answer for this VM") }
+                vmStarts[scope + vm] = Task { (await batch.value)[vm] ?? Self.error(meta, .invalidSubmissionResponse, "the local controller did not answer for this VM") }
             }
         }
         var results: [VirtualMachineMetaData] = []
         for vm in order {
             var meta: VirtualMachineMetaData
+            let key = scope + vm
             if let m = immediate[vm] {
                 meta = m
-            } else if let start = vmStarts[vm] {
+            } else if let start = vmStarts[key] {
                 meta = await start.value
-                vmStarts[vm] = nil
-            } else if let outcome = vmOutcomes[vm] {
+                vmStarts[key] = nil
+            } else if let outcome = vmOutcomes[key] {
                 meta = outcome.meta   // a concurrent request finished it meanwhile
             } else {
                 continue
@@ -113,7 +117,7 @@ extension GroupManagerNode {
                 controllerPlacement.settle(vm)
                 reservedAt[vm] = nil
             }
-            vmOutcomes[vm] = (meta, now)
+            vmOutcomes[key] = (meta, now)
             results.append(meta)
         }
         return VirtualMachineSubmission(virtualMachineMetaData: results)

@@ -30,6 +30,9 @@ actor SubmissionCoordinator {
     /// First time a VM holding an address was seen nowhere; its address is released after `addressGrace`.
     private var absentSince: [String: Duration] = [:]
     private var waiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
+    /// Recently started VMs the heartbeats have listed since: from then on the listings alone say whether the
+    /// name is taken (a VM destroyed right after it started frees its name with the next report).
+    private var reported: Set<String> = []
     private var active = true
     static let addressGrace: Duration = .seconds(10)
     /// How long a VM that just started keeps its name taken before heartbeats list it.
@@ -70,7 +73,7 @@ actor SubmissionCoordinator {
         guard !unfinished.isEmpty else { return }
         log.notice("finishing submissions of an earlier leader", metadata: ["doze/tasks": "\(unfinished.count)"])
         try? await Task.sleep(for: settleTime)   // let the managers join and report first
-        for id in unfinished { Task { await self.run(id) } }
+        for id in unfinished { Task { await self.run(id, retry: true) } }
     }
 
     /// Leadership lost: nothing more is written (the next leader owns the records now).
@@ -155,7 +158,7 @@ actor SubmissionCoordinator {
         }
         for (vm, task) in book.pendingVMs { taken[vm] = "being started by task \(task)" }
         let cutoff = Self.wallMillis - TaskBook.millis(Self.reportGrace)
-        for (vm, entry) in book.recentlyStarted(since: cutoff) where taken[vm] == nil {
+        for (vm, entry) in book.recentlyStarted(since: cutoff) where taken[vm] == nil && !reported.contains(vm) {
             taken[vm] = "started on local controller \(entry.meta.virtualMachineLocation.localControllerId)"
         }
         return taken
@@ -273,18 +276,18 @@ actor SubmissionCoordinator {
     // MARK: - Dispatching
 
     /// Sends every pending VM of a task to its group manager, one call per manager, all at once.
-    private func run(_ taskID: String) async {
+    private func run(_ taskID: String, retry: Bool = false) async {
         guard let record = book.records[taskID], !record.isFinal else { return }
         var byManager: [NodeID: [TaskVM]] = [:]
         for vm in record.vms where !vm.isFinal { byManager[vm.manager ?? "", default: []].append(vm) }
         await withTaskGroup(of: Void.self) { group in
             for (manager, vms) in byManager {
-                group.addTask { await self.dispatch(vms, to: manager, task: taskID) }
+                group.addTask { await self.dispatch(vms, to: manager, task: taskID, retry: retry) }
             }
         }
     }
 
-    private func dispatch(_ vms: [TaskVM], to manager: NodeID, task: String) async {
+    private func dispatch(_ vms: [TaskVM], to manager: NodeID, task: String, retry: Bool) async {
         let body = VirtualMachineSubmission(virtualMachineMetaData: vms.map { vm in
             var meta = vm.meta
             if vm.pinnedController == nil { meta.virtualMachineLocation.localControllerId = "UNKNOWN" }
@@ -301,7 +304,8 @@ actor SubmissionCoordinator {
                 break
             }
             do {
-                let answer = try await peers.call(.POST, info.control, "/groupmanager?startVirtualMachines", body: body,
+                let target = "/groupmanager?startVirtualMachines&task=\(task)" + (retry || attempt > 0 ? "&retry" : "")
+                let answer = try await peers.call(.POST, info.control, target, body: body,
                                                   as: VirtualMachineSubmission.self, timeout: .seconds(60) + .milliseconds(20 * vms.count))
                 record(answer.virtualMachineMetaData, task: task)
                 let answered = Set(answer.virtualMachineMetaData.map { $0.virtualMachineLocation.virtualMachineId })
@@ -372,7 +376,7 @@ actor SubmissionCoordinator {
         guard let record = book.records[task] else { return }
         let moved = record.vms.filter { remaining[$0.id] != nil && !$0.isFinal }
         log.warning("re-dispatching VMs of a lost group manager", metadata: ["doze/from": "\(manager)", "doze/to": "\(target.id)", "doze/vms": "\(moved.count)"])
-        await dispatch(moved.map { var v = $0; v.manager = target.id; return v }, to: target.id, task: task)
+        await dispatch(moved.map { var v = $0; v.manager = target.id; return v }, to: target.id, task: task, retry: true)
     }
 
     private func record(_ results: [VirtualMachineMetaData], task: String) {
@@ -481,6 +485,8 @@ actor SubmissionCoordinator {
             dispatchedAt[vm] = nil
         }
         for id in book.expire(nowMillis: Self.wallMillis) { try? store?.deleteTask(id) }
+        let recentNames = Set(book.recentlyStarted(since: Self.wallMillis - TaskBook.millis(Self.reportGrace)).keys)
+        reported = reported.intersection(recentNames).union(recentNames.filter { listed[$0] != nil })
         guard now > settleTime * 4, var pool else { return }
         let recent = book.recentlyStarted(since: Self.wallMillis - TaskBook.millis(Self.reportGrace))
         var changed = false
