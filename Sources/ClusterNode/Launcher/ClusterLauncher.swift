@@ -36,7 +36,7 @@ public struct ClusterLauncher {
     /// (name, role, arguments) for every node, in start order: bootstraps, managers, controllers.
     func plan() throws -> [(String, NodeRole, String, [String])] {
         var common = topology.bootstrap.flatMap { ["--bootstrap", $0.listen] }
-        if let secret = topology.secret { common += ["--secret", secret] }
+        // An inline secret reaches the nodes through DOZE_SECRET (see `up`), never argv, which `ps` shows to everyone.
         if let file = topology.secretFile { common += ["--secret-file", resolve(file)] }
         if let h = topology.heartbeat {
             for (flag, value) in [("--heartbeat-interval-ms", h.intervalMs), ("--controller-timeout-ms", h.controllerTimeoutMs),
@@ -99,6 +99,9 @@ public struct ClusterLauncher {
             process.standardOutput = handle
             process.standardError = handle
             process.standardInput = FileHandle.nullDevice
+            if let secret = topology.secret, topology.secretFile == nil {
+                process.environment = ProcessInfo.processInfo.environment.merging(["DOZE_SECRET": secret]) { _, new in new }
+            }
             do { try process.run() } catch {
                 await down()
                 throw LauncherError("cannot start \(name): \(error)")
