@@ -105,6 +105,8 @@ public actor BootstrapNode: BootstrapBackend {
         let text = body.map { String(buffer: $0) }
         let verb = HTTPMethod(rawValue: method.rawValue)
         let deadline = now + timeout
+        // Between two leaders (an election takes a heartbeat or two) wait for the next one rather than fail.
+        if leader == nil { _ = await awaitLeader(until: min(deadline, now + cluster.leaderTimeout * 2)) }
         var current = try requireLeader()
         while true {
             do {
@@ -121,6 +123,14 @@ public actor BootstrapNode: BootstrapBackend {
                 current = next
             }
         }
+    }
+
+    private func awaitLeader(until deadline: MonotonicTime) async -> LeaderInfo? {
+        while now < deadline {
+            if let leader { return leader }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return leader
     }
 
     private func awaitNewLeader(after old: LeaderInfo, until deadline: MonotonicTime) async -> LeaderInfo? {

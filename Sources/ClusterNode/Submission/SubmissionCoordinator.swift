@@ -38,6 +38,8 @@ actor SubmissionCoordinator {
     /// How long a VM that just started keeps its name taken before heartbeats list it.
     static let reportGrace: Duration = .seconds(5)
 
+    /// Reads back what earlier leaders recorded before the coordinator answers anything, so a task id answered
+    /// before a failover is known the moment this node leads.
     init(settings: SubmissionSettings, store: (any ClusterRecordStore)?, settleTime: Duration, logger: Logger,
          managers: @escaping Managers) {
         self.settings = settings
@@ -45,7 +47,22 @@ actor SubmissionCoordinator {
         self.managers = managers
         self.settleTime = settleTime
         self.log = logger
-        self.book = TaskBook(resultTTL: settings.resultTTL)
+        var book = TaskBook(resultTTL: settings.resultTTL)
+        var pool: IPPool?
+        if let store {
+            do {
+                for record in try store.loadTasks() { book.add(record) }
+                pool = try store.loadIPPool()
+            } catch {
+                logger.error("cannot read the cluster records; earlier submissions are unknown", metadata: ["error": "\(error)"])
+            }
+        }
+        if let subnet = settings.subnet, pool?.subnet != subnet {
+            if let old = pool { logger.warning("the VM subnet changed; addresses are handed out afresh", metadata: ["doze/old": "\(old.subnet)"]) }
+            pool = try? IPPool(subnet: subnet)
+        }
+        self.book = book
+        self.pool = pool
         self.dispatch = Placement(policy: settings.dispatch)
         self.started = clock.now
     }
@@ -55,20 +72,8 @@ actor SubmissionCoordinator {
 
     // MARK: - Leadership
 
-    /// Reads back what earlier leaders recorded, then finishes their unfinished submissions.
+    /// Finishes the unfinished submissions of earlier leaders, once the managers have had time to join.
     func takeOver() async {
-        if let store {
-            do {
-                for record in try store.loadTasks() { book.add(record) }
-                pool = try store.loadIPPool()
-            } catch {
-                log.error("cannot read the cluster records; earlier submissions are unknown", metadata: ["error": "\(error)"])
-            }
-        }
-        if let subnet = settings.subnet, pool?.subnet != subnet {
-            if let old = pool { log.warning("the VM subnet changed; addresses are handed out afresh", metadata: ["doze/old": "\(old.subnet)"]) }
-            pool = try? IPPool(subnet: subnet)
-        }
         let unfinished = book.records.values.filter { !$0.isFinal }.map(\.id)
         guard !unfinished.isEmpty else { return }
         log.notice("finishing submissions of an earlier leader", metadata: ["doze/tasks": "\(unfinished.count)"])
