@@ -146,6 +146,15 @@ import Testing
         // Nothing half-created: only the two VMs that run are on the hosts.
         #expect(try await Self.domains(c, controllers: 2).sorted() == ["debian1", "fromimage"])
 
+        // Pinned to a group manager: placed by that manager on one of its controllers.
+        let list = try Self.decode(LocalControllerList.self, try await c.call(.GET, c.bootstrap, "/bootstrap?getLocalControllerList").body)
+        let manager = try #require(list.localControllers.first?.location.groupManagerId)
+        let pinnedTask = try await c.call(.POST, c.bootstrap, "/bootstrap?startVirtualCluster", body: try Self.submission([
+            VirtualMachineTemplate(libVirtTemplate: Self.template("ongm"), hostId: manager)]))
+        let onManager = try #require(try await Self.finalResponse(c, pinnedTask.body).virtualMachineMetaData.first)
+        #expect(onManager.status == .running && onManager.virtualMachineLocation.groupManagerId == manager, "\(onManager)")
+        #expect(try await c.call(.POST, c.bootstrap, "/bootstrap?destroyVirtualMachine", body: "ongm").body == "true")
+
         // Over quota: lc1 may hold one more vCPU; two VMs pinned to it, one runs, the other fails with its reason.
         let lc1 = try await c.address("lc1")
         let usage = try await c.call(.GET, lc1, "/hypervisor/usages")
