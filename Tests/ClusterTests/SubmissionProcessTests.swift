@@ -135,6 +135,8 @@ import Testing
             VirtualMachineTemplate(libVirtTemplate: Self.template("huge", vcpus: 64)),
             VirtualMachineTemplate(libVirtTemplate: Self.template("pinned"), hostId: "no-such-host"),
             VirtualMachineTemplate(vcpus: 1, memory: 131_072, imageId: "missing", name: "noimage"),
+            VirtualMachineTemplate(libVirtTemplate: "<domain type='kvm'><name>refused</name><memory>65536</memory><os><type>hvm</type></os>"
+                                   + "<devices><interface type='bogus'/></devices></domain>"),
         ]))
         let failed = try await Self.finalResponse(c, failing.body)
         let codes = Dictionary(uniqueKeysWithValues: failed.virtualMachineMetaData.map { ($0.virtualMachineLocation.virtualMachineId, $0) })
@@ -142,6 +144,8 @@ import Testing
                 "\(String(describing: codes["huge"]))")
         #expect(codes["pinned"]?.errorCode == .invalidHostID && codes["pinned"]?.errorMessage?.contains("no-such-host") == true)
         #expect(codes["noimage"]?.errorCode == .imageNotFound && codes["noimage"]?.errorMessage?.contains("missing") == true)
+        // libvirt's own refusal, in libvirt's words.
+        #expect(codes["refused"]?.errorMessage?.contains("bogus") == true, "\(String(describing: codes["refused"]))")
         #expect(failed.virtualMachineMetaData.allSatisfy { $0.status == .error })
         // Nothing half-created: only the two VMs that run are on the hosts.
         #expect(try await Self.domains(c, controllers: 2).sorted() == ["debian1", "fromimage"])
