@@ -135,9 +135,10 @@ private func message(_ body: () throws -> Void) -> (DozeError.Kind, String)? {
         let started = KVMAppTask(id: "t", name: "0.demo.bbk.bj", creation: .started(controller: "lc", ipAddress: "10.0.0.2"), createdAt: 0, updatedAt: 0)
         let expected: [(KVMAppPresence, String)] = [
             (.live(.running), "TASK_RUNNING"), (.live(.paused), "KvmSuspended"), (.live(.shutdownPending), "KvmStopping"),
-            (.live(.offline), "KvmStopped"), (.live(.unknown), "TASK_UNKNOWN"), (.listed, "TASK_UNKNOWN"), (.absent, "TASK_LOST"),
+            (.live(.offline), "KvmStopped"), (.live(.unknown), "TASK_UNKNOWN"), (.unknown("lc down"), "TASK_UNKNOWN"), (.absent, "TASK_LOST"),
         ]
         for (presence, status) in expected { #expect(KVMAppBook.status(of: started, presence: presence).status == status) }
+        #expect(KVMAppBook.status(of: started, presence: .unknown("lc down")).errmsg == "lc down")
         var pending = started
         pending.creation = .pending
         #expect(KVMAppBook.status(of: pending, presence: .absent) == ("pending", ""))
@@ -145,6 +146,15 @@ private func message(_ body: () throws -> Void) -> (DozeError.Kind, String)? {
         var failed = started
         failed.creation = .failed("image 'x' is not in this host's image pool")
         #expect(KVMAppBook.status(of: failed, presence: .absent) == ("KvmStartFailed", "image 'x' is not in this host's image pool"))
+    }
+
+    @Test func aVMIsLostOnlyWhenItsControllerIsSeenWithoutIt() {
+        let t = KVMAppTask(id: "t", name: "0.demo.bbk.bj", creation: .started(controller: "lc1", ipAddress: ""), createdAt: 0, updatedAt: 0)
+        #expect(KVMAppPresence.of(t, live: ["0.demo.bbk.bj": .paused], listed: [], controllers: []) == .live(.paused))
+        #expect(KVMAppPresence.of(t, live: [:], listed: ["0.demo.bbk.bj"], controllers: ["lc1"]) == .unknown("its group manager did not answer"))
+        #expect(KVMAppPresence.of(t, live: [:], listed: [], controllers: ["lc1"]) == .absent)
+        // Just after a failover the leader's view is empty: unknown, not lost.
+        #expect(KVMAppPresence.of(t, live: [:], listed: [], controllers: []) == .unknown("its local controller lc1 is not in the cluster's view (down, or not re-joined yet)"))
     }
 
     @Test func creationProgressAndOperationStatus() {
@@ -194,9 +204,10 @@ private func message(_ body: () throws -> Void) -> (DozeError.Kind, String)? {
             (.resume, .live(.paused), .send(.resume)), (.resume, .live(.running), .skip),
             (.stop, .live(.running), .send(.shutdown)), (.stop, .live(.shutdownPending), .send(.shutdown)), (.stop, .live(.offline), .skip),
             (.start, .live(.offline), .send(.start)), (.start, .live(.running), .skip),
-            (.delete, .live(.running), .send(.destroy)), (.delete, .listed, .send(.destroy)), (.delete, .absent, .skip),
+            (.delete, .live(.running), .send(.destroy)), (.delete, .live(.offline), .send(.destroy)), (.delete, .absent, .skip),
         ]
         for (op, presence, action) in table { #expect(KVMAppBook.action(op, for: t, presence: presence) == action, "\(op) \(presence)") }
+        #expect(KVMAppBook.action(.delete, for: t, presence: .unknown("lc down")) == .fail("the VM cannot be reached: lc down"))
         #expect(KVMAppBook.action(.stop, for: t, presence: .live(.paused)) == .fail("cannot stop a VM that is PAUSED (resume it first)"))
         #expect(KVMAppBook.action(.start, for: t, presence: .absent) == .fail("the VM is on no local controller any more"))
         var failed = t

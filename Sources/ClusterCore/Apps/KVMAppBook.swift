@@ -115,10 +115,22 @@ public struct KVMAppRecord: Sendable, Equatable, Codable {
 public enum KVMAppPresence: Sendable, Equatable {
     /// A local controller answered with the VM's status.
     case live(VMStatus)
-    /// A controller's heartbeat lists the VM, but its status could not be read (its manager did not answer).
-    case listed
-    /// No controller has it.
+    /// The VM's status cannot be known now, and why: its manager did not answer, or its controller is not in
+    /// the leader's view (down, or not re-joined after a failover). Never taken for a lost VM.
+    case unknown(String)
+    /// No controller has it, and the one that ran it is in the view.
     case absent
+
+    /// `live`: the statuses controllers answered, by VM; `listed`: VMs the heartbeats list; `controllers`: the
+    /// controllers in the leader's view.
+    public static func of(_ task: KVMAppTask, live: [String: VMStatus], listed: Set<String>, controllers: Set<String>) -> Self {
+        if let status = live[task.name] { return .live(status) }
+        if listed.contains(task.name) { return .unknown("its group manager did not answer") }
+        if case .started(let controller, _) = task.creation, !controllers.contains(controller) {
+            return .unknown("its local controller \(controller) is not in the cluster's view (down, or not re-joined yet)")
+        }
+        return .absent
+    }
 }
 
 /// What to do to one VM for an app operation, given where it stands.
@@ -251,24 +263,26 @@ public struct KVMAppBook: Sendable {
         return record
     }
 
-    /// What `operation` needs done to one VM.
+    /// What `operation` needs done to one VM. A VM that cannot be reached fails (even a delete: dropping the
+    /// app then would orphan a VM that comes back with its controller).
     public static func action(_ operation: KVMAppOperation, for task: KVMAppTask, presence: KVMAppPresence) -> KVMAppAction {
-        if operation == .delete { return presence == .absent ? .skip : .send(.destroy) }
         let status: VMStatus
         switch presence {
         case .live(let s): status = s
-        case .listed: return .fail("the VM's status cannot be read (its group manager did not answer)")
+        case .unknown(let why): return .fail("the VM cannot be reached: \(why)")
         case .absent:
+            if operation == .delete { return .skip }
             if case .failed(let m) = task.creation { return .fail("the VM was never created: \(m)") }
             return .fail("the VM is on no local controller any more")
         }
+        if operation == .delete { return .send(.destroy) }
         let wanted: (done: Set<VMStatus>, from: Set<VMStatus>, op: VMOperation, hint: String)
         switch operation {
         case .start: wanted = ([.running], [.offline], .start, status == .paused ? " (resume it instead)" : "")
         case .resume: wanted = ([.running], [.paused], .resume, status == .offline ? " (start it instead)" : "")
         case .suspend: wanted = ([.paused], [.running], .suspend, "")
         case .stop: wanted = ([.offline], [.running, .shutdownPending], .shutdown, status == .paused ? " (resume it first)" : "")
-        case .delete: preconditionFailure("handled above")
+        case .delete: preconditionFailure("a delete destroys whatever state the VM is in (handled above)")
         }
         if wanted.done.contains(status) { return .skip }
         if wanted.from.contains(status) { return .send(wanted.op) }
@@ -311,7 +325,7 @@ public struct KVMAppBook: Sendable {
     /// | PAUSED | `KvmSuspended` |
     /// | SHUTDOWN_PENDING | `KvmStopping` |
     /// | OFFLINE | `KvmStopped` |
-    /// | UNKNOWN, or listed but unreadable | `TASK_UNKNOWN` |
+    /// | UNKNOWN, or unreachable | `TASK_UNKNOWN` (errmsg: why) |
     /// | started, now on no controller | `TASK_LOST` |
     public static func status(of task: KVMAppTask, presence: KVMAppPresence) -> (status: String, errmsg: String) {
         var errmsg = task.lastOperation?.failure ?? ""
@@ -327,8 +341,8 @@ public struct KVMAppBook: Sendable {
             }
         case (_, .pending): return ("pending", "")
         case (_, .failed(let m)): return ("KvmStartFailed", m)
-        case (.listed, .started):
-            if errmsg.isEmpty { errmsg = "its group manager did not answer" }
+        case (.unknown(let why), .started):
+            if errmsg.isEmpty { errmsg = why }
             return ("TASK_UNKNOWN", errmsg)
         case (.absent, .started):
             return ("TASK_LOST", errmsg.isEmpty ? "the VM is on no local controller any more" : errmsg)

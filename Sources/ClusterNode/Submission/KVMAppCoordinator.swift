@@ -153,14 +153,15 @@ actor KVMAppCoordinator {
 
     // MARK: - Reading
 
-    /// Where every VM is: the controllers' own answers, and the heartbeats' lists for VMs whose status could not be read.
+    /// Where every VM is: the controllers' own answers, and the heartbeats' view for VMs whose status could not be read.
     private struct Snapshot {
         var live: [String: VirtualMachineMetaData] = [:]
+        var statuses: [String: VMStatus] = [:]
         var listed: Set<String> = []
+        var controllers: Set<String> = []
 
-        func presence(_ vm: String) -> KVMAppPresence {
-            if let meta = live[vm] { return .live(meta.status) }
-            return listed.contains(vm) ? .listed : .absent
+        func presence(_ task: KVMAppTask) -> KVMAppPresence {
+            .of(task, live: statuses, listed: listed, controllers: controllers)
         }
     }
 
@@ -168,14 +169,22 @@ actor KVMAppCoordinator {
         async let metas = liveVMs()
         let current = await managers()
         var s = Snapshot()
-        for record in current.values { for c in record.controllers { s.listed.formUnion(c.vms) } }
-        for meta in await metas { s.live[meta.virtualMachineLocation.virtualMachineId] = meta }
+        for record in current.values {
+            for c in record.controllers {
+                s.listed.formUnion(c.vms)
+                s.controllers.insert(c.id)
+            }
+        }
+        for meta in await metas {
+            s.live[meta.virtualMachineLocation.virtualMachineId] = meta
+            s.statuses[meta.virtualMachineLocation.virtualMachineId] = meta.status
+        }
         return s
     }
 
     private func entry(_ record: KVMAppRecord, _ s: Snapshot) -> KVMAppEntry {
         var counts: [String: Int] = [:]
-        for t in record.tasks { counts[KVMAppBook.status(of: t, presence: s.presence(t.name)).status, default: 0] += 1 }
+        for t in record.tasks { counts[KVMAppBook.status(of: t, presence: s.presence(t)).status, default: 0] += 1 }
         return KVMAppEntry(record, tasksStatus: counts, operationStatus: book.operationStatus(record.id))
     }
 
@@ -193,7 +202,7 @@ actor KVMAppCoordinator {
         let s = await snapshot()
         guard let record = book.apps[id] else { throw DozeError(.notFound, "no kvm-app '\(id)'") }
         return record.tasks.map { t in
-            let presence = s.presence(t.name)
+            let presence = s.presence(t)
             let (status, errmsg) = KVMAppBook.status(of: t, presence: presence)
             var agent = "", ip = "", uuid = "", domain = "", vnc = ""
             if case .started(let controller, let address) = t.creation {
@@ -229,7 +238,7 @@ actor KVMAppCoordinator {
         var failures: [String: DozeError] = [:]
         var sends: [(vm: String, op: VMOperation)] = []
         for t in record.tasks {
-            switch KVMAppBook.action(operation, for: t, presence: s.presence(t.name)) {
+            switch KVMAppBook.action(operation, for: t, presence: s.presence(t)) {
             case .skip: break
             case .send(let op): sends.append((t.name, op))
             case .fail(let why): failures[t.name] = DozeError(.conflict, why)
