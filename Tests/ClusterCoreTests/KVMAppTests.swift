@@ -200,15 +200,16 @@ private func message(_ body: () throws -> Void) -> (DozeError.Kind, String)? {
     @Test func whatEachOperationDoesToAVM() {
         let t = KVMAppTask(id: "t", name: "0.demo.bbk.bj", creation: .started(controller: "lc", ipAddress: ""), createdAt: 0, updatedAt: 0)
         let table: [(KVMAppOperation, KVMAppPresence, KVMAppAction)] = [
-            (.suspend, .live(.running), .send(.suspend)), (.suspend, .live(.paused), .skip),
-            (.resume, .live(.paused), .send(.resume)), (.resume, .live(.running), .skip),
-            (.stop, .live(.running), .send(.shutdown)), (.stop, .live(.shutdownPending), .send(.shutdown)), (.stop, .live(.offline), .skip),
-            (.start, .live(.offline), .send(.start)), (.start, .live(.running), .skip),
-            (.delete, .live(.running), .send(.destroy)), (.delete, .live(.offline), .send(.destroy)), (.delete, .absent, .skip),
+            (.suspend, .live(.running), .send([.suspend])), (.suspend, .live(.paused), .skip),
+            (.resume, .live(.paused), .send([.resume])), (.resume, .live(.running), .skip),
+            (.stop, .live(.running), .send([.shutdown])), (.stop, .live(.shutdownPending), .send([.shutdown])), (.stop, .live(.offline), .skip),
+            (.start, .live(.offline), .send([.start])), (.start, .live(.running), .skip),
+            (.delete, .live(.running), .send([.destroy])), (.delete, .live(.offline), .send([.destroy])), (.delete, .absent, .skip),
         ]
         for (op, presence, action) in table { #expect(KVMAppBook.action(op, for: t, presence: presence) == action, "\(op) \(presence)") }
         #expect(KVMAppBook.action(.delete, for: t, presence: .unknown("lc down")) == .fail("the VM cannot be reached: lc down"))
-        #expect(KVMAppBook.action(.stop, for: t, presence: .live(.paused)) == .fail("cannot stop a VM that is PAUSED (resume it first)"))
+        #expect(KVMAppBook.action(.stop, for: t, presence: .live(.paused)) == .send([.resume, .shutdown]))
+        #expect(KVMAppBook.action(.resume, for: t, presence: .live(.offline)) == .fail("cannot resume a VM that is OFFLINE (start it instead)"))
         #expect(KVMAppBook.action(.start, for: t, presence: .absent) == .fail("the VM is on no local controller any more"))
         var failed = t
         failed.creation = .failed("no image")

@@ -137,7 +137,8 @@ public enum KVMAppPresence: Sendable, Equatable {
 public enum KVMAppAction: Sendable, Equatable {
     /// Already as wanted.
     case skip
-    case send(VMOperation)
+    /// These operations, in order.
+    case send([VMOperation])
     case fail(String)
 }
 
@@ -275,17 +276,19 @@ public struct KVMAppBook: Sendable {
             if case .failed(let m) = task.creation { return .fail("the VM was never created: \(m)") }
             return .fail("the VM is on no local controller any more")
         }
-        if operation == .delete { return .send(.destroy) }
+        if operation == .delete { return .send([.destroy]) }
+        // A paused guest cannot hear the ACPI request: wake it, then ask it to power off.
+        if operation == .stop, status == .paused { return .send([.resume, .shutdown]) }
         let wanted: (done: Set<VMStatus>, from: Set<VMStatus>, op: VMOperation, hint: String)
         switch operation {
         case .start: wanted = ([.running], [.offline], .start, status == .paused ? " (resume it instead)" : "")
         case .resume: wanted = ([.running], [.paused], .resume, status == .offline ? " (start it instead)" : "")
         case .suspend: wanted = ([.paused], [.running], .suspend, "")
-        case .stop: wanted = ([.offline], [.running, .shutdownPending], .shutdown, status == .paused ? " (resume it first)" : "")
+        case .stop: wanted = ([.offline], [.running, .shutdownPending], .shutdown, "")
         case .delete: preconditionFailure("a delete destroys whatever state the VM is in (handled above)")
         }
         if wanted.done.contains(status) { return .skip }
-        if wanted.from.contains(status) { return .send(wanted.op) }
+        if wanted.from.contains(status) { return .send([wanted.op]) }
         return .fail("cannot \(operation.rawValue) a VM that is \(status.rawValue)\(wanted.hint)")
     }
 

@@ -236,16 +236,21 @@ actor KVMAppCoordinator {
         let record = try book.begin(operation, on: id)
         let s = await snapshot()
         var failures: [String: DozeError] = [:]
-        var sends: [(vm: String, op: VMOperation)] = []
+        var sends: [(vm: String, ops: [VMOperation])] = []
         for t in record.tasks {
             switch KVMAppBook.action(operation, for: t, presence: s.presence(t)) {
             case .skip: break
-            case .send(let op): sends.append((t.name, op))
+            case .send(let ops): sends.append((t.name, ops))
             case .fail(let why): failures[t.name] = DozeError(.conflict, why)
             }
         }
         let results = await withTaskGroup(of: (String, DozeError?).self) { group in
-            for (vm, op) in sends { group.addTask { (vm, await self.control(vm, op)) } }
+            for (vm, ops) in sends {
+                group.addTask {
+                    for op in ops { if let failure = await self.control(vm, op) { return (vm, failure) } }
+                    return (vm, nil)
+                }
+            }
             var out: [(String, DozeError?)] = []
             for await r in group { out.append(r) }
             return out
