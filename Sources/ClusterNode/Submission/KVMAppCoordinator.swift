@@ -263,8 +263,23 @@ actor KVMAppCoordinator {
         if let first = failures.keys.sorted().first {
             throw DozeError(failures[first]!.kind, book.apps[id]?.errmsg ?? "\(operation.rawValue) failed for \(failures.count) VMs; \(first): \(failures[first]!.message)")
         }
-        guard let after = book.apps[id] else { return nil }
+        guard let after = book.apps[id] else {
+            await awaitUnlisted(record.tasks.map(\.name))
+            return nil
+        }
         return entry(after, await snapshot())
+    }
+
+    /// Waits (a few seconds at most) until no heartbeat lists the destroyed VMs, so that creating the app again
+    /// right after a delete does not find their names still taken.
+    private func awaitUnlisted(_ vms: [String]) async {
+        let names = Set(vms)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            let listed = await managers().values.contains { $0.controllers.contains { !names.isDisjoint(with: $0.vms) } }
+            if !listed { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
     }
 
     /// One VM operation through the group manager holding the VM; nil when it succeeded.
