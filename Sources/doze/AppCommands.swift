@@ -114,11 +114,13 @@ struct AppCommand: AsyncParsableCommand {
             }
             let deadline = ContinuousClock.now + .seconds(120)
             var tasks: [KVMAppTaskEntry] = []
+            // Until the pipeline has settled every VM (a controller may report a VM running a moment before that).
             while true {
-                tasks = try await appCall(options, .GET, "/v1/kvm-apps/\(created.id)", as: [KVMAppTaskEntry].self)
-                if !tasks.contains(where: { $0.status == "pending" }) || ContinuousClock.now > deadline { break }
+                let app = try await appCall(options, .GET, "/v1/kvm-apps", as: [KVMAppEntry].self).first { $0.id == created.id }
+                if app?.operationStatus != "creating" || ContinuousClock.now > deadline { break }
                 try await Task.sleep(for: .milliseconds(250))
             }
+            tasks = try await appCall(options, .GET, "/v1/kvm-apps/\(created.id)", as: [KVMAppTaskEntry].self)
             if options.json { printJSON(tasks) } else { print(renderAppTasks(tasks)) }
             if tasks.contains(where: { $0.status == "pending" }) {
                 printError("\(created.id): some VMs are still pending after 2 minutes")

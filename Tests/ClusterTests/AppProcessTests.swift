@@ -150,7 +150,7 @@ import Testing
         do {
             try await eventually(.seconds(20), "three running tasks") {
                 let tasks = try await c.tasks("demo.bbk.bj")
-                return tasks.count == 3 && tasks.allSatisfy { $0.status == "TASK_RUNNING" }
+                return tasks.count == 3 && tasks.allSatisfy { $0.status == "TASK_RUNNING" && !$0.ipAddr.isEmpty }
             }
         } catch {
             Issue.record("tasks: \(try await c.tasks("demo.bbk.bj"))\n\(c.logs())")

@@ -270,14 +270,13 @@ actor KVMAppCoordinator {
         return entry(after, await snapshot())
     }
 
-    /// Waits (a few seconds at most) until no heartbeat lists the destroyed VMs, so that creating the app again
-    /// right after a delete does not find their names still taken.
+    /// Waits (a few seconds at most) until the pipeline no longer holds the destroyed VMs' names (heartbeats
+    /// still listing them, or a start younger than its report grace), so the app can be created again at once.
     private func awaitUnlisted(_ vms: [String]) async {
-        let names = Set(vms)
-        let deadline = ContinuousClock.now + .seconds(5)
+        let deadline = ContinuousClock.now + SubmissionCoordinator.reportGrace + .seconds(2)
         while ContinuousClock.now < deadline {
-            let listed = await managers().values.contains { $0.controllers.contains { !names.isDisjoint(with: $0.vms) } }
-            if !listed { return }
+            let taken = await submissions.takenNames(await managers())
+            if !vms.contains(where: { taken[$0] != nil }) { return }
             try? await Task.sleep(for: .milliseconds(50))
         }
     }
