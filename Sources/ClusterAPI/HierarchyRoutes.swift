@@ -100,7 +100,7 @@ public struct GroupManagerRoutes<Backend: GroupManagerBackend>: Sendable {
         ["startVirtualCluster", "getVirtualClusterResponse", "discoverVirtualMachine", "joinGroupLeader", "assignLocalController",
          "getLocalControllerList", "getGroupLeaderRepositoryInformation", "getGroupManagerDescription",
          "startVirtualMachines", "suspendVirtualMachine", "resumeVirtualMachine", "shutdownVirtualMachine",
-         "rebootVirtualMachine", "destroyVirtualMachine", "resizeVirtualMachine", "getVirtualMachineMetaData",
+         "rebootVirtualMachine", "destroyVirtualMachine", "startVirtualMachine", "resizeVirtualMachine", "getVirtualMachineMetaData",
          "searchVirtualMachine", "getVirtualMachineDescriptions", "joinGroupManager", "getGroupManagerRepositoryInformation",
          "getLocalControllerDescription", "getSelfDescription"]
     }
@@ -218,7 +218,7 @@ public struct BootstrapRoutes<Backend: BootstrapBackend>: Sendable {
     public static var operations: [String] {
         ["getGroupLeaderDescription", "getCompleteHierarchy", "getLocalControllerList", "startVirtualCluster",
          "getVirtualClusterResponse", "suspendVirtualMachine", "resumeVirtualMachine", "shutdownVirtualMachine",
-         "rebootVirtualMachine", "destroyVirtualMachine", "resizeVirtualMachine", "getVirtualMachineMetaData",
+         "rebootVirtualMachine", "destroyVirtualMachine", "startVirtualMachine", "resizeVirtualMachine", "getVirtualMachineMetaData",
          "getVirtualMachineDescriptions"]
     }
 

@@ -28,7 +28,8 @@ public struct LocalControllerRoutes<Backend: LocalControllerBackend>: Sendable {
 
     static var snoozeOperations: [String] {
         ["startVirtualMachines", "suspendVirtualMachineOnRequest", "resumeVirtualMachine", "shutdownVirtualMachine",
-         "rebootVirtualMachine", "destroyVirtualMachine", "resizeVirtualMachine", "getVirtualMachines", "getVirtualMachineMetaData"]
+         "rebootVirtualMachine", "destroyVirtualMachine", "resizeVirtualMachine", "getVirtualMachines", "getVirtualMachineMetaData",
+         "startVirtualMachine"]
     }
 
     func snooze(_ request: Request) async throws -> Response {
@@ -62,6 +63,10 @@ public struct LocalControllerRoutes<Backend: LocalControllerBackend>: Sendable {
         case "destroyVirtualMachine":
             let vm = try await HTTPBody.rawString(request, what: "VM id", limit: limit)
             try await api { () async throws(DozeError) in try await backend.destroy(vm: vm) }
+            return HTTPReply.bool(true)
+        case "startVirtualMachine":   // Doze addition: start a shut-off VM again (what `/vm/start` does)
+            let vm = try await HTTPBody.rawString(request, what: "VM id", limit: limit)
+            try await api { () async throws(DozeError) in try await backend.start(vm: vm) }
             return HTTPReply.bool(true)
         case "resizeVirtualMachine":
             let resize = try await HTTPBody.json(request, as: ResizeRequest.self, limit: limit)

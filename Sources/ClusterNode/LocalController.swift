@@ -305,7 +305,7 @@ public actor LocalController: LocalControllerBackend {
             let xml = TemplateAdaptation.domainXML(
                 name: meta.virtualMachineLocation.virtualMachineId, type: supportedDomainTypes[0],
                 vcpus: max(1, Int(capacity.vcpus)), memoryKiB: max(1024, Int(capacity.memoryKiB)),
-                imagePath: path, format: format, mac: mac)
+                imagePath: path, format: format, mac: mac, vncPassword: meta.vncPassword)
             return (xml, [])
         }
         let (xml, change) = TemplateAdaptation.adapt(meta.xmlRepresentation, supported: supportedDomainTypes)

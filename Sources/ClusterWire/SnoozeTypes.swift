@@ -75,6 +75,8 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
     public var imageId: String?
     /// Doze addition: what the host changed in the template to run it (e.g. the domain type), never silent.
     public var adaptations: [String]?
+    /// Doze addition: an image-based VM gets a VNC console with this password (kvm-apps' `vnc.password`).
+    public var vncPassword: String?
 
     public init(location: VirtualMachineLocation, status: VMStatus = .unknown, errorCode: VMErrorCode = .none,
                 ipAddress: String = "", xmlRepresentation: String = "", requestedCapacity: ResourceVector = .zero,
@@ -109,6 +111,7 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         errorMessage = try c.decodeIfPresent(String.self, forKey: .errorMessage)
         imageId = try c.decodeIfPresent(String.self, forKey: .imageId)
         adaptations = try c.decodeIfPresent([String].self, forKey: .adaptations)
+        vncPassword = try c.decodeIfPresent(String.self, forKey: .vncPassword)
     }
 
     public var requested: ResourceVector { ResourceVector(snoozeArray: requestedCapacity) }

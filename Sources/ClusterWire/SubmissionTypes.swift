@@ -29,6 +29,8 @@ public struct VirtualMachineTemplate: Sendable, Equatable, Codable {
     public var imageId: String?
     public var name: String?
     public var hostId: String?
+    /// Doze addition, image-based VMs only: a VNC console with this password.
+    public var vncPassword: String?
 
     public init(libVirtTemplate: String? = nil, networkCapacityDemand: NetworkDemand = .init(), vcpus: Int? = nil,
                 memory: Int? = nil, imageId: String? = nil, name: String? = nil, hostId: String? = nil) {
@@ -50,6 +52,7 @@ public struct VirtualMachineTemplate: Sendable, Equatable, Codable {
         imageId = try c.decodeIfPresent(String.self, forKey: .imageId)
         name = try c.decodeIfPresent(String.self, forKey: .name)
         hostId = try c.decodeIfPresent(String.self, forKey: .hostId)
+        vncPassword = try c.decodeIfPresent(String.self, forKey: .vncPassword)
     }
 
     /// Snooze's "no pin" value.
@@ -187,8 +190,9 @@ public struct VirtualMachineList: Sendable, Equatable, Codable {
 }
 
 /// The VM operations a group manager (by location) and the bootstrap (by VM id) forward to the VM's controller.
+/// `start` (a shut-off VM) is a Doze addition: Snooze could not start a VM again.
 public enum VMControl: String, Sendable, CaseIterable {
-    case suspend, resume, shutdown, reboot, destroy
+    case suspend, resume, shutdown, reboot, destroy, start
 
     /// Snooze's group-manager and bootstrap operation name (`suspendVirtualMachine`, …).
     public var snoozeOperation: String { rawValue + "VirtualMachine" }

@@ -56,9 +56,10 @@ extension TemplateAdaptation {
     }
 
     /// The domain XML for a VM built from an image (`name` + `imageId` submissions): one disk, one NIC on the
-    /// default network when a MAC is given. `format` is the image's (qcow2, raw, iso).
+    /// default network when a MAC is given, a VNC console on every interface when a password is given.
+    /// `format` is the image's (qcow2, raw, iso).
     public static func domainXML(name: String, type: String, vcpus: Int, memoryKiB: Int, imagePath: String, format: String,
-                                 mac: String?) -> String {
+                                 mac: String?, vncPassword: String? = nil) -> String {
         let disk: String
         if format == "iso" {
             disk = "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='\(escape(imagePath))'/><target dev='hdc' bus='ide'/><readonly/></disk>"
@@ -66,9 +67,10 @@ extension TemplateAdaptation {
             disk = "<disk type='file' device='disk'><driver name='qemu' type='\(format)'/><source file='\(escape(imagePath))'/><target dev='vda' bus='virtio'/></disk>"
         }
         let nic = mac.map { "<interface type='network'><mac address='\($0)'/><source network='default'/><model type='virtio'/></interface>" } ?? ""
+        let vnc = vncPassword.map { "<graphics type='vnc' port='-1' autoport='yes' listen='0.0.0.0' passwd='\(escape($0))'/>" } ?? ""
         return "<domain type='\(type)'><name>\(escape(name))</name><memory unit='KiB'>\(memoryKiB)</memory><vcpu>\(vcpus)</vcpu>"
             + "<os><type arch='x86_64'>hvm</type><boot dev='\(format == "iso" ? "cdrom" : "hd")'/></os>"
-            + "<devices>\(disk)\(nic)<serial type='pty'/><console type='pty'/></devices></domain>"
+            + "<devices>\(disk)\(nic)\(vnc)<serial type='pty'/><console type='pty'/></devices></domain>"
     }
 
     static func escape(_ s: String) -> String {

@@ -43,6 +43,8 @@ public actor GroupManagerNode: GroupManagerBackend {
     var vmOutcomes: [String: (meta: VirtualMachineMetaData, at: MonotonicTime)] = [:]
     // Leader side (Submission/SubmissionCoordinator.swift).
     var coordinator: SubmissionCoordinator?
+    /// Leader side of kvm-apps (Submission/KVMAppCoordinator.swift, GroupManagerNode+Apps.swift).
+    var apps: KVMAppCoordinator?
 
     init(id: NodeID, control: Endpoint, link: HeartbeatLink, cluster: ClusterSettings, election: any LeaderElection, logger: Logger) {
         self.id = id
@@ -134,6 +136,10 @@ public actor GroupManagerNode: GroupManagerBackend {
             coordinator = nil
             Task { await old.stop() }
         }
+        if let old = apps {
+            apps = nil
+            Task { await old.stop() }
+        }
     }
 
     private func startCoordinator() {
@@ -149,6 +155,9 @@ public actor GroupManagerNode: GroupManagerBackend {
         ) { [weak self] in await self?.currentManagers() ?? [:] }
         self.coordinator = coordinator
         Task { await coordinator.takeOver() }
+        apps = KVMAppCoordinator(submissions: coordinator, store: store, logger: log,
+                                 managers: { [weak self] in await self?.currentManagers() ?? [:] },
+                                 liveVMs: { [weak self] in (try? await self?.virtualMachineDescriptions())?.virtualMachines ?? [] })
     }
 
     func currentManagers() -> [NodeID: GroupLeaderState.ManagerRecord] {
@@ -165,6 +174,7 @@ public actor GroupManagerNode: GroupManagerBackend {
             for d in directives { apply(d) }
             announce()
             if let coordinator { Task { await coordinator.tick() } }
+            if let apps { Task { await apps.tick() } }
         case .manager(var state):
             let directives = state.onTick(now: now)
             mode = .manager(state)

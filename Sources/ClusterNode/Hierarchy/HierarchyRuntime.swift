@@ -77,6 +77,7 @@ public enum HierarchyRuntime {
         let node = BootstrapNode(id: identity.id, link: link, cluster: cluster, logger: logger)
         let router = baseRouter(link)
         BootstrapRoutes(backend: node).register(on: router)
+        KVMAppForwardingRoutes(backend: node).register(on: router)
         let app = application(router: router, listen: listen, name: "doze-bootstrap", logger: logger) { endpoint in
             logger.info("bootstrap listening", metadata: ["doze/address": "\(endpoint)", "doze/heartbeat": "\(channel.localEndpoint)"])
             await onListening(endpoint)
@@ -97,6 +98,7 @@ public enum HierarchyRuntime {
                                     cluster: cluster, election: election, logger: logger)
         let router = baseRouter(link)
         GroupManagerRoutes(backend: node).register(on: router)
+        KVMAppRoutes(backend: node).register(on: router)
         let app = application(router: router, listen: listen, name: "doze-gm", logger: logger) { endpoint in
             await node.setControl(endpoint)
             logger.info("group manager listening", metadata: ["doze/address": "\(endpoint)", "doze/id": "\(identity.id)"])

@@ -2,7 +2,7 @@ import ClusterCore
 import ClusterWire
 import Foundation
 
-/// Where the leader keeps what must outlive it: submission records and the IP pool. Whoever leads next reads
+/// Where the leader keeps what must outlive it: submission records, the IP pool and the kvm-apps. Whoever leads next reads
 /// them back. The one-host backend is a directory shared by every group manager (the election directory);
 /// the etcd backend keeps them under the cluster's prefix.
 protocol ClusterRecordStore: Sendable {
@@ -11,9 +11,12 @@ protocol ClusterRecordStore: Sendable {
     func loadTasks() throws -> [TaskRecord]
     func saveIPPool(_ pool: IPPool) throws
     func loadIPPool() throws -> IPPool?
+    /// Every kvm-app, written whole (apps are few and change only on user requests).
+    func saveApps(_ apps: [KVMAppRecord]) throws
+    func loadApps() throws -> [KVMAppRecord]
 }
 
-/// `DIR/tasks/<id>.json`, `DIR/ippool.json`, each replaced atomically (write, then rename).
+/// `DIR/tasks/<id>.json`, `DIR/ippool.json`, `DIR/apps.json`, each replaced atomically (write, then rename).
 /// No fsync: a killed leader loses nothing (the page cache survives the process); a host crash takes the
 /// whole one-host cluster down with it anyway.
 struct DirectoryRecordStore: ClusterRecordStore {
@@ -55,5 +58,14 @@ struct DirectoryRecordStore: ClusterRecordStore {
     func loadIPPool() throws -> IPPool? {
         guard let data = FileManager.default.contents(atPath: directory + "/ippool.json") else { return nil }
         return try JSONDecoder().decode(IPPool.self, from: data)
+    }
+
+    func saveApps(_ apps: [KVMAppRecord]) throws {
+        try write(try JSONEncoder().encode(apps.sorted { $0.id < $1.id }), to: directory + "/apps.json")
+    }
+
+    func loadApps() throws -> [KVMAppRecord] {
+        guard let data = FileManager.default.contents(atPath: directory + "/apps.json") else { return [] }
+        return try JSONDecoder().decode([KVMAppRecord].self, from: data)
     }
 }

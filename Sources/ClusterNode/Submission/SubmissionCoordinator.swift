@@ -196,6 +196,7 @@ actor SubmissionCoordinator {
             var meta = VirtualMachineMetaData(location: VirtualMachineLocation(virtualMachineId: p.name), status: .unknown,
                                               xmlRepresentation: p.xml, requestedCapacity: p.demand,
                                               imageId: p.xml.isEmpty ? p.template.imageId : nil)
+            if p.xml.isEmpty { meta.vncPassword = p.template.vncPassword }
             var vm = TaskVM(meta: meta, manager: nil, pinnedController: nil, isFinal: false)
             func fail(_ code: VMErrorCode, _ message: String) {
                 vm.meta.status = .error

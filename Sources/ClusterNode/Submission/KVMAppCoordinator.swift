@@ -1,0 +1,307 @@
+import ClusterAPI
+import ClusterCore
+import ClusterTransport
+import ClusterWire
+import Foundation
+import Logging
+import NIOHTTP1
+
+/// The leader's kvm-apps (seed 000): the native, declarative face of the submission pipeline. A create becomes
+/// one submission (`SubmissionCoordinator.submit(_:app:)`); operations fan out to the app's VMs through their
+/// group managers; statuses are read from the controllers. Rules and statuses are `KVMAppBook`'s; this actor
+/// does the IO and keeps the records in the cluster record store, so the next leader has them.
+actor KVMAppCoordinator {
+    typealias Managers = @Sendable () async -> [NodeID: GroupLeaderState.ManagerRecord]
+    /// Every VM of the cluster with its current status and XML, as the controllers report it.
+    typealias LiveVMs = @Sendable () async -> [VirtualMachineMetaData]
+
+    let submissions: SubmissionCoordinator
+    let store: (any ClusterRecordStore)?
+    let managers: Managers
+    let liveVMs: LiveVMs
+    let peers = PeerClient(timeout: .seconds(60))
+    let log: Logger
+    private var book = KVMAppBook()
+    /// The records are read on first use; a store that cannot be read refuses every request rather than
+    /// overwriting apps it could not see.
+    private var loaded: Result<Void, DozeError>?
+    private var active = true
+    /// Apps whose submission is under way (their tasks are pending, but no submission id is recorded yet).
+    private var submitting: Set<String> = []
+    private var refreshing = false
+
+    init(submissions: SubmissionCoordinator, store: (any ClusterRecordStore)?, logger: Logger,
+         managers: @escaping Managers, liveVMs: @escaping LiveVMs) {
+        self.submissions = submissions
+        self.store = store
+        self.managers = managers
+        self.liveVMs = liveVMs
+        self.log = logger
+    }
+
+    static var wallMillis: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    /// Leadership lost: nothing more is written (the next leader owns the records now).
+    func stop() { active = false }
+
+    private func ready() throws(DozeError) {
+        guard active else { throw DozeError(.unavailable, "this node is no longer the group leader") }
+        if loaded == nil {
+            do {
+                book = KVMAppBook(try store?.loadApps() ?? [])
+                loaded = .success(())
+                if !book.apps.isEmpty { log.info("kvm-apps read back", metadata: ["doze/apps": "\(book.apps.count)"]) }
+            } catch {
+                log.error("cannot read the kvm-app records", metadata: ["error": "\(error)"])
+                loaded = .failure(DozeError(.unavailable, "cannot read the kvm-app records: \(error)"))
+            }
+        }
+        if case .failure(let e) = loaded { throw e }
+    }
+
+    private func persist() throws(DozeError) {
+        guard active else { return }
+        do { try store?.saveApps(Array(book.apps.values)) } catch {
+            throw DozeError(.unavailable, "cannot record the kvm-apps in the cluster records: \(error)")
+        }
+    }
+
+    private func persistLogging() {
+        do { try persist() } catch { log.error("cannot record the kvm-apps", metadata: ["error": "\(error.message)"]) }
+    }
+
+    // MARK: - Create
+
+    func create(_ app: KVMAppID, _ spec: KVMAppSpec) async throws(DozeError) -> String {
+        try ready()
+        let current = await managers()
+        try ready()
+        let hosts = current.values.flatMap(\.controllers).map { c in
+            let s = c.summary
+            return KVMAppHost(id: c.id, hostname: c.control.host,
+                              total: HostUsage(vcpus: Int(s.total.vcpus), memoryMiB: Int(s.total.memoryKiB / 1024)),
+                              free: HostUsage(vcpus: Int(s.total.vcpus - s.requested.vcpus), memoryMiB: Int((s.total.memoryKiB - s.requested.memoryKiB) / 1024)))
+        }.sorted { $0.id < $1.id }
+        let plan = try book.plan(app, spec, hosts: hosts)
+        // Booked before the first await, so a concurrent create of the same id is refused.
+        let taskIDs = plan.map { String(UUID().uuidString.lowercased().filter { $0 != "-" }.prefix(12)) + "." + $0.name }
+        book.reserve(app, spec, taskIDs: taskIDs, names: plan.map(\.name), nowMillis: Self.wallMillis)
+        do { try persist() } catch {
+            book.cancel(app.id)
+            throw error
+        }
+        let templates = plan.map { vm in
+            var t = VirtualMachineTemplate(vcpus: spec.cpus, memory: spec.memoryMiB * 1024, imageId: spec.imageURI, name: vm.name, hostId: vm.controller)
+            t.vncPassword = spec.vncPassword
+            return t
+        }
+        submitting.insert(app.id)
+        defer { submitting.remove(app.id) }
+        let submission: String
+        do {
+            submission = try await submissions.submit(VirtualClusterSubmissionRequest(virtualMachineTemplates: templates), app: app.id)
+        } catch {
+            // Refused whole (a name taken, no record store): the app never existed.
+            book.cancel(app.id)
+            persistLogging()
+            throw error
+        }
+        book.submitted(app.id, submission: submission)
+        persistLogging()
+        log.info("kvm-app created", metadata: ["doze/app": "\(app.id)", "doze/task": "\(submission)", "doze/vms": "\(plan.count)"])
+        return app.id
+    }
+
+    /// Copies the pipeline's verdicts into apps still being created.
+    private func refreshCreations() async {
+        guard !refreshing else { return }
+        refreshing = true
+        defer { refreshing = false }
+        var changed = false
+        for record in book.apps.values where record.isCreating && !submitting.contains(record.id) {
+            var outcomes: [String: KVMAppTask.Creation] = [:]
+            guard let submission = record.submission else {
+                // The leader that booked it died before the submission was recorded.
+                for t in record.tasks { outcomes[t.name] = .failed("the group leader changed before this VM's creation was recorded; delete the app and create it again") }
+                changed = book.onCreation(record.id, outcomes: outcomes, nowMillis: Self.wallMillis) || changed
+                continue
+            }
+            do {
+                let document = try await submissions.document(submission)
+                for meta in document.response.virtualMachineMetaData {
+                    let name = meta.virtualMachineLocation.virtualMachineId
+                    switch meta.status {
+                    case .unknown: outcomes[name] = .pending
+                    case .error: outcomes[name] = .failed(meta.errorMessage ?? meta.errorCode.rawValue)
+                    default: outcomes[name] = .started(controller: meta.virtualMachineLocation.localControllerId, ipAddress: meta.ipAddress)
+                    }
+                }
+            } catch {
+                guard error.kind == .notFound else { continue }
+                for t in record.tasks { outcomes[t.name] = .failed("the creation's submission record \(submission) is gone (expired or lost)") }
+            }
+            changed = book.onCreation(record.id, outcomes: outcomes, nowMillis: Self.wallMillis) || changed
+        }
+        if changed { persistLogging() }
+    }
+
+    /// Heartbeat-paced: apps being created follow their submission without anyone asking.
+    func tick() async {
+        guard active, case .success = loaded, book.apps.values.contains(where: \.isCreating) else { return }
+        await refreshCreations()
+    }
+
+    // MARK: - Reading
+
+    /// Where every VM is: the controllers' own answers, and the heartbeats' view for VMs whose status could not be read.
+    private struct Snapshot {
+        var live: [String: VirtualMachineMetaData] = [:]
+        var statuses: [String: VMStatus] = [:]
+        var listed: Set<String> = []
+        var controllers: Set<String> = []
+
+        func presence(_ task: KVMAppTask) -> KVMAppPresence {
+            .of(task, live: statuses, listed: listed, controllers: controllers)
+        }
+    }
+
+    private func snapshot() async -> Snapshot {
+        async let metas = liveVMs()
+        let current = await managers()
+        var s = Snapshot()
+        for record in current.values {
+            for c in record.controllers {
+                s.listed.formUnion(c.vms)
+                s.controllers.insert(c.id)
+            }
+        }
+        for meta in await metas {
+            s.live[meta.virtualMachineLocation.virtualMachineId] = meta
+            s.statuses[meta.virtualMachineLocation.virtualMachineId] = meta.status
+        }
+        return s
+    }
+
+    private func entry(_ record: KVMAppRecord, _ s: Snapshot) -> KVMAppEntry {
+        var counts: [String: Int] = [:]
+        for t in record.tasks { counts[KVMAppBook.status(of: t, presence: s.presence(t)).status, default: 0] += 1 }
+        return KVMAppEntry(record, tasksStatus: counts, operationStatus: book.operationStatus(record.id))
+    }
+
+    func list() async throws(DozeError) -> [KVMAppEntry] {
+        try ready()
+        await refreshCreations()
+        let s = await snapshot()
+        return book.apps.values.sorted { $0.id < $1.id }.map { entry($0, s) }
+    }
+
+    func tasks(_ id: String) async throws(DozeError) -> [KVMAppTaskEntry] {
+        try ready()
+        guard book.apps[id] != nil else { throw DozeError(.notFound, "no kvm-app '\(id)'") }
+        await refreshCreations()
+        let s = await snapshot()
+        guard let record = book.apps[id] else { throw DozeError(.notFound, "no kvm-app '\(id)'") }
+        return record.tasks.map { t in
+            let presence = s.presence(t)
+            let (status, errmsg) = KVMAppBook.status(of: t, presence: presence)
+            var agent = "", ip = "", uuid = "", domain = "", vnc = ""
+            if case .started(let controller, let address) = t.creation {
+                agent = controller
+                ip = address
+            }
+            if let meta = s.live[t.name] {
+                let where_ = meta.virtualMachineLocation
+                agent = where_.localControllerId
+                if !meta.ipAddress.isEmpty { ip = meta.ipAddress }
+                uuid = KVMAppBook.domainUUID(inDomainXML: meta.xmlRepresentation)
+                domain = t.name
+                if let display = KVMAppBook.vncDisplay(inDomainXML: meta.xmlRepresentation) {
+                    vnc = "\(where_.localControllerControlDataAddress.address):\(display)"
+                }
+            }
+            return KVMAppTaskEntry(id: t.id, name: t.name, agentId: agent, executorId: record.submission ?? "", domainUuid: uuid,
+                                   domainName: domain, opstatus: book.opStatus(of: t, in: id, presence: presence), status: status,
+                                   errmsg: errmsg, createdAt: t.createdAt, updatedAt: t.updatedAt, ipAddr: ip, vncAddr: vnc)
+        }
+    }
+
+    // MARK: - Operations
+
+    /// Applies `operation` to every VM of the app at once and waits for each answer. VMs already as wanted are
+    /// left alone. The app (nil once deleted) when every VM ended as wanted; otherwise an error naming the VMs
+    /// that did not, whose outcome also shows in their `opstatus`/`errmsg`.
+    func perform(_ operation: KVMAppOperation, on id: String) async throws(DozeError) -> KVMAppEntry? {
+        try ready()
+        await refreshCreations()
+        let record = try book.begin(operation, on: id)
+        let s = await snapshot()
+        var failures: [String: DozeError] = [:]
+        var sends: [(vm: String, ops: [VMOperation])] = []
+        for t in record.tasks {
+            switch KVMAppBook.action(operation, for: t, presence: s.presence(t)) {
+            case .skip: break
+            case .send(let ops): sends.append((t.name, ops))
+            case .fail(let why): failures[t.name] = DozeError(.conflict, why)
+            }
+        }
+        let results = await withTaskGroup(of: (String, DozeError?).self) { group in
+            for (vm, ops) in sends {
+                group.addTask {
+                    for op in ops { if let failure = await self.control(vm, op) { return (vm, failure) } }
+                    return (vm, nil)
+                }
+            }
+            var out: [(String, DozeError?)] = []
+            for await r in group { out.append(r) }
+            return out
+        }
+        for case (let vm, let error?) in results { failures[vm] = error }
+        book.finish(operation, on: id, failures: failures.mapValues(\.message), targeted: record.tasks.map(\.name), nowMillis: Self.wallMillis)
+        persistLogging()
+        log.info("kvm-app operation done", metadata: ["doze/app": "\(id)", "doze/op": "\(operation.rawValue)",
+                                                      "doze/vms": "\(sends.count)", "doze/failed": "\(failures.count)"])
+        if let first = failures.keys.sorted().first {
+            throw DozeError(failures[first]!.kind, book.apps[id]?.errmsg ?? "\(operation.rawValue) failed for \(failures.count) VMs; \(first): \(failures[first]!.message)")
+        }
+        guard let after = book.apps[id] else {
+            await awaitUnlisted(record.tasks.map(\.name))
+            return nil
+        }
+        return entry(after, await snapshot())
+    }
+
+    /// Waits (a few seconds at most) until the pipeline no longer holds the destroyed VMs' names (heartbeats
+    /// still listing them, or a start younger than its report grace), so the app can be created again at once.
+    private func awaitUnlisted(_ vms: [String]) async {
+        let deadline = ContinuousClock.now + SubmissionCoordinator.reportGrace + .seconds(2)
+        while ContinuousClock.now < deadline {
+            let taken = await submissions.takenNames(await managers())
+            if !vms.contains(where: { taken[$0] != nil }) { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// One VM operation through the group manager holding the VM; nil when it succeeded.
+    private func control(_ vm: String, _ operation: VMOperation) async -> DozeError? {
+        let control: VMControl
+        switch operation {
+        case .start: control = .start
+        case .suspend: control = .suspend
+        case .resume: control = .resume
+        case .shutdown: control = .shutdown
+        case .destroy: control = .destroy
+        case .reboot: control = .reboot
+        case .resize, .snapshot, .revert: return DozeError(.badRequest, "kvm-apps do not \(operation.rawValue) VMs")
+        }
+        let gone: (DozeError) -> DozeError? = { operation == .destroy && $0.kind == .notFound ? nil : $0 }
+        let found: VirtualMachineDiscoveryResponse
+        do { found = try await submissions.discover(vm) } catch { return gone(error) }
+        let manager = Endpoint(host: found.groupManagerAddress.address, port: found.groupManagerAddress.port)
+        do {
+            _ = try await peers.call(.POST, manager, "/groupmanager?\(control.snoozeOperation)", body: found.location(vm: vm), as: String.self)
+            return nil
+        } catch {
+            return gone(remoteError(error, "the group manager at \(manager) holding VM '\(vm)' did not answer"))
+        }
+    }
+}
