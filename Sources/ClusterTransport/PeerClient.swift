@@ -17,7 +17,17 @@ public struct PeerClient: Sendable {
     let http: HTTPClient
     public var timeout: Duration
 
-    public init(timeout: Duration = .seconds(2), http: HTTPClient = .shared) {
+    /// The process-wide client between roles. A peer that refuses connections fails the call at once: AHC's
+    /// default retries connecting until the call's deadline, so a call to a killed leader hung for its whole
+    /// timeout (40 s) instead of moving on to the new one.
+    public static let sharedHTTP: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(2)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    public init(timeout: Duration = .seconds(2), http: HTTPClient = PeerClient.sharedHTTP) {
         self.http = http
         self.timeout = timeout
     }

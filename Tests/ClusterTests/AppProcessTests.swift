@@ -199,9 +199,14 @@ import Testing
         let leader = try #require(await c.hierarchy()?.groupLeader?.id)
         let leaderName = try #require(["gm1", "gm2", "gm3"].first { c.nodeID($0) == leader })
         c.processes[leaderName]!.kill9()
-        try await eventually(.seconds(20), "the new leader knows the app and its running VMs") {
-            guard let apps = try? await c.apps() else { return false }
-            return apps.first { $0.id == "demo.bbk.bj" }?.tasksStatus == ["TASK_RUNNING": 3]
+        do {
+            try await eventually(.seconds(20), "the new leader knows the app and its running VMs") {
+                guard let apps = try? await c.apps() else { return false }
+                return apps.first { $0.id == "demo.bbk.bj" }?.tasksStatus == ["TASK_RUNNING": 3]
+            }
+        } catch {
+            Issue.record("after failover: \(String(describing: try? await c.apps().first { $0.id == "demo.bbk.bj" }))\n\(try await c.tasks("demo.bbk.bj"))\n\(c.logs())")
+            throw error
         }
 
         let deleted = try await c.cli(["app", "delete", "demo.bbk.bj"])

@@ -22,10 +22,9 @@ func remoteError(_ error: any Error, _ what: String) -> DozeError {
 /// The manager side of submissions and VM control: placement on this manager's local controllers, and
 /// forwarding of VM operations to the controller that runs the VM.
 extension GroupManagerNode {
-    /// Long enough for a new leader to re-ask (about a second after a failover); after that a VM that runs here
-    /// is found on its controller, and a name submitted again (an app deleted and re-created) is started afresh
-    /// instead of being answered with a stale outcome.
-    static let outcomeMemory: Duration = .seconds(10)
+    /// Outcomes are kept per task and VM (a name reused by a later task is a new VM), long enough for any leader
+    /// to re-ask after a failover.
+    static let outcomeMemory: Duration = .seconds(600)
     static let reservationLimit: Duration = .seconds(10)
 
     /// The controller heartbeat listed these VMs: their usage is in its summary now, so their reservations go.
@@ -194,7 +193,6 @@ extension GroupManagerNode {
         do {
             _ = try await peers.call(.POST, c.control, "/localcontroller?\(operation.localControllerOperation)",
                                      body: location.virtualMachineId, as: String.self, timeout: .seconds(60))
-            if operation == .destroy { vmOutcomes[location.virtualMachineId] = nil }   // the name may be started again
         } catch {
             throw remoteError(error, "local controller \(c.id) at \(c.control) did not answer")
         }
