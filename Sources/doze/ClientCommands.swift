@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncHTTPClient
 import ClusterCore
 import ClusterTransport
 import ClusterWire
@@ -65,7 +66,16 @@ struct ClientOptions: ParsableArguments {
 /// The bootstrap's native API: JSON in and out, errors as `{"error":{"code":…,"message":…}}` with an HTTP status.
 struct BootstrapClient: Sendable {
     let endpoint: Endpoint
-    let peers = PeerClient(timeout: .seconds(30))
+    let peers = PeerClient(timeout: .seconds(30), http: Self.http)
+
+    /// Fails at once when nothing listens (the shared client retries connecting until the request's deadline).
+    /// Never shut down: it lives as long as the command.
+    static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(5)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 
     private struct ErrorBody: Decodable {
         struct Detail: Decodable {
@@ -83,9 +93,13 @@ struct BootstrapClient: Sendable {
         do {
             (status, bytes) = try await peers.send(method, endpoint, path, body: body, timeout: timeout)
         } catch {
-            let reason = (error as? PeerClient.Failure)?.message ?? "\(error)"
-            let hint = reason.contains("refused") ? " (is the cluster up? scripts/run.sh starts one; --bootstrap or DOZE_BOOTSTRAP name another)" : ""
-            throw ClientError("cannot reach the bootstrap at \(endpoint): \(reason)\(hint)")
+            var reason = (error as? PeerClient.Failure)?.message ?? "\(error)"
+            if reason.contains("Connection refused") || reason.contains("connectionRefused") {
+                reason = "connection refused (is the cluster up? scripts/run.sh starts one; --bootstrap or DOZE_BOOTSTRAP name another)"
+            } else if reason.contains("deadlineExceeded") || reason.contains("connectTimeout") {
+                reason = "no answer in time (\(reason))"
+            }
+            throw ClientError("cannot reach the bootstrap at \(endpoint): \(reason)")
         }
         guard (200..<300).contains(status) else {
             if let refusal = try? WireCoding.decoder().decode(ErrorBody.self, from: Data(bytes.readableBytesView)) {
