@@ -53,6 +53,7 @@ let package = Package(
         ]),
         .executableTarget(name: "doze", dependencies: [
             "ClusterNode", "ClusterCore", "ClusterWire", "ClusterTransport",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -8,7 +8,8 @@ struct Doze: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doze",
         abstract: "A cluster manager for virtual machines on libvirt/KVM.",
-        subcommands: [LocalControllerCommand.self, GroupManagerCommand.self, BootstrapCommand.self, ClusterCommand.self, HierarchyCommand.self, AppCommand.self])
+        subcommands: [LocalControllerCommand.self, GroupManagerCommand.self, BootstrapCommand.self, ClusterCommand.self,
+                      HierarchyCommand.self, SubmitCommand.self, VMCommand.self, AppCommand.self])
 }
 
 /// Options every role shares.
