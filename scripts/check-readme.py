@@ -22,6 +22,7 @@ def normalize(text):
     text = re.sub(r"\b1[0-9]{9}\b", "<unix>", text)                       # unix seconds
     text = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?", "<time>", text)
     text = re.sub(r"snap-\d+", "snap-<ms>", text)
+    text = re.sub(r"/tmp/doze-readme-cluster\.\w+", "<root>", text)
     return text.replace(ROOT, "<root>").replace("/work/main", "<root>")
 
 
@@ -60,8 +61,8 @@ def commands(section):
     return cases
 
 
-def replay(cases, prelude, what):
-    script = "set +e\n" + prelude + "cd " + ROOT + "\n"
+def replay(cases, prelude, what, cwd=ROOT):
+    script = "set +e\n" + prelude + "cd " + cwd + "\n"
     for n, (command, _) in enumerate(cases):
         script += f"echo '@@{n}@@'\n{command}\necho\n"
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300).stdout
@@ -78,6 +79,9 @@ def replay(cases, prelude, what):
 
 
 def check_cluster(binary, readme):
+    """Runs the marked sections in a scratch directory that looks like a checkout right after scripts/run.sh:
+    `topology/` linked in, the cluster's state in `.state/cluster-local`, `.build/release/doze` standing for the
+    binary under test. A `$ cat FILE` of a file the scratch directory lacks creates it from the printed text."""
     cases = [c for section in cluster_sections(readme) for c in commands(section)]
     if not cases:
         return 0
@@ -89,13 +93,19 @@ def check_cluster(binary, readme):
         except Exception:
             pass
     work = tempfile.mkdtemp(prefix="doze-readme-cluster.")
+    os.symlink(os.path.join(ROOT, "topology"), os.path.join(work, "topology"))
     with open(os.path.join(ROOT, "topology", "local.yaml")) as f:
         topology = f.read()
     topology = re.sub(r"(?m)^run_dir:.*\n", "", topology)
-    topology = topology.replace("host: hosts/", f"host: {ROOT}/topology/hosts/") + f"\nrun_dir: {work}/run\n"
+    topology = topology.replace("host: hosts/", f"host: {ROOT}/topology/hosts/") + f"\nrun_dir: {work}/.state/cluster-local\n"
     path = os.path.join(work, "local.yaml")
     with open(path, "w") as f:
         f.write(topology)
+    for command, expected in cases:
+        m = re.fullmatch(r"cat (\S+)", command.strip())
+        if m and not os.path.exists(os.path.join(work, m.group(1))):
+            with open(os.path.join(work, m.group(1)), "w") as f:
+                f.write(expected + "\n")
     up = subprocess.run([binary, "cluster", "up", path, "--detach"], capture_output=True, text=True, timeout=120)
     if up.returncode != 0:
         print("cannot start the cluster for the README's cluster examples:\n" + up.stdout + up.stderr)
@@ -109,15 +119,16 @@ def check_cluster(binary, readme):
             except Exception:
                 pass
             time.sleep(0.1)
-        prelude = f"doze() {{ {binary} \"$@\"; }}\nexport -f doze 2>/dev/null\n"
-        return replay(cases, prelude, "cluster")
+        cases = [(c.replace(".build/release/doze", binary), e) for c, e in cases]
+        prelude = f"doze() {{ {binary} \"$@\"; }}\n"
+        return replay(cases, prelude, "cluster", cwd=work)
     finally:
         subprocess.run([binary, "cluster", "down", path], capture_output=True, timeout=60)
         shutil.rmtree(work, ignore_errors=True)
 
 
 def main():
-    binary = sys.argv[1]
+    binary = os.path.abspath(sys.argv[1])
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
     cases = examples(readme)

@@ -37,7 +37,9 @@ case "${1:-}" in
     sleep 1   # one heartbeat round: the leader is elected and controllers join
     "$BIN" hierarchy --bootstrap 127.0.0.1:5000 || true
     echo
-    echo "try:  $BIN hierarchy          curl -s 'http://127.0.0.1:5000/bootstrap?getLocalControllerList'"
+    echo "try:  $BIN submit topology/xml/demo.xml --count 3 --wait"
+    echo "      $BIN vm list          $BIN hierarchy"
+    echo "      curl -s 'http://127.0.0.1:5000/bootstrap?getLocalControllerList'"
     echo "      curl -s http://127.0.0.1:5010/hypervisor/usages"
     echo "stop: scripts/run.sh --stop" ;;
   *) echo "usage: scripts/run.sh [--foreground|--stop]" >&2; exit 2 ;;
