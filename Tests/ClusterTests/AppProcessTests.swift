@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 
+extension ProcessTests {
 /// Seed 000's kvm-apps on a real cluster of `doze` processes: a bootstrap, three group managers and two local
 /// controllers on different loopback addresses (127.0.0.1 and 127.0.0.2, so hostname constraints have something
 /// to choose), each with an image in its image pool.
@@ -219,4 +220,5 @@ import Testing
         let (missing, _) = try await c.call(.GET, "/v1/kvm-apps/demo.bbk.bj")
         #expect(missing == 404)
     }
+}
 }

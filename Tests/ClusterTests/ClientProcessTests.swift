@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 
+extension ProcessTests {
 /// `doze submit` and `doze vm …`, the real binary against a small cluster of real `doze` processes on loopback
 /// (port 0 everywhere): one bootstrap, two group managers (one leads), two local controllers on fake hosts.
 @Suite(.serialized) struct ClientProcessTests {
@@ -231,4 +232,5 @@ import Testing
         let unnamed = try await Self.doze(["submit", nameless, "--count", "2", "--bootstrap", "127.0.0.1:9"], in: dir)
         #expect(unnamed.status != 0 && unnamed.stderr.contains("no <name>"), "\(unnamed)")
     }
+}
 }

@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 
+extension ProcessTests {
 /// A whole cluster of real `doze` processes on loopback (port 0 everywhere): kill -9 the leader, a manager and a
 /// controller, and check the re-election, the re-joins, and that every VM is still known afterwards.
 @Suite(.serialized) struct HierarchyProcessTests {
@@ -126,4 +127,5 @@ import Testing
         #expect(counters["accepted", default: 0] > 0, "\(counters)")
         #expect(c.processes["bs"]!.process.isRunning)
     }
+}
 }

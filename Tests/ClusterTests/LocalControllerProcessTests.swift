@@ -7,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 
+extension ProcessTests {
 /// The real `doze lc` binary, on loopback, with port 0 and a state directory per test.
 @Suite(.serialized) struct LocalControllerProcessTests {
     struct Node {
@@ -130,4 +131,5 @@ import Testing
         _ = try await Self.request(.POST, node.base + "/vm", "<domain type='test'><name>x</name><memory>1</memory><vcpu>1</vcpu><os><type>nonsense</type></os></domain>")
         #expect(!node.process.log.contains("libvirt:"), "libvirt printed to stderr:\n\(node.process.log)")
     }
+}
 }

@@ -5,6 +5,7 @@ import Foundation
 import NIOHTTP1
 import Testing
 
+extension ProcessTests {
 /// Virtual-cluster submission through the real `doze` processes: Snooze's exact wire form through the bootstrap,
 /// VM control, every bad input answered clearly, no over-commit under concurrency, and a leader killed mid-way.
 @Suite(.serialized) struct SubmissionProcessTests {
@@ -29,10 +30,15 @@ import Testing
         try await c.startBootstrap()
         for i in 1...managers { try c.startManager("gm\(i)") }
         for (i, cpus) in controllers.enumerated() { try c.startController("lc\(i + 1)", cpus: cpus, memoryMiB: memoryMiB) }
-        try await eventually(.seconds(20), "every controller under a manager") {
-            guard let r = try? await c.call(.GET, c.bootstrap, "/bootstrap?getLocalControllerList"), r.status == 200,
-                  let list = try? decode(LocalControllerList.self, r.body) else { return false }
-            return list.localControllers.count == controllers.count
+        do {
+            try await eventually(.seconds(20), "every controller under a manager") {
+                guard let r = try? await c.call(.GET, c.bootstrap, "/bootstrap?getLocalControllerList"), r.status == 200,
+                      let list = try? decode(LocalControllerList.self, r.body) else { return false }
+                return list.localControllers.count == controllers.count
+            }
+        } catch {
+            let last = try? await c.call(.GET, c.bootstrap, "/bootstrap?getLocalControllerList")
+            throw TimeoutError(what: "every controller under a manager; list: \(String(describing: last))\n\(c.logs(lines: 25))")
         }
         return c
     }
@@ -168,6 +174,13 @@ import Testing
         let quota = try await c.call(.PUT, lc1, "/hypervisor/quota", body: #"{"quota":{"cpu_max":\#(used + 1)}}"#)
         #expect(quota.status == 200, "\(quota)")
         let lc1ID = try #require(c.controllerID("lc1"))
+        // The new limit reaches the leader with the next heartbeats.
+        try await eventually(.seconds(10), "the leader sees lc1's new quota") {
+            guard let r = try? await c.call(.GET, c.bootstrap, "/bootstrap?getLocalControllerList"),
+                  let list = try? Self.decode(LocalControllerList.self, r.body),
+                  let lc = list.localControllers.first(where: { $0.id == lc1ID }) else { return false }
+            return lc.totalCapacity.first == Double(used + 1) && lc.requestedCapacity.first == Double(used)
+        }
         let overQuota = try await c.call(.POST, c.bootstrap, "/bootstrap?startVirtualCluster", body: try Self.submission([
             VirtualMachineTemplate(libVirtTemplate: Self.template("q1"), hostId: lc1ID),
             VirtualMachineTemplate(libVirtTemplate: Self.template("q2"), hostId: lc1ID),
@@ -268,4 +281,5 @@ import Testing
         #expect(Set(onHosts) == running)
         print("leader killed mid-submission (\(atKill) of 200 domains existed at the kill): \(running.count) RUNNING, \(200 - running.count) ERROR")
     }
+}
 }

@@ -27,13 +27,18 @@ extension GroupManagerNode {
     static let outcomeMemory: Duration = .seconds(600)
     static let reservationLimit: Duration = .seconds(10)
 
-    /// The controller heartbeat listed these VMs: their usage is in its summary now, so their reservations go.
+    /// The controller's heartbeat now covers these VMs: it lists them, or it was sent a full interval after the
+    /// controller answered their start (so a VM destroyed before any heartbeat listed it frees its room too).
     func settleReported(_ controller: ControllerInfo) {
         guard !controllerPlacement.reservations.isEmpty else { return }
         let listed = Set(controller.vms)
-        for (key, r) in controllerPlacement.reservations where r.candidate == controller.id && listed.contains(key) {
+        let now = self.now
+        for (key, r) in controllerPlacement.reservations where r.candidate == controller.id {
+            let covered = listed.contains(key) || startAnsweredAt[key].map { now - $0 >= cluster.heartbeatInterval } == true
+            guard covered else { continue }
             controllerPlacement.settle(key)
             reservedAt[key] = nil
+            startAnsweredAt[key] = nil
         }
     }
 
@@ -43,6 +48,7 @@ extension GroupManagerNode {
         for (key, at) in reservedAt where now - at > Self.reservationLimit {
             controllerPlacement.settle(key)
             reservedAt[key] = nil
+            startAnsweredAt[key] = nil
         }
         for (key, outcome) in vmOutcomes where now - outcome.at > Self.outcomeMemory { vmOutcomes[key] = nil }
     }
@@ -118,6 +124,8 @@ extension GroupManagerNode {
             if meta.status == .error {
                 controllerPlacement.settle(vm)
                 reservedAt[vm] = nil
+            } else if reservedAt[vm] != nil {
+                startAnsweredAt[vm] = now
             }
             vmOutcomes[key] = (meta, now)
             results.append(meta)
@@ -193,6 +201,12 @@ extension GroupManagerNode {
         do {
             _ = try await peers.call(.POST, c.control, "/localcontroller?\(operation.localControllerOperation)",
                                      body: location.virtualMachineId, as: String.self, timeout: .seconds(60))
+            if operation == .destroy {
+                // Gone: whatever room was still held for it while heartbeats caught up is free now.
+                controllerPlacement.settle(location.virtualMachineId)
+                reservedAt[location.virtualMachineId] = nil
+                startAnsweredAt[location.virtualMachineId] = nil
+            }
         } catch {
             throw remoteError(error, "local controller \(c.id) at \(c.control) did not answer")
         }

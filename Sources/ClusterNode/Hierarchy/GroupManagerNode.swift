@@ -37,6 +37,8 @@ public actor GroupManagerNode: GroupManagerBackend {
     /// Placement over this manager's controllers; a reservation lasts until the controller's heartbeat lists the VM.
     var controllerPlacement: Placement
     var reservedAt: [String: MonotonicTime] = [:]
+    /// When the controller answered a reserved VM's start; its next heartbeat after that reflects the VM.
+    var startAnsweredAt: [String: MonotonicTime] = [:]
     /// VMs being started, by id: a repeated request (a new leader re-asking) waits for the same start.
     var vmStarts: [String: Task<VirtualMachineMetaData, Never>] = [:]
     /// Recent outcomes, by VM id, so a re-asked start answers at once instead of placing the VM again.

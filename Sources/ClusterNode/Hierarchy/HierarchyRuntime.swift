@@ -27,8 +27,45 @@ struct TaskService: Service {
 
 /// Builds one `ServiceGroup` per node role.
 public enum HierarchyRuntime {
+    /// Port 0 means "any": HTTP then serves on the port the heartbeat socket got. Take it from a TCP probe, so
+    /// the number is one no TCP socket holds (a UDP-chosen port is often some outgoing connection's local port,
+    /// and the HTTP bind then failed); a few tries cover the short race between probe and bind.
     static func bindHeartbeats(_ listen: ListenAddress, cluster: ClusterSettings) async throws -> UDPChannel {
-        try await UDPChannel.bind(host: listen.host, port: listen.port, multicastInterface: cluster.multicast != nil)
+        guard listen.port == 0 else {
+            return try await UDPChannel.bind(host: listen.host, port: listen.port, multicastInterface: cluster.multicast != nil)
+        }
+        var lastError: (any Error)?
+        for _ in 0..<5 {
+            guard let port = freeTCPPort(host: listen.host) else { break }
+            do {
+                return try await UDPChannel.bind(host: listen.host, port: port, multicastInterface: cluster.multicast != nil)
+            } catch {
+                lastError = error
+            }
+        }
+        if let lastError { throw lastError }
+        return try await UDPChannel.bind(host: listen.host, port: 0, multicastInterface: cluster.multicast != nil)
+    }
+
+    /// A TCP port the kernel hands out for `host` right now (bound, read, released).
+    static func freeTCPPort(host: String) -> Int? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { return nil }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { return nil }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { return nil }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     /// The node's heartbeat link: its own socket, plus the shared multicast socket when the cluster has one.

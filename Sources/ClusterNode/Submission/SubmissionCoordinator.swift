@@ -27,6 +27,8 @@ actor SubmissionCoordinator {
     private var dispatch: Placement
     /// Dispatch reservations by VM id, until the manager's summary lists the VM.
     private var dispatchedAt: [String: Duration] = [:]
+    /// When a manager answered a dispatched VM; summaries a few intervals later reflect it (listed or gone).
+    private var answeredAt: [String: Duration] = [:]
     /// First time a VM holding an address was seen nowhere; its address is released after `addressGrace`.
     private var absentSince: [String: Duration] = [:]
     private var waiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
@@ -389,6 +391,9 @@ actor SubmissionCoordinator {
         guard active else { return }
         let finished = book.apply(results, to: task, nowMillis: Self.wallMillis)
         var released = false
+        for r in results where r.status != .error && dispatchedAt[r.virtualMachineLocation.virtualMachineId] != nil {
+            answeredAt[r.virtualMachineLocation.virtualMachineId] = now
+        }
         for r in results where r.status == .error {
             let vm = r.virtualMachineLocation.virtualMachineId
             dispatch.settle(vm)
@@ -454,26 +459,43 @@ actor SubmissionCoordinator {
         waiters[id]?.removeValue(forKey: token)?.resume()
     }
 
-    /// Where a VM runs, from the heartbeats (or, for one that just started, from its submission).
+    /// Where a VM runs, from the heartbeats (or, for one that just started, from its submission). A VM whose
+    /// controller is between managers (its manager just became leader, or died) is waited for, bounded, rather
+    /// than sent to a manager that no longer holds it.
     func discover(_ vm: String) async throws(DozeError) -> VirtualMachineDiscoveryResponse {
-        let current = await managers()
-        for record in current.values {
-            if let c = record.controllers.first(where: { $0.vms.contains(vm) }) {
-                return VirtualMachineDiscoveryResponse(
-                    localControllerId: c.id, groupManagerAddress: NetworkAddress(address: record.info.control.host, port: record.info.control.port),
-                    groupManagerId: record.info.id, localControllerAddress: NetworkAddress(address: c.control.host, port: c.control.port))
+        let deadline = now + settleTime * 8
+        while true {
+            let current = await managers()
+            var controllers: Set<NodeID> = []
+            for record in current.values {
+                for c in record.controllers {
+                    controllers.insert(c.id)
+                    if c.vms.contains(vm) {
+                        return VirtualMachineDiscoveryResponse(
+                            localControllerId: c.id, groupManagerAddress: NetworkAddress(address: record.info.control.host, port: record.info.control.port),
+                            groupManagerId: record.info.id, localControllerAddress: NetworkAddress(address: c.control.host, port: c.control.port))
+                    }
+                }
             }
+            let cutoff = Self.wallMillis - TaskBook.millis(Self.reportGrace)
+            // Once the heartbeats have listed a VM, they alone say where (or whether) it is.
+            if !reported.contains(vm), let entry = book.recentlyStarted(since: cutoff)[vm] {
+                let l = entry.meta.virtualMachineLocation
+                if current[l.groupManagerId] != nil, controllers.contains(l.localControllerId) {
+                    return VirtualMachineDiscoveryResponse(localControllerId: l.localControllerId, groupManagerAddress: l.groupManagerControlDataAddress,
+                                                           groupManagerId: l.groupManagerId, localControllerAddress: l.localControllerControlDataAddress)
+                }
+                if now < deadline {
+                    try? await Task.sleep(for: .milliseconds(50))
+                    continue
+                }
+                throw DozeError(.unavailable, "VM '\(vm)' is on local controller \(l.localControllerId), which is joining another group manager; retry in a moment")
+            }
+            if let task = book.pendingVMs[vm] {
+                throw DozeError(.conflict, "VM '\(vm)' is still being started by task \(task)")
+            }
+            throw DozeError(.notFound, "no VM '\(vm)' in the cluster")
         }
-        let cutoff = Self.wallMillis - TaskBook.millis(Self.reportGrace)
-        if let entry = book.recentlyStarted(since: cutoff)[vm] {
-            let l = entry.meta.virtualMachineLocation
-            return VirtualMachineDiscoveryResponse(localControllerId: l.localControllerId, groupManagerAddress: l.groupManagerControlDataAddress,
-                                                   groupManagerId: l.groupManagerId, localControllerAddress: l.localControllerControlDataAddress)
-        }
-        if let task = book.pendingVMs[vm] {
-            throw DozeError(.conflict, "VM '\(vm)' is still being started by task \(task)")
-        }
-        throw DozeError(.notFound, "no VM '\(vm)' in the cluster")
     }
 
     // MARK: - Upkeep
@@ -486,9 +508,11 @@ actor SubmissionCoordinator {
         var listed: [String: NodeID] = [:]
         for record in current.values { for c in record.controllers { for vm in c.vms { listed[vm] = record.info.id } } }
         let now = self.now
-        for (vm, at) in dispatchedAt where listed[vm] != nil || now - at > Self.reportGrace + .seconds(5) {
+        for (vm, at) in dispatchedAt where listed[vm] != nil || now - at > Self.reportGrace + .seconds(5)
+            || answeredAt[vm].map({ now - $0 > settleTime }) == true {
             dispatch.settle(vm)
             dispatchedAt[vm] = nil
+            answeredAt[vm] = nil
         }
         for id in book.expire(nowMillis: Self.wallMillis) { try? store?.deleteTask(id) }
         let recentNames = Set(book.recentlyStarted(since: Self.wallMillis - TaskBook.millis(Self.reportGrace)).keys)
