@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds the smallest real guest Doze boots in its multi-host tests and demos, from Debian packages only:
+# Debian's cloud kernel (fast to decompress under TCG) and a busybox-static initramfs that powers off on the
+# ACPI power button and prints a heartbeat on its serial console every second (so a live migration can be seen
+# not to interrupt it). Booted directly (<kernel>/<initrd>), no disk. See docs and ../shared/reference/kvm.md §2.
+#
+#   scripts/guest-image.sh [OUTDIR]     default .build-guest/ (ignored by git); prints OUTDIR
+#
+# Reruns are instant: the kernel package is downloaded once, the initramfs rebuilt only when this script changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-.build-guest}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+STAMP="$OUT/.built-by-$(sha256sum "$0" | cut -c1-16)"
+if [ -f "$STAMP" ] && [ -s "$OUT/vmlinuz-cloud" ] && [ -s "$OUT/initrd.gz" ]; then
+  echo "$OUT"
+  exit 0
+fi
+
+# busybox-static and cpio for the initramfs; apt-get download needs package lists.
+missing=()
+for p in busybox-static cpio; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if [ ${#missing[@]} -gt 0 ] || ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "guest-image: installing ${missing[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The versioned kernel package behind the cloud metapackage (linux-image-6.1.0-NN-cloud-amd64).
+PKG=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
+[ -n "$PKG" ] || { echo "guest-image: no linux-image-cloud-amd64 in the package lists" >&2; exit 1; }
+cd "$OUT"
+if [ ! -s "$PKG.deb" ]; then
+  echo "guest-image: downloading $PKG" >&2
+  apt-get download -qq -o APT::Sandbox::User=root "$PKG"
+  mv "${PKG}"_*.deb "$PKG.deb"
+fi
+rm -rf x root
+dpkg-deb -x "$PKG.deb" x
+KV=$(ls x/lib/modules)
+cp "x/boot/vmlinuz-$KV" vmlinuz-cloud
+
+mkdir -p root/{bin,proc,sys,dev,tmp,etc,lib/modules}
+cp "$(command -v busybox)" root/bin/busybox
+# evdev + button: the ACPI power button reaches acpid, so a libvirt shutdown powers the guest off.
+for m in drivers/input/evdev.ko drivers/acpi/button.ko; do
+  [ -f "x/lib/modules/$KV/kernel/$m" ] && cp "x/lib/modules/$KV/kernel/$m" root/lib/modules/
+done
+cat > root/init <<'EOI'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
+insmod /lib/modules/evdev.ko 2>/dev/null; insmod /lib/modules/button.ko 2>/dev/null
+mkdir -p /etc/acpi/PWRF; printf '#!/bin/sh\necho GUEST-POWEROFF\npoweroff -f\n' > /etc/acpi/PWRF/00000080
+chmod +x /etc/acpi/PWRF/00000080; [ -e /dev/input/event0 ] && acpid -c /etc/acpi -l /dev/null
+echo "GUEST-READY uptime=$(cut -d' ' -f1 /proc/uptime) mem=$(grep MemTotal /proc/meminfo)"
+i=0; while true; do i=$((i+1)); echo "tick $i up=$(cut -d' ' -f1 /proc/uptime)"; sleep 1; done
+EOI
+chmod +x root/init
+(cd root && find . | cpio -o -H newc --quiet | gzip -9) > initrd.gz
+rm -rf x root
+rm -f .built-by-*
+touch "$STAMP"
+echo "$OUT"
