@@ -6,7 +6,7 @@ import NIOCore
 import NIOHTTP1
 
 /// A cluster of real `doze` processes on loopback (port 0 everywhere, fast heartbeats) for multi-process tests.
-public final class TestCluster: @unchecked Sendable {
+open class TestCluster: @unchecked Sendable {
     // @unchecked: touched only by the one test that owns it, sequentially.
     public let dir: TemporaryDirectory
     public var processes: [String: DozeProcess] = [:]
@@ -44,12 +44,13 @@ public final class TestCluster: @unchecked Sendable {
                   + managerArguments + common())
     }
 
-    public func startController(_ name: String, vm: String? = nil, cpus: Int = 8, memoryMiB: Int = 16384) throws {
+    public func startController(_ name: String, vm: String? = nil, cpus: Int = 8, memoryMiB: Int = 16384,
+                                host address: String = "127.0.0.1", extra: [String] = []) throws {
         let host = dir.file("\(name).xml")
         if !FileManager.default.fileExists(atPath: host) {
             try TestHostFile.write(to: host, cpus: cpus, memoryMiB: memoryMiB, domains: vm.map { [.init(name: $0)] } ?? [])
         }
-        try start(name, ["lc", "--listen", "127.0.0.1:0", "--hypervisor", "test://" + host, "--state-dir", dir.file(name)] + common())
+        try start(name, ["lc", "--listen", "\(address):0", "--hypervisor", "test://" + host, "--state-dir", dir.file(name)] + extra + common())
     }
 
     public func nodeID(_ name: String) -> String? {

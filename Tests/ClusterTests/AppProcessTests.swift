@@ -12,56 +12,26 @@ extension ProcessTests {
 /// controllers on different loopback addresses (127.0.0.1 and 127.0.0.2, so hostname constraints have something
 /// to choose), each with an image in its image pool.
 @Suite(.serialized) struct AppProcessTests {
-    final class Cluster: @unchecked Sendable {
-        // @unchecked: touched only by the one test that owns it, sequentially.
-        let dir: TemporaryDirectory
-        var processes: [String: DozeProcess] = [:]
-        var bootstrap = ""
-        let secret = "apps-secret"
-
-        init() throws { dir = try TemporaryDirectory(prefix: "doze-apps") }
-
-        func address(_ name: String) async throws -> String {
-            let file = dir.file("\(name)/listen.addr")
-            try await eventually(.seconds(20), "\(name) to listen") { FileManager.default.fileExists(atPath: file) }
-            return try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-
-        func start(_ name: String, _ arguments: [String]) throws {
-            processes[name] = try DozeProcess(arguments: arguments, logPath: dir.file("\(name).log"))
-        }
-
-        func common() -> [String] {
-            ["--bootstrap", bootstrap, "--secret", secret, "--heartbeat-interval-ms", "100", "--controller-timeout-ms", "600",
-             "--manager-timeout-ms", "600", "--leader-manager-timeout-ms", "800", "--leader-timeout-ms", "1000"]
-        }
+    /// The shared harness, plus the kvm-app calls and the client.
+    final class Cluster: TestCluster, @unchecked Sendable {
+        init() throws { try super.init(prefix: "doze-apps") }
 
         func up() async throws {
-            try start("bs", ["bootstrap", "--listen", "127.0.0.1:0", "--state-dir", dir.file("bs"), "--secret", secret,
-                             "--heartbeat-interval-ms", "100", "--leader-timeout-ms", "1000"])
-            bootstrap = try await address("bs")
-            for gm in ["gm1", "gm2", "gm3"] {
-                try start(gm, ["gm", "--listen", "127.0.0.1:0", "--state-dir", dir.file(gm), "--election-dir", dir.file("election"),
-                               "--vm-subnet", "10.80.0.0/16"] + common())
-            }
+            try await startBootstrap()
+            managerArguments = ["--vm-subnet", "10.80.0.0/16"]
+            for gm in ["gm1", "gm2", "gm3"] { try startManager(gm) }
             for (lc, host) in [("lc1", "127.0.0.1"), ("lc2", "127.0.0.2")] {
                 // The default image pool is STATE/images; the test driver never reads the file.
                 try FileManager.default.createDirectory(atPath: dir.file("\(lc)/images"), withIntermediateDirectories: true)
                 FileManager.default.createFile(atPath: dir.file("\(lc)/images/cirros.qcow2"), contents: Data("QFI\u{fb}".utf8))
-                let uri = try TestHostFile.write(to: dir.file("\(lc).xml"))
-                try start(lc, ["lc", "--listen", "\(host):0", "--hypervisor", uri, "--state-dir", dir.file(lc)] + common())
+                try startController(lc, host: host)
             }
             try await eventually(.seconds(20), "both controllers under a manager") {
                 await self.hierarchy()?.groupManagerDescriptions.reduce(0) { $0 + $1.localControllers.count } == 2
             }
         }
 
-        func hierarchy() async -> GroupLeaderRepositoryInformation? {
-            guard let (status, data) = try? await call(.GET, "/bootstrap?getCompleteHierarchy"), status == 200 else { return nil }
-            return try? JSONDecoder().decode(GroupLeaderRepositoryInformation.self, from: data)
-        }
-
-        func call(_ method: HTTPMethod, _ path: String, _ body: String? = nil) async throws -> (Int, Data) {
+        func api(_ method: HTTPMethod, _ path: String, _ body: String? = nil) async throws -> (Int, Data) {
             var request = HTTPClientRequest(url: "http://\(bootstrap)\(path)")
             request.method = method
             if let body { request.body = .bytes(ByteBuffer(string: body)) }
@@ -70,18 +40,18 @@ extension ProcessTests {
         }
 
         func tasks(_ id: String) async throws -> [KVMAppTaskEntry] {
-            let (status, data) = try await call(.GET, "/v1/kvm-apps/\(id)")
+            let (status, data) = try await api(.GET, "/v1/kvm-apps/\(id)")
             guard status == 200 else { return [] }
             return try JSONDecoder().decode([KVMAppTaskEntry].self, from: data)
         }
 
         func apps() async throws -> [KVMAppEntry] {
-            try JSONDecoder().decode([KVMAppEntry].self, from: try await call(.GET, "/v1/kvm-apps").1)
+            try JSONDecoder().decode([KVMAppEntry].self, from: try await api(.GET, "/v1/kvm-apps").1)
         }
 
         /// POSTs an operation and waits until every task shows `status`.
         func operate(_ id: String, _ operation: String, expect status: String) async throws {
-            let (code, data) = try await call(.POST, "/v1/kvm-apps/\(id)/\(operation)")
+            let (code, data) = try await api(.POST, "/v1/kvm-apps/\(id)/\(operation)")
             #expect(code == 200, "\(operation): \(String(decoding: data, as: UTF8.self))")
             let entry = try JSONDecoder().decode(KVMAppEntry.self, from: data)
             #expect(entry.operationStatus == "noop")
@@ -108,21 +78,6 @@ extension ProcessTests {
             return (process.terminationStatus, (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "")
         }
 
-        func nodeID(_ name: String) -> String? {
-            guard let data = FileManager.default.contents(atPath: dir.file("\(name)/node.json")),
-                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-            return object["id"] as? String
-        }
-
-        func logs() -> String {
-            processes.keys.sorted().map { "== \($0)\n" + (processes[$0]?.log.split(separator: "\n").suffix(10).joined(separator: "\n") ?? "") }
-                .joined(separator: "\n")
-        }
-
-        func stop() {
-            for p in processes.values { p.kill9() }
-            dir.remove()
-        }
     }
 
     @Test func kvmAppLifecycleThroughTheBootstrap() async throws {
@@ -145,7 +100,7 @@ extension ProcessTests {
              "vnc": {"password": "password"}, "executor": {"url": "http://192.168.0.104:81/swan-executor", "command": "./swan-executor kvm"},
              "constraints": [{"attribute": "hostname", "operator": "~=", "value": "^127\\\\.0\\\\.0\\\\.[12]$"}]}
             """
-        let (created, createdBody) = try await c.call(.POST, "/v1/kvm-apps?name=demo&runas=bbk&cluster=bj", body)
+        let (created, createdBody) = try await c.api(.POST, "/v1/kvm-apps?name=demo&runas=bbk&cluster=bj", body)
         #expect(created == 201, "\(String(decoding: createdBody, as: UTF8.self))")
         #expect(try JSONDecoder().decode(KVMAppCreated.self, from: createdBody) == KVMAppCreated(id: "demo.bbk.bj"))
         do {
@@ -166,7 +121,7 @@ extension ProcessTests {
         #expect(listed.tasksStatus == ["TASK_RUNNING": 3] && listed.operationStatus == "noop" && listed.taskCount == 3)
         #expect(listed.config.vnc?.password == "password" && listed.config.image.uri == "cirros.qcow2")
         // The VNC console is in the domain (the test driver picks no port, so vncAddr stays empty).
-        let (_, vm) = try await c.call(.GET, "/v1/vms/0.demo.bbk.bj")
+        let (_, vm) = try await c.api(.GET, "/v1/vms/0.demo.bbk.bj")
         #expect(String(decoding: vm, as: UTF8.self).contains("<graphics type='vnc'"))
 
         try await c.operate("demo.bbk.bj", "suspend", expect: "KvmSuspended")
@@ -174,7 +129,7 @@ extension ProcessTests {
         try await c.operate("demo.bbk.bj", "suspend", expect: "KvmSuspended")   // declarative: already there, still fine
         try await c.operate("demo.bbk.bj", "resume", expect: "TASK_RUNNING")
         try await c.operate("demo.bbk.bj", "stop", expect: "KvmStopped")
-        let (refused, why) = try await c.call(.POST, "/v1/kvm-apps/demo.bbk.bj/resume")
+        let (refused, why) = try await c.api(.POST, "/v1/kvm-apps/demo.bbk.bj/resume")
         #expect(refused == 409 && String(decoding: why, as: UTF8.self).contains("cannot resume a VM that is OFFLINE (start it instead)"))
         try await c.operate("demo.bbk.bj", "start", expect: "TASK_RUNNING")
 
@@ -187,7 +142,7 @@ extension ProcessTests {
         #expect(try await c.apps().map(\.id) == ["demo.bbk.bj"], "nothing half-created")
 
         // An image no controller has: created, and each task says why it failed.
-        let (noImage, _) = try await c.call(.POST, "/v1/kvm-apps?name=noimg&runas=bbk&cluster=bj",
+        let (noImage, _) = try await c.api(.POST, "/v1/kvm-apps?name=noimg&runas=bbk&cluster=bj",
                                             #"{"count": 2, "cpus": 1, "mems": 64, "image": {"type": "iso", "uri": "missing.iso"}}"#)
         #expect(noImage == 201)
         try await eventually(.seconds(20), "the unknown image is reported") {
@@ -212,12 +167,12 @@ extension ProcessTests {
 
         let deleted = try await c.cli(["app", "delete", "demo.bbk.bj"])
         #expect(deleted.status == 0 && deleted.output.contains("deleted demo.bbk.bj"), "\(deleted.output)")
-        let (gone, _) = try await c.call(.DELETE, "/v1/kvm-apps/noimg.bbk.bj")
+        let (gone, _) = try await c.api(.DELETE, "/v1/kvm-apps/noimg.bbk.bj")
         #expect(gone == 200)
         #expect(try await c.apps().isEmpty)
         let vms = await c.hierarchy()?.groupManagerDescriptions.flatMap { $0.localControllers.values.flatMap { $0.virtualMachineMetaData.keys } }
         #expect(vms == [], "every VM of the app was destroyed")
-        let (missing, _) = try await c.call(.GET, "/v1/kvm-apps/demo.bbk.bj")
+        let (missing, _) = try await c.api(.GET, "/v1/kvm-apps/demo.bbk.bj")
         #expect(missing == 404)
     }
 }
