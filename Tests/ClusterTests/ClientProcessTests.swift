@@ -45,36 +45,15 @@ extension ProcessTests {
                        stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
     }
 
-    final class Cluster: @unchecked Sendable {
-        // @unchecked: touched only by the one test that owns it, sequentially.
-        let dir: TemporaryDirectory
-        var processes: [String: DozeProcess] = [:]
-        var bootstrap = ""
-        let secret = "client-test-secret"
-
-        init() throws { dir = try TemporaryDirectory(prefix: "doze-client") }
-
-        func start(_ name: String, _ arguments: [String]) async throws -> String {
-            processes[name] = try DozeProcess(arguments: arguments, logPath: dir.file("\(name).log"))
-            let file = dir.file("\(name)/listen.addr")
-            try await eventually(.seconds(20), "\(name) to listen") { FileManager.default.fileExists(atPath: file) }
-            return try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        }
+    /// The shared harness: a bootstrap, two managers with a VM subnet, two controllers; plus the client.
+    final class Cluster: TestCluster, @unchecked Sendable {
+        init() throws { try super.init(prefix: "doze-client") }
 
         func up() async throws {
-            let fast = ["--heartbeat-interval-ms", "100", "--controller-timeout-ms", "600", "--manager-timeout-ms", "600",
-                        "--leader-manager-timeout-ms", "800", "--leader-timeout-ms", "1000"]
-            bootstrap = try await start("bs", ["bootstrap", "--listen", "127.0.0.1:0", "--state-dir", dir.file("bs"), "--secret", secret,
-                                               "--heartbeat-interval-ms", "100", "--leader-timeout-ms", "1000"])
-            let common = ["--bootstrap", bootstrap, "--secret", secret] + fast
-            for gm in ["gm1", "gm2"] {
-                _ = try await start(gm, ["gm", "--listen", "127.0.0.1:0", "--state-dir", dir.file(gm), "--election-dir", dir.file("election"),
-                                         "--vm-subnet", "10.80.0.0/16"] + common)
-            }
-            for lc in ["lc1", "lc2"] {
-                let host = try TestHostFile.write(to: dir.file("\(lc).xml"), cpus: 8, memoryMiB: 16384)
-                _ = try await start(lc, ["lc", "--listen", "127.0.0.1:0", "--hypervisor", host, "--state-dir", dir.file(lc)] + common)
-            }
+            try await startBootstrap()
+            managerArguments = ["--vm-subnet", "10.80.0.0/16"]
+            for gm in ["gm1", "gm2"] { try startManager(gm) }
+            for lc in ["lc1", "lc2"] { try startController(lc) }
             // A leader, and both controllers under the other manager.
             do {
                 try await eventually(.seconds(20), "the hierarchy to form") {
@@ -85,24 +64,6 @@ extension ProcessTests {
                 Issue.record("the cluster did not form; logs:\n\(logs())")
                 throw error
             }
-        }
-
-        func hierarchy() async -> GroupLeaderRepositoryInformation? {
-            var request = HTTPClientRequest(url: "http://\(bootstrap)/bootstrap?getCompleteHierarchy")
-            request.method = .GET
-            guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(2)), response.status == .ok,
-                  let body = try? await response.body.collect(upTo: 1 << 22) else { return nil }
-            return try? JSONDecoder().decode(GroupLeaderRepositoryInformation.self, from: Data(body.readableBytesView))
-        }
-
-        func logs() -> String {
-            processes.keys.sorted().map { "== \($0)\n" + (processes[$0]?.log.split(separator: "\n").suffix(10).joined(separator: "\n") ?? "") }
-                .joined(separator: "\n")
-        }
-
-        func stop() {
-            for p in processes.values { p.kill9() }
-            dir.remove()
         }
 
         func doze(_ arguments: [String], within limit: Duration = .seconds(60)) async throws -> Outcome {
