@@ -32,8 +32,8 @@ actor SubmissionCoordinator {
     /// First time a VM holding an address was seen nowhere; its address is released after `addressGrace`.
     private var absentSince: [String: Duration] = [:]
     private var waiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
-    /// Recently started VMs the heartbeats have listed since: from then on the listings alone say whether the
-    /// name is taken (a VM destroyed right after it started frees its name with the next report).
+    /// Recently started VMs (task/VM keys: a name can be started again by a later task) the heartbeats have
+    /// listed since: from then on the listings alone say whether the name is taken and where the VM is.
     private var reported: Set<String> = []
     private var active = true
     static let addressGrace: Duration = .seconds(10)
@@ -165,8 +165,8 @@ actor SubmissionCoordinator {
         }
         for (vm, task) in book.pendingVMs { taken[vm] = "being started by task \(task)" }
         let cutoff = Self.wallMillis - TaskBook.millis(Self.reportGrace)
-        for (vm, entry) in book.recentlyStarted(since: cutoff) where taken[vm] == nil && !reported.contains(vm) {
-            taken[vm] = "started on local controller \(entry.meta.virtualMachineLocation.localControllerId)"
+        for (vm, start) in book.recentlyStarted(since: cutoff) where taken[vm] == nil && !reported.contains(start.key) {
+            taken[vm] = "started on local controller \(start.vm.meta.virtualMachineLocation.localControllerId)"
         }
         return taken
     }
@@ -479,8 +479,8 @@ actor SubmissionCoordinator {
             }
             let cutoff = Self.wallMillis - TaskBook.millis(Self.reportGrace)
             // Once the heartbeats have listed a VM, they alone say where (or whether) it is.
-            if !reported.contains(vm), let entry = book.recentlyStarted(since: cutoff)[vm] {
-                let l = entry.meta.virtualMachineLocation
+            if let start = book.recentlyStarted(since: cutoff)[vm], !reported.contains(start.key) {
+                let l = start.vm.meta.virtualMachineLocation
                 if current[l.groupManagerId] != nil, controllers.contains(l.localControllerId) {
                     return VirtualMachineDiscoveryResponse(localControllerId: l.localControllerId, groupManagerAddress: l.groupManagerControlDataAddress,
                                                            groupManagerId: l.groupManagerId, localControllerAddress: l.localControllerControlDataAddress)
@@ -515,8 +515,9 @@ actor SubmissionCoordinator {
             answeredAt[vm] = nil
         }
         for id in book.expire(nowMillis: Self.wallMillis) { try? store?.deleteTask(id) }
-        let recentNames = Set(book.recentlyStarted(since: Self.wallMillis - TaskBook.millis(Self.reportGrace)).keys)
-        reported = reported.intersection(recentNames).union(recentNames.filter { listed[$0] != nil })
+        let recentStarts = book.recentlyStarted(since: Self.wallMillis - TaskBook.millis(Self.reportGrace)).values
+        let recentKeys = Set(recentStarts.map(\.key))
+        reported = reported.intersection(recentKeys).union(recentStarts.filter { listed[$0.vm.id] != nil }.map(\.key))
         guard now > settleTime * 4, var pool else { return }
         let recent = book.recentlyStarted(since: Self.wallMillis - TaskBook.millis(Self.reportGrace))
         var changed = false

@@ -126,11 +126,23 @@ struct TaskBook: Sendable {
         return gone
     }
 
-    /// VMs that ended RUNNING in the last `window`: their names stay taken until heartbeats report them.
-    func recentlyStarted(since cutoffMillis: Int64) -> [String: TaskVM] {
-        var out: [String: TaskVM] = [:]
+    /// A VM one task started: a name reused by a later task (after a destroy) is another start.
+    struct RecentStart: Sendable {
+        var task: String
+        var createdAt: Int64
+        var vm: TaskVM
+        var key: String { task + "/" + vm.id }
+    }
+
+    /// VMs that ended RUNNING in the last `window`, by name, the newest start of each name: their names stay
+    /// taken until heartbeats report them.
+    func recentlyStarted(since cutoffMillis: Int64) -> [String: RecentStart] {
+        var out: [String: RecentStart] = [:]
         for r in records.values where (r.finishedAt ?? Int64.max) >= cutoffMillis {
-            for vm in r.vms where vm.isFinal && vm.meta.status != .error { out[vm.id] = vm }
+            for vm in r.vms where vm.isFinal && vm.meta.status != .error {
+                if let seen = out[vm.id], seen.createdAt > r.createdAt { continue }
+                out[vm.id] = RecentStart(task: r.id, createdAt: r.createdAt, vm: vm)
+            }
         }
         return out
     }
