@@ -45,4 +45,14 @@ public protocol LocalControllerBackend: Sendable {
     func snapshots(vm: String) async throws(DozeError) -> SnapshotListDocument
     func revertSnapshot(vm: String, snapshot: String) async throws(DozeError) -> VMSummary
     func deleteSnapshot(vm: String, snapshot: String) async throws(DozeError)
+
+    // Migration (internal: leader → source controller → destination controller)
+    func startMigration(_ command: LocalMigrationCommand) async throws(DozeError) -> LocalMigrationStatus
+    func migrationStatus(id: String, wait: Duration?) async throws(DozeError) -> LocalMigrationStatus
+    func abortMigration(id: String) async throws(DozeError) -> LocalMigrationStatus
+    func prepareIncomingMigration(_ request: IncomingMigration) async throws(DozeError) -> IncomingMigrationAnswer
+    func cancelIncomingMigration(_ request: IncomingMigration) async throws(DozeError)
+    func finishIncomingMigration(_ request: IncomingMigration) async throws(DozeError) -> LocalMigrationStatus
+    func restoreMigratedVirtualMachine(_ transfer: OfflineMigrationImage) async throws(DozeError) -> LocalMigrationStatus
+    func setDraining(_ draining: Bool) async throws(DozeError)
 }

@@ -29,7 +29,8 @@ public struct LocalControllerRoutes<Backend: LocalControllerBackend>: Sendable {
     static var snoozeOperations: [String] {
         ["startVirtualMachines", "suspendVirtualMachineOnRequest", "resumeVirtualMachine", "shutdownVirtualMachine",
          "rebootVirtualMachine", "destroyVirtualMachine", "resizeVirtualMachine", "getVirtualMachines", "getVirtualMachineMetaData",
-         "startVirtualMachine"]
+         "startVirtualMachine", "migrateVirtualMachine", "getMigration", "abortMigration", "prepareIncomingMigration",
+         "cancelIncomingMigration", "finishIncomingMigration", "restoreMigratedVirtualMachine", "setDraining"]
     }
 
     func snooze(_ request: Request) async throws -> Response {
@@ -75,6 +76,35 @@ public struct LocalControllerRoutes<Backend: LocalControllerBackend>: Sendable {
             // Snooze sends the number of monitoring entries; the list does not depend on it.
             _ = try await HTTPBody.string(request, limit: limit)
             return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.virtualMachines() })
+        case "migrateVirtualMachine":
+            let command = try await HTTPBody.json(request, as: LocalMigrationCommand.self, limit: limit)
+            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.startMigration(command) })
+        case "getMigration":
+            let id = try request.requiredQuery("id")
+            let wait = request.optionalQuery("wait").flatMap(Double.init).map { Duration.milliseconds(Int(min(max($0, 0), 300) * 1000)) }
+            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.migrationStatus(id: id, wait: wait) })
+        case "abortMigration":
+            let id = try request.requiredQuery("id")
+            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.abortMigration(id: id) })
+        case "prepareIncomingMigration":
+            let incoming = try await HTTPBody.json(request, as: IncomingMigration.self, limit: limit)
+            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.prepareIncomingMigration(incoming) })
+        case "cancelIncomingMigration":
+            let incoming = try await HTTPBody.json(request, as: IncomingMigration.self, limit: limit)
+            try await api { () async throws(DozeError) in try await backend.cancelIncomingMigration(incoming) }
+            return HTTPReply.bool(true)
+        case "finishIncomingMigration":
+            let incoming = try await HTTPBody.json(request, as: IncomingMigration.self, limit: limit)
+            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.finishIncomingMigration(incoming) })
+        case "restoreMigratedVirtualMachine":
+            // A saved image is larger than any other request: allow 64 MiB.
+            let transfer = try await HTTPBody.json(request, as: OfflineMigrationImage.self, limit: max(limit, 64 << 20))
+            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.restoreMigratedVirtualMachine(transfer) })
+        case "setDraining":
+            let text = try await HTTPBody.rawString(request, what: "true or false", limit: limit)
+            guard let draining = Bool(text) else { throw APIError(DozeError(.badRequest, "setDraining takes true or false, got '\(text)'")) }
+            try await api { () async throws(DozeError) in try await backend.setDraining(draining) }
+            return HTTPReply.bool(true)
         case nil:
             throw APIError(DozeError(.badRequest,
                 "no operation: use /localcontroller?<operation>, one of \(Self.snoozeOperations.joined(separator: ", "))"))

@@ -18,6 +18,8 @@ struct ControllerConfiguration: Codable, Sendable, Equatable {
     var network = Network()
     var imagePool: ImagePool
     var pools: [VolumePool] = []
+    /// Drained hosts take no new VMs (`doze host drain`); kept here so a restart does not undo it.
+    var draining: Bool? = nil
 }
 
 /// Reads and atomically rewrites a JSON file.

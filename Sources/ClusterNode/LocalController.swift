@@ -34,12 +34,16 @@ public actor LocalController: LocalControllerBackend {
     let node: NodeInfo
     let log: Logger
     private let configFile: JSONFile<ControllerConfiguration>
-    private var config: ControllerConfiguration
-    private var journal: TestHostJournal?
+    var config: ControllerConfiguration
+    var journal: TestHostJournal?
     private let metricsStore: MetricsStore
     var vms: [String: VMRecord] = [:]
     /// Capacity held by VMs being created or grown, by VM name.
-    private var reservations: [String: HostUsage] = [:]
+    var reservations: [String: HostUsage] = [:]
+    /// Migrations this host runs as the source, by id (LocalController+Migration.swift).
+    var migrationJobs: [String: MigrationJob] = [:]
+    /// Room held for VMs on their way here, by VM name.
+    var incomingMigrations: [String: IncomingHold] = [:]
     private var lastReading: HostReading?
     private var lastPrune: Double = 0
     /// Where clients reach this controller; filled in once the HTTP server listens.
@@ -360,6 +364,7 @@ public actor LocalController: LocalControllerBackend {
     // MARK: - VM operations
 
     public func suspend(vm: String) async throws(DozeError) {
+        try refuseWhileMigrating(vm)
         try VMOperation.suspend.check(current: try await current(vm).status, vm: vm)
         do { try await hypervisor.suspend(.name(vm)) } catch { throw Self.map(error, doing: "suspend '\(vm)'") }
         try await refresh(vm)
@@ -372,12 +377,14 @@ public actor LocalController: LocalControllerBackend {
     }
 
     public func shutdown(vm: String) async throws(DozeError) {
+        try refuseWhileMigrating(vm)
         try VMOperation.shutdown.check(current: try await current(vm).status, vm: vm)
         do { try await hypervisor.shutdown(.name(vm)) } catch { throw Self.map(error, doing: "shut down '\(vm)'") }
         try await refresh(vm)
     }
 
     public func reboot(vm: String) async throws(DozeError) {
+        try refuseWhileMigrating(vm)
         try VMOperation.reboot.check(current: try await current(vm).status, vm: vm)
         do { try await hypervisor.reboot(.name(vm)) } catch { throw Self.map(error, doing: "reboot '\(vm)'") }
         try await refresh(vm)
@@ -396,6 +403,7 @@ public actor LocalController: LocalControllerBackend {
     }
 
     public func destroy(vm: String) async throws(DozeError) {
+        try refuseWhileMigrating(vm)
         _ = try await remove(vm)
     }
 
@@ -420,6 +428,7 @@ public actor LocalController: LocalControllerBackend {
     }
 
     public func resize(_ request: ResizeRequest) async throws(DozeError) -> VirtualMachineMetaData {
+        try refuseWhileMigrating(request.virtualMachineLocation.virtualMachineId)
         let vm = request.virtualMachineLocation.virtualMachineId
         let record = try await current(vm)
         try VMOperation.resize.check(current: record.status, vm: vm)

@@ -37,6 +37,18 @@ public protocol Hypervisor: Sendable {
     func save(_ ref: DomainRef, to path: String) async throws(HypervisorError)
     func restore(from path: String) async throws(HypervisorError) -> DomainInfo
 
+    // MARK: Migration
+    /// Runs a live peer-to-peer migration to another daemon and returns when it is over (seconds to minutes):
+    /// callers keep it off shared threads, e.g. on a connection of its own. The source definition is removed and
+    /// the domain is persistent on the destination.
+    func migrateLive(_ ref: DomainRef, _ parameters: LiveMigrationParameters) async throws(HypervisorError)
+    /// The domain's current job (`completed`: the last finished one); nil when there is none.
+    func jobStats(_ ref: DomainRef, completed: Bool) async throws(HypervisorError) -> JobStats?
+    /// Aborts the domain's current job (a migration: the guest keeps running on the source).
+    func abortJob(_ ref: DomainRef) async throws(HypervisorError)
+    /// Switches a running migration started with `postCopy` to post-copy.
+    func startPostCopy(_ ref: DomainRef) async throws(HypervisorError)
+
     // MARK: Snapshots
     func createSnapshot(_ ref: DomainRef, xml: String) async throws(HypervisorError) -> SnapshotInfo
     func listSnapshots(_ ref: DomainRef) async throws(HypervisorError) -> [SnapshotInfo]

@@ -130,3 +130,36 @@ public enum DomainRef: Sendable, Equatable, CustomStringConvertible {
         }
     }
 }
+
+/// A peer-to-peer live migration as `virsh migrate --live --p2p --persistent --undefinesource` runs it, plus the
+/// settings Doze exposes.
+public struct LiveMigrationParameters: Sendable, Equatable {
+    /// The destination daemon as the *source daemon* dials it (e.g. `qemu+tcp://10.77.0.12/system`).
+    public var destinationURI: String
+    /// Where QEMU sends its stream (`VIR_MIGRATE_PARAM_URI`); nil: the destination daemon's `migration_host`.
+    public var migrateURI: String?
+    /// MiB/s; 0: unlimited.
+    public var bandwidthMiBs: UInt64 = 0
+    public var maxDowntimeMs: UInt64?
+    public var autoConverge = true
+    public var postCopy = false
+    /// Copy the disks as well (`VIR_MIGRATE_NON_SHARED_DISK`).
+    public var copyStorage = false
+
+    public init(destinationURI: String) {
+        self.destinationURI = destinationURI
+    }
+}
+
+/// A domain's job statistics (`virDomainGetJobStats`); bytes and milliseconds.
+public struct JobStats: Sendable, Equatable {
+    public var elapsedMs: UInt64 = 0
+    public var dataTotal: UInt64 = 0
+    public var dataProcessed: UInt64 = 0
+    public var dataRemaining: UInt64 = 0
+    public var memoryBytesPerSecond: UInt64 = 0
+    public var iteration: UInt64 = 0
+    /// Expected downtime while a migration runs; the measured one in a completed job's statistics.
+    public var downtimeMs: UInt64?
+    public init() {}
+}

@@ -301,6 +301,65 @@ public actor LibvirtHost: Hypervisor {
         return try domain(.name(name))
     }
 
+    // MARK: - Migration
+
+    public func migrateLive(_ ref: DomainRef, _ p: LiveMigrationParameters) throws(HypervisorError) {
+        try withDomain(ref) { d throws(HypervisorError) in
+            if let ms = p.maxDowntimeMs {
+                try check(virDomainMigrateSetMaxDowntime(d, ms, 0), "set the maximum downtime of '\(ref)'")
+            }
+            var params: virTypedParameterPtr? = nil
+            var count: Int32 = 0
+            var capacity: Int32 = 0
+            defer { virTypedParamsFree(params, count) }
+            // Keys are VIR_MIGRATE_PARAM_URI and VIR_MIGRATE_PARAM_BANDWIDTH.
+            if let uri = p.migrateURI { _ = virTypedParamsAddString(&params, &count, &capacity, "migrate_uri", uri) }
+            if p.bandwidthMiBs > 0 { _ = virTypedParamsAddULLong(&params, &count, &capacity, "bandwidth", p.bandwidthMiBs) }
+            var flags = VIR_MIGRATE_LIVE.rawValue | VIR_MIGRATE_PEER2PEER.rawValue
+                | VIR_MIGRATE_PERSIST_DEST.rawValue | VIR_MIGRATE_UNDEFINE_SOURCE.rawValue
+            if p.autoConverge { flags |= VIR_MIGRATE_AUTO_CONVERGE.rawValue }
+            if p.postCopy { flags |= VIR_MIGRATE_POSTCOPY.rawValue }
+            if p.copyStorage { flags |= VIR_MIGRATE_NON_SHARED_DISK.rawValue }
+            try check(virDomainMigrateToURI3(d, p.destinationURI, params, UInt32(count), UInt32(flags)),
+                      "migrate '\(ref)' to \(p.destinationURI)")
+        }
+    }
+
+    public func jobStats(_ ref: DomainRef, completed: Bool) throws(HypervisorError) -> JobStats? {
+        try withDomain(ref) { d throws(HypervisorError) -> JobStats? in
+            var type: Int32 = 0
+            var params: virTypedParameterPtr? = nil
+            var count: Int32 = 0
+            let flags = completed ? UInt32(VIR_DOMAIN_JOB_STATS_COMPLETED.rawValue) : 0
+            try check(virDomainGetJobStats(d, &type, &params, &count, flags), "job statistics of '\(ref)'")
+            defer { virTypedParamsFree(params, count) }
+            guard type != Int32(VIR_DOMAIN_JOB_NONE.rawValue) else { return nil }
+            func value(_ key: String) -> UInt64? {
+                var v: UInt64 = 0
+                return virTypedParamsGetULLong(params, count, key, &v) == 1 ? v : nil
+            }
+            var stats = JobStats()
+            stats.elapsedMs = value("time_elapsed") ?? 0
+            stats.dataTotal = value("data_total") ?? 0
+            stats.dataProcessed = value("data_processed") ?? 0
+            stats.dataRemaining = value("data_remaining") ?? 0
+            stats.memoryBytesPerSecond = value("memory_bps") ?? 0
+            stats.iteration = value("memory_iteration") ?? 0
+            stats.downtimeMs = value("downtime")
+            return stats
+        }
+    }
+
+    public func abortJob(_ ref: DomainRef) throws(HypervisorError) {
+        try withDomain(ref) { d throws(HypervisorError) in try check(virDomainAbortJob(d), "abort the job of '\(ref)'") }
+    }
+
+    public func startPostCopy(_ ref: DomainRef) throws(HypervisorError) {
+        try withDomain(ref) { d throws(HypervisorError) in
+            try check(virDomainMigrateStartPostCopy(d, 0), "switch the migration of '\(ref)' to post-copy")
+        }
+    }
+
     // MARK: - Snapshots
 
     private func snapshotInfo(_ snap: OpaquePointer) throws(HypervisorError) -> SnapshotInfo {

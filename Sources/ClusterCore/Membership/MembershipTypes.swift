@@ -63,12 +63,16 @@ public struct ControllerInfo: Sendable, Equatable, Codable {
     public var heartbeat: Endpoint
     public var summary: CapacitySummary
     public var vms: [String]
-    public init(id: NodeID, control: Endpoint, heartbeat: Endpoint, summary: CapacitySummary = .init(), vms: [String] = []) {
+    /// Drained (`doze host drain`): takes no new VMs. Optional so heartbeats of older nodes still decode.
+    public var draining: Bool?
+    public init(id: NodeID, control: Endpoint, heartbeat: Endpoint, summary: CapacitySummary = .init(), vms: [String] = [],
+                draining: Bool? = nil) {
         self.id = id
         self.control = control
         self.heartbeat = heartbeat
         self.summary = summary
         self.vms = vms
+        self.draining = draining
     }
 }
 

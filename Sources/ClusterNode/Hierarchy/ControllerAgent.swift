@@ -51,7 +51,8 @@ actor ControllerAgent {
 
     func info() async -> ControllerInfo {
         ControllerInfo(id: controller.id, control: control, heartbeat: link.channel.localEndpoint,
-                       summary: await controller.capacitySummary(), vms: await controller.vmNames())
+                       summary: await controller.capacitySummary(), vms: await controller.vmNames(),
+                       draining: await controller.isDraining ? true : nil)
     }
 
     private func tick() async {
@@ -124,6 +125,10 @@ extension LocalController {
         for record in vms.values where record.info.state.isActive {
             requested = requested + ResourceVector(vcpus: Double(record.info.vcpus), memoryKiB: Double(record.info.memoryKiB),
                                                    rxBytes: record.rxBytes, txBytes: record.txBytes)
+        }
+        // Room held for VMs on their way here counts as requested, so managers place nothing in it.
+        for hold in incomingMigrations.values {
+            requested = requested + ResourceVector(vcpus: Double(hold.demand.vcpus), memoryKiB: Double(hold.demand.memoryMiB) * 1024)
         }
         return CapacitySummary(total: ResourceVector(vcpus: Double(quota.cpuMax), memoryKiB: Double(quota.memoryMaxMiB) * 1024),
                                used: requested, requested: requested, vmCount: vms.count)
