@@ -31,6 +31,16 @@ public protocol GroupManagerBackend: Sendable {
     func selfDescription() async -> GroupManagerDescription
     /// A manager: the VMs of its controllers; the leader: every VM of the cluster.
     func virtualMachineDescriptions() async throws(DozeError) -> VirtualMachineList
+
+    // Migrations and drains (the leader), and the managers' book update
+    func migrate(_ request: MigrationSubmission) async throws(DozeError) -> MigrationRecord
+    func migration(id: String, wait: Duration) async throws(DozeError) -> MigrationRecord
+    func migrationList() async throws(DozeError) -> MigrationList
+    func abortMigration(id: String) async throws(DozeError) -> MigrationRecord
+    func hostList() async throws(DozeError) -> HostList
+    func drainHost(_ id: String, options: MigrationOptions?) async throws(DozeError) -> DrainReport
+    func undrainHost(_ id: String) async throws(DozeError) -> DrainReport
+    func virtualMachineMoved(_ move: VirtualMachineMove) async throws(DozeError)
 }
 
 /// What the bootstrap's HTTP surface asks of its node.
@@ -102,7 +112,7 @@ public struct GroupManagerRoutes<Backend: GroupManagerBackend>: Sendable {
          "startVirtualMachines", "suspendVirtualMachine", "resumeVirtualMachine", "shutdownVirtualMachine",
          "rebootVirtualMachine", "destroyVirtualMachine", "startVirtualMachine", "resizeVirtualMachine", "getVirtualMachineMetaData",
          "searchVirtualMachine", "getVirtualMachineDescriptions", "joinGroupManager", "getGroupManagerRepositoryInformation",
-         "getLocalControllerDescription", "getSelfDescription"]
+         "getLocalControllerDescription", "getSelfDescription", "migrateVirtualMachine", "virtualMachineMoved"]
     }
 
     public func register<Context: RequestContext>(on router: Router<Context>) {
@@ -118,6 +128,49 @@ public struct GroupManagerRoutes<Backend: GroupManagerBackend>: Sendable {
             let id = try context.parameters.require("id")
             let wait = try request.waitBound()
             return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.virtualClusterTask(id: id, wait: wait) })
+        }
+        registerMigrations(on: router)
+    }
+
+    /// Migrations and hosts on the leader (the bootstrap forwards the same paths).
+    func registerMigrations<Context: RequestContext>(on router: Router<Context>) {
+        let limit = maxBodyBytes
+        router.post("/v1/migrations") { request, _ in
+            let body = try await HTTPBody.json(request, as: MigrationSubmission.self, limit: limit)
+            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.migrate(body) }, status: .accepted)
+        }
+        router.get("/v1/migrations") { _, _ in
+            try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.migrationList() })
+        }
+        router.get("/v1/migrations/{id}") { request, context in
+            let id = try context.parameters.require("id")
+            let wait = try request.waitBound()
+            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.migration(id: id, wait: wait) })
+        }
+        router.delete("/v1/migrations/{id}") { _, context in
+            let id = try context.parameters.require("id")
+            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.abortMigration(id: id) })
+        }
+        router.get("/v1/hosts") { _, _ in
+            try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.hostList() })
+        }
+        router.post("/v1/hosts/{id}/{operation}") { request, context in
+            let id = try context.parameters.require("id")
+            switch try context.parameters.require("operation") {
+            case "drain":
+                let text = try await HTTPBody.string(request, limit: limit).trimmingCharacters(in: .whitespacesAndNewlines)
+                var options: MigrationOptions?
+                if !text.isEmpty {
+                    do { options = try WireCoding.decoder().decode(MigrationOptions.self, from: Data(text.utf8)) } catch {
+                        throw APIError(DozeError(.badRequest, "malformed JSON for the drain's migration options: \(error)"))
+                    }
+                }
+                return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.drainHost(id, options: options) })
+            case "undrain":
+                return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.undrainHost(id) })
+            case let other:
+                throw APIError(DozeError(.notFound, "unknown host operation '\(other)'; known: drain, undrain"))
+            }
         }
     }
 
@@ -169,6 +222,18 @@ public struct GroupManagerRoutes<Backend: GroupManagerBackend>: Sendable {
         case "getVirtualMachineDescriptions":
             _ = try await HTTPBody.string(request, limit: limit)   // Snooze's HostListRequest: paging we do not need
             return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.virtualMachineDescriptions() })
+        case "migrateVirtualMachine":
+            // Snooze's MigrationRequest: the VM and the destination controller; answered like Snooze, `true` once
+            // started (a refusal is an error with its reason, not Snooze's silent `true`).
+            let body = try await HTTPBody.json(request, as: SnoozeMigrationRequest.self, limit: limit)
+            let submission = MigrationSubmission(vm: body.sourceVirtualMachineLocation.virtualMachineId,
+                                                 to: body.destinationVirtualMachineLocation.localControllerId)
+            _ = try await api { () async throws(DozeError) in try await backend.migrate(submission) }
+            return HTTPReply.bool(true)
+        case "virtualMachineMoved":
+            let move = try await HTTPBody.json(request, as: VirtualMachineMove.self, limit: limit)
+            try await api { () async throws(DozeError) in try await backend.virtualMachineMoved(move) }
+            return HTTPReply.bool(true)
         case "joinGroupLeader":
             let body = try await HTTPBody.json(request, as: JoinLeaderRequest.self, limit: limit)
             try await api { () async throws(DozeError) in try await backend.joinGroupLeader(body) }
@@ -219,7 +284,7 @@ public struct BootstrapRoutes<Backend: BootstrapBackend>: Sendable {
         ["getGroupLeaderDescription", "getCompleteHierarchy", "getLocalControllerList", "startVirtualCluster",
          "getVirtualClusterResponse", "suspendVirtualMachine", "resumeVirtualMachine", "shutdownVirtualMachine",
          "rebootVirtualMachine", "destroyVirtualMachine", "startVirtualMachine", "resizeVirtualMachine", "getVirtualMachineMetaData",
-         "getVirtualMachineDescriptions"]
+         "getVirtualMachineDescriptions", "migrateVirtualMachine"]
     }
 
     public func register<Context: RequestContext>(on router: Router<Context>) {
@@ -273,6 +338,15 @@ public struct BootstrapRoutes<Backend: BootstrapBackend>: Sendable {
         case "getVirtualMachineDescriptions":
             _ = try await HTTPBody.string(request, limit: limit)
             return try await leader(.post, "/groupmanager?getVirtualMachineDescriptions", ByteBuffer(string: "{}"))
+        case "migrateVirtualMachine":
+            // Snooze's bootstrap form, which it served only with Cassandra: `true` once the migration started.
+            let body = try await HTTPBody.json(request, as: BootstrapMigrationRequest.self, limit: limit)
+            let native = try Self.encoded(MigrationSubmission(vm: body.virtualMachineId, to: body.localControllerId))
+            let answer = try await api { () async throws(DozeError) in
+                try await backend.callLeader(.post, "/v1/migrations", body: native, timeout: .seconds(60))
+            }
+            guard (200..<300).contains(answer.status) else { return HTTPReply.passThrough(answer) }
+            return HTTPReply.bool(true)
         case nil:
             throw APIError(DozeError(.badRequest, "no operation: use /bootstrap?<operation>, one of \(Self.operations.joined(separator: ", "))"))
         case let op?:
@@ -295,6 +369,29 @@ public struct BootstrapRoutes<Backend: BootstrapBackend>: Sendable {
         }
         router.get("/v1/vms") { _, _ in
             try await leader(.post, "/groupmanager?getVirtualMachineDescriptions", ByteBuffer(string: "{}"))
+        }
+        router.post("/v1/migrations") { request, _ in
+            try await leader(.post, "/v1/migrations", try await HTTPBody.collect(request, limit: limit))
+        }
+        router.get("/v1/migrations") { _, _ in try await leader(.get, "/v1/migrations", nil) }
+        router.get("/v1/migrations/{id}") { request, context in
+            let id = try context.parameters.require("id")
+            let wait = try request.waitBound()
+            let seconds = Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18
+            let escaped = id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? id
+            return try await leader(.get, "/v1/migrations/\(escaped)?wait=\(seconds)", nil, wait: wait)
+        }
+        router.delete("/v1/migrations/{id}") { _, context in
+            let id = try context.parameters.require("id")
+            let escaped = id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? id
+            return try await leader(.delete, "/v1/migrations/\(escaped)", nil, wait: .seconds(30))
+        }
+        router.get("/v1/hosts") { _, _ in try await leader(.get, "/v1/hosts", nil) }
+        router.post("/v1/hosts/{id}/{operation}") { request, context in
+            let id = try context.parameters.require("id")
+            let operation = try context.parameters.require("operation")
+            let escaped = id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? id
+            return try await leader(.post, "/v1/hosts/\(escaped)/\(operation)", try await HTTPBody.collect(request, limit: limit), wait: .seconds(60))
         }
         router.get("/v1/vms/{id}") { _, context in
             let id = try context.parameters.require("id")

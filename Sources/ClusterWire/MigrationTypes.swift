@@ -237,6 +237,18 @@ public struct OfflineMigrationImage: Sendable, Codable {
     }
 }
 
+/// Leader → group managers: a VM moved; update the books now rather than at the next heartbeats.
+public struct VirtualMachineMove: Sendable, Equatable, Codable {
+    public var vm: String
+    public var from: String
+    public var to: String
+    public init(vm: String, from: String, to: String) {
+        self.vm = vm
+        self.from = from
+        self.to = to
+    }
+}
+
 // MARK: - Hosts
 
 /// `GET /v1/hosts`: every local controller, its load and whether it takes new VMs.

@@ -90,6 +90,9 @@ struct SubmissionOptions: ParsableArguments {
     @Option(help: "Seconds a finished submission's result stays readable.")
     var resultTtl = 3600
 
+    @Option(help: "Running live migrations one host may take part in at a time (as source or destination).")
+    var migrationsPerHost = 2
+
     func settings() throws -> SubmissionSettings {
         var s = SubmissionSettings()
         if let vmSubnet {
@@ -108,6 +111,8 @@ struct SubmissionOptions: ParsableArguments {
         s.dispatch = d
         s.placement = p
         s.resultTTL = .seconds(resultTtl)
+        guard (1...64).contains(migrationsPerHost) else { throw ValidationError("--migrations-per-host must be from 1 to 64") }
+        s.migrationsPerHost = migrationsPerHost
         return s
     }
 }

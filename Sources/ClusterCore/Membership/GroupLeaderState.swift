@@ -72,6 +72,17 @@ public struct GroupLeaderState: Sendable {
         return before.filter { !now.contains($0.id) && !isManaged($0.id) }.map { .controllerDown($0, managerID: manager.id) }
     }
 
+    /// A VM migrated between controllers: shown at its destination before the managers' next summaries.
+    public mutating func moveVM(_ vm: String, from source: NodeID, to destination: NodeID) {
+        for id in managers.keys {
+            for i in managers[id]!.controllers.indices {
+                let c = managers[id]!.controllers[i].id
+                if c == source { managers[id]!.controllers[i].vms.removeAll { $0 == vm } }
+                if c == destination, !managers[id]!.controllers[i].vms.contains(vm) { managers[id]!.controllers[i].vms.append(vm) }
+            }
+        }
+    }
+
     private func isManaged(_ controller: NodeID) -> Bool {
         managers.values.contains { $0.controllers.contains { $0.id == controller } }
     }

@@ -78,6 +78,13 @@ public struct GroupManagerState: Sendable {
         return directives
     }
 
+    /// A VM migrated between two of the controllers this view knows (either may be elsewhere): the books show it
+    /// at once, before the controllers' next heartbeats confirm it.
+    public mutating func moveVM(_ vm: String, from source: NodeID, to destination: NodeID) {
+        controllers[source]?.vms.removeAll { $0 == vm }
+        if let c = controllers[destination], !c.vms.contains(vm) { controllers[destination]!.vms.append(vm) }
+    }
+
     /// The controllers in a stable order, for summaries and joins.
     public var controllerList: [ControllerInfo] { controllers.values.sorted { $0.id < $1.id } }
 

@@ -45,6 +45,8 @@ public struct SubmissionSettings: Sendable {
     public var resultTTL: Duration = .seconds(3600)
     /// The most VMs one submission may hold.
     public var maxVMs = 10_000
+    /// Running migrations one host may take part in (as source or destination); more are refused (drains queue).
+    public var migrationsPerHost = 2
     public init() {}
 }
 

@@ -63,7 +63,8 @@ extension GroupManagerNode {
         let controllers = state.controllers
         let candidates = controllers.values.map { c in
             PlacementCandidate(id: c.id, free: HostUsage(vcpus: Int(c.summary.total.vcpus - c.summary.requested.vcpus),
-                                                         memoryMiB: Int((c.summary.total.memoryKiB - c.summary.requested.memoryKiB) / 1024)))
+                                                         memoryMiB: Int((c.summary.total.memoryKiB - c.summary.requested.memoryKiB) / 1024)),
+                               schedulable: c.draining != true)
         }
         var batches: [NodeID: [VirtualMachineMetaData]] = [:]
         var immediate: [String: VirtualMachineMetaData] = [:]

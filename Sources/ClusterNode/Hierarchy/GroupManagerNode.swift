@@ -47,6 +47,8 @@ public actor GroupManagerNode: GroupManagerBackend {
     var coordinator: SubmissionCoordinator?
     /// Leader side of kvm-apps (Submission/KVMAppCoordinator.swift, GroupManagerNode+Apps.swift).
     var apps: KVMAppCoordinator?
+    /// Leader side of migrations and drains (Submission/MigrationCoordinator.swift, GroupManagerNode+Migration.swift).
+    var migrations: MigrationCoordinator?
 
     init(id: NodeID, control: Endpoint, link: HeartbeatLink, cluster: ClusterSettings, election: any LeaderElection, logger: Logger) {
         self.id = id
@@ -142,6 +144,10 @@ public actor GroupManagerNode: GroupManagerBackend {
             apps = nil
             Task { await old.stop() }
         }
+        if let old = migrations {
+            migrations = nil
+            Task { await old.stop() }
+        }
     }
 
     private func startCoordinator() {
@@ -160,6 +166,9 @@ public actor GroupManagerNode: GroupManagerBackend {
         apps = KVMAppCoordinator(submissions: coordinator, store: store, logger: log,
                                  managers: { [weak self] in await self?.currentManagers() ?? [:] },
                                  liveVMs: { [weak self] in (try? await self?.virtualMachineDescriptions())?.virtualMachines ?? [] })
+        migrations = MigrationCoordinator(limitPerHost: cluster.submission.migrationsPerHost, submissions: coordinator, logger: log,
+                                          managers: { [weak self] in await self?.currentManagers() ?? [:] },
+                                          moved: { [weak self] move in await self?.applyMove(move) })
     }
 
     func currentManagers() -> [NodeID: GroupLeaderState.ManagerRecord] {

@@ -498,6 +498,12 @@ actor SubmissionCoordinator {
         }
     }
 
+    /// A VM moved (live migration): its task's answer names its new home from now on.
+    func relocate(_ vm: String, to location: VirtualMachineLocation) {
+        guard let task = book.relocate(vm, to: location) else { return }
+        persist(task)
+    }
+
     // MARK: - Upkeep
 
     /// Heartbeat-paced upkeep: settle dispatch reservations the summaries now show, expire old results, and

@@ -106,6 +106,18 @@ struct TaskBook: Sendable {
         records[taskID] = record
     }
 
+    /// A migrated VM's new location, in the newest finished task that started it; the ids of changed tasks.
+    mutating func relocate(_ vmID: String, to location: VirtualMachineLocation) -> String? {
+        let newest = records.values.filter { r in r.isFinal && r.vms.contains { $0.id == vmID && $0.meta.status != .error } }
+            .max { $0.createdAt < $1.createdAt }
+        guard var record = newest, let i = record.vms.firstIndex(where: { $0.id == vmID }) else { return nil }
+        record.vms[i].meta.virtualMachineLocation = location
+        record.vms[i].meta.groupManagerControlDataAddress = location.groupManagerControlDataAddress
+        record.vms[i].manager = location.groupManagerId
+        records[record.id] = record
+        return record.id
+    }
+
     mutating func setClusterError(_ code: VirtualClusterErrorCode, in taskID: String) {
         records[taskID]?.clusterError = code
     }
