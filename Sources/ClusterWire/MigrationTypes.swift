@@ -242,10 +242,15 @@ public struct VirtualMachineMove: Sendable, Equatable, Codable {
     public var vm: String
     public var from: String
     public var to: String
-    public init(vm: String, from: String, to: String) {
+    /// What the VM asks for, moved from one host's requested capacity to the other's.
+    public var vcpus: Int
+    public var memoryMiB: Int
+    public init(vm: String, from: String, to: String, vcpus: Int, memoryMiB: Int) {
         self.vm = vm
         self.from = from
         self.to = to
+        self.vcpus = vcpus
+        self.memoryMiB = memoryMiB
     }
 }
 

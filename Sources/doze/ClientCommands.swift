@@ -405,7 +405,7 @@ enum DomainTemplate {
 struct VMCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vm", abstract: "List, show and control the cluster's VMs through the bootstrap.",
-        subcommands: [List.self, Show.self, Suspend.self, Resume.self, Shutdown.self, Reboot.self, Destroy.self, Resize.self])
+        subcommands: [List.self, Show.self, Suspend.self, Resume.self, Shutdown.self, Reboot.self, Destroy.self, Resize.self, Migrate.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every VM of the cluster, with where it runs.")

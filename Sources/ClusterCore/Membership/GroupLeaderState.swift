@@ -73,12 +73,12 @@ public struct GroupLeaderState: Sendable {
     }
 
     /// A VM migrated between controllers: shown at its destination before the managers' next summaries.
-    public mutating func moveVM(_ vm: String, from source: NodeID, to destination: NodeID) {
+    public mutating func moveVM(_ vm: String, from source: NodeID, to destination: NodeID, demand: ResourceVector) {
         for id in managers.keys {
             for i in managers[id]!.controllers.indices {
-                let c = managers[id]!.controllers[i].id
-                if c == source { managers[id]!.controllers[i].vms.removeAll { $0 == vm } }
-                if c == destination, !managers[id]!.controllers[i].vms.contains(vm) { managers[id]!.controllers[i].vms.append(vm) }
+                let c = managers[id]!.controllers[i]
+                if c.id == source, c.vms.contains(vm) { managers[id]!.controllers[i] = c.removingVM(vm, demand) }
+                if c.id == destination, !c.vms.contains(vm) { managers[id]!.controllers[i] = c.addingVM(vm, demand) }
             }
         }
     }

@@ -76,6 +76,27 @@ public struct ControllerInfo: Sendable, Equatable, Codable {
     }
 }
 
+extension ControllerInfo {
+    /// This view with `vm` (and what it asks for) gone: the books between a migration and the next heartbeat.
+    public func removingVM(_ vm: String, _ demand: ResourceVector) -> ControllerInfo {
+        var c = self
+        c.vms.removeAll { $0 == vm }
+        c.summary.requested = c.summary.requested - demand
+        c.summary.used = c.summary.used - demand
+        c.summary.vmCount = max(0, c.summary.vmCount - 1)
+        return c
+    }
+
+    public func addingVM(_ vm: String, _ demand: ResourceVector) -> ControllerInfo {
+        var c = self
+        c.vms.append(vm)
+        c.summary.requested = c.summary.requested + demand
+        c.summary.used = c.summary.used + demand
+        c.summary.vmCount += 1
+        return c
+    }
+}
+
 /// A group manager as the hierarchy knows it.
 public struct ManagerInfo: Sendable, Equatable, Codable {
     public var id: NodeID

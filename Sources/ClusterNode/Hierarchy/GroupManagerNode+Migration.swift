@@ -23,7 +23,7 @@ extension GroupManagerNode {
     }
 
     public func migrationList() async throws(DozeError) -> MigrationList {
-        await try requireMigrations().list()
+        try await requireMigrations().list()
     }
 
     public func abortMigration(id: String) async throws(DozeError) -> MigrationRecord {
@@ -31,7 +31,7 @@ extension GroupManagerNode {
     }
 
     public func hostList() async throws(DozeError) -> HostList {
-        await try requireMigrations().hostList()
+        try await requireMigrations().hostList()
     }
 
     public func drainHost(_ id: String, options: MigrationOptions?) async throws(DozeError) -> DrainReport {
@@ -45,7 +45,7 @@ extension GroupManagerNode {
     /// Leader: show the move in its own view at once and tell the managers of both hosts.
     func applyMove(_ move: VirtualMachineMove) async {
         guard case .leader(var state) = mode else { return }
-        state.moveVM(move.vm, from: move.from, to: move.to)
+        state.moveVM(move.vm, from: move.from, to: move.to, demand: ResourceVector(vcpus: Double(move.vcpus), memoryKiB: Double(move.memoryMiB) * 1024))
         mode = .leader(state)
         let targets = state.managers.values.filter { $0.controllers.contains { $0.id == move.from || $0.id == move.to } }.map(\.info.control)
         let peers = self.peers
@@ -59,7 +59,7 @@ extension GroupManagerNode {
     /// Manager: a VM moved between controllers (one or both ours).
     public func virtualMachineMoved(_ move: VirtualMachineMove) async throws(DozeError) {
         guard case .manager(var state) = mode else { return }
-        state.moveVM(move.vm, from: move.from, to: move.to)
+        state.moveVM(move.vm, from: move.from, to: move.to, demand: ResourceVector(vcpus: Double(move.vcpus), memoryKiB: Double(move.memoryMiB) * 1024))
         mode = .manager(state)
     }
 }

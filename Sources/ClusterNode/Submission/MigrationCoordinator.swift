@@ -152,6 +152,11 @@ actor MigrationCoordinator {
         return record
     }
 
+    /// A queued migration whose hosts now have a slot; a refusal is its outcome.
+    private func launchQueued(_ id: String) async {
+        do { _ = try await launch(id) } catch { end(id, .failed, error: error.message, progress: nil) }
+    }
+
     /// Has the source controller start the migration, then follows it in the background.
     private func launch(_ id: String) async throws(DozeError) -> MigrationRecord {
         guard let command = commands[id], var record = records[id] else { throw DozeError(.notFound, "no migration \(id)") }
@@ -199,7 +204,9 @@ actor MigrationCoordinator {
     private func conclude(_ id: String, _ status: LocalMigrationStatus) async {
         guard let record = records[id] else { return }
         if status.state == .completed {
-            let move = VirtualMachineMove(vm: record.vm, from: record.source.localControllerId, to: record.destination.localControllerId)
+            let demand = book.entries[id]?.demand ?? HostUsage()
+            let move = VirtualMachineMove(vm: record.vm, from: record.source.localControllerId, to: record.destination.localControllerId,
+                                          vcpus: demand.vcpus, memoryMiB: demand.memoryMiB)
             await moved(move)
             let current = await managers()
             if let manager = current.values.first(where: { $0.controllers.contains { $0.id == record.destination.localControllerId } })?.info {
@@ -225,9 +232,7 @@ actor MigrationCoordinator {
         log.info("migration ended", metadata: ["doze/vm": "\(record.vm)", "doze/migration": "\(id)", "doze/state": "\(state.rawValue)",
                                                 "doze/ms": "\(record.durationMs ?? 0)", "error": "\(error ?? "")"])
         for next in book.finish(id, now: now) {
-            Task {
-                do { _ = try await self.launch(next) } catch let error as DozeError { await self.end(next, .failed, error: error.message, progress: nil) } catch {}
-            }
+            Task { await self.launchQueued(next) }
         }
         book.prune(now: now, keep: Self.keepFinished)
         let kept = Set(book.entries.keys)

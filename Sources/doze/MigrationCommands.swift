@@ -1,0 +1,329 @@
+import ArgumentParser
+import ClusterCore
+import ClusterTransport
+import ClusterWire
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+// `doze vm migrate`, `doze migration …` and `doze host …`: moving VMs between hosts through the bootstrap's
+// native API (`/v1/migrations`, `/v1/hosts`).
+
+extension BootstrapClient {
+    /// A host named by its id, a unique prefix of it, or its controller's HOST:PORT.
+    func resolveHost(_ name: String) async throws -> HostEntry {
+        let hosts = try decode(HostList.self, try await call(.GET, "/v1/hosts")).hosts
+        if let exact = hosts.first(where: { $0.id == name || "\($0.address.address):\($0.address.port)" == name }) { return exact }
+        let matches = hosts.filter { $0.id.hasPrefix(name) }
+        if matches.count == 1 { return matches[0] }
+        let known = hosts.map { "\($0.id.prefix(8)) (\($0.address.shown))" }.joined(separator: ", ")
+        throw ClientError(matches.isEmpty ? "no local controller '\(name)' in the cluster; known: \(known)"
+                                          : "'\(name)' names \(matches.count) local controllers; give more of the id")
+    }
+
+    /// Follows a migration until it is final or `timeout` passes; a live progress line on a terminal.
+    func follow(_ id: String, json: Bool, timeout: Double) async throws -> MigrationRecord {
+        let live = !json && isatty(STDOUT_FILENO) != 0
+        let clock = ContinuousClock()
+        let start = clock.now
+        let deadline = start + .milliseconds(Int64(timeout * 1000))
+        var last: MigrationRecord?
+        var shown = 0
+        while clock.now < deadline {
+            do {
+                // On a terminal, poll for progress; otherwise let the server answer when the migration ends.
+                let path = live ? "/v1/migrations/\(BootstrapClient.segment(id))"
+                                : "/v1/migrations/\(BootstrapClient.segment(id))?wait=\(Int(min(60, max(1, (deadline - clock.now).components.seconds))))"
+                let record = try decode(MigrationRecord.self, try await call(.GET, path, timeout: .seconds(90)))
+                last = record
+                if live {
+                    let line = MigrationView.progressLine(record)
+                    print("\r" + line + String(repeating: " ", count: max(0, shown - line.count)), terminator: "")
+                    fflush(nil)
+                    shown = line.count
+                }
+                if record.state.isFinal { break }
+                if live { try await Task.sleep(for: .milliseconds(200)) }
+            } catch let error as ClientError where error.isTransient {
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        }
+        if shown > 0 { print("") }
+        guard let last else { throw ClientError("no news of migration \(id) within \(Int(timeout)) s") }
+        return last
+    }
+}
+
+enum MigrationView {
+    static func mib(_ bytes: UInt64) -> String { String(format: "%.1f", Double(bytes) / 1_048_576) }
+
+    static func progressLine(_ r: MigrationRecord) -> String {
+        var parts = ["migration \(r.id.prefix(8))", r.vm, "\(r.source.address.shown) -> \(r.destination.address.shown)", r.mode, r.state.rawValue]
+        if let p = r.progress, p.dataTotal > 0 {
+            let done = p.dataTotal > 0 ? min(100, Int(Double(p.dataProcessed) * 100 / Double(p.dataTotal))) : 0
+            parts.append("\(done)%  \(mib(p.dataProcessed))/\(mib(p.dataTotal)) MiB")
+            if p.memoryBytesPerSecond > 0 { parts.append("\(mib(p.memoryBytesPerSecond)) MiB/s") }
+            if p.iteration > 0 { parts.append("pass \(p.iteration)") }
+        }
+        let elapsed = r.durationMs.map { Double($0) / 1000 } ?? max(0, Double(Int64(Date().timeIntervalSince1970 * 1000) - r.startedAt) / 1000)
+        parts.append(String(format: "%.1f s", elapsed))
+        return parts.joined(separator: "  ")
+    }
+
+    static func details(_ r: MigrationRecord) -> String {
+        var lines: [(String, String)] = [
+            ("migration", r.id), ("vm", r.vm), ("state", r.state.rawValue), ("mode", r.mode),
+            ("from", "\(r.source.localControllerId)  \(r.source.address.shown)"),
+            ("to", "\(r.destination.localControllerId)  \(r.destination.address.shown)"),
+        ]
+        if let d = r.durationMs { lines.append(("took", String(format: "%.3f s", Double(d) / 1000))) }
+        if let p = r.progress {
+            if p.elapsedMs > 0 { lines.append((r.mode == "live" ? "libvirt job" : "save+restore", "\(p.elapsedMs) ms")) }
+            if p.dataTotal > 0 {
+                lines.append(("data", p.dataTotal < 1 << 20 ? "\(p.dataProcessed) of \(p.dataTotal) bytes"
+                                                            : "\(mib(p.dataProcessed)) of \(mib(p.dataTotal)) MiB, \(mib(p.dataRemaining)) MiB left"))
+            }
+            if let downtime = p.downtimeMs { lines.append((r.state == .completed ? "downtime" : "expected downtime", "\(downtime) ms")) }
+        }
+        if let drain = r.drain { lines.append(("drain of", drain)) }
+        if let e = r.error { lines.append(("error", e)) }
+        return keyValueLines(lines)
+    }
+
+    static func table(_ records: [MigrationRecord]) -> String {
+        var table = TextTable("MIGRATION", "VM", "STATE", "MODE", "FROM", "TO", "TOOK", "DOWNTIME", "ERROR")
+        for r in records {
+            table.add([String(r.id.prefix(8)), r.vm, r.state.rawValue, r.mode, r.source.address.shown, r.destination.address.shown,
+                       r.durationMs.map { String(format: "%.2f s", Double($0) / 1000) } ?? "-",
+                       r.progress?.downtimeMs.map { "\($0) ms" } ?? "-", r.error ?? ""])
+        }
+        return table.render()
+    }
+}
+
+/// Tuning shared by `vm migrate` and `host drain`.
+struct MigrationTuning: ParsableArguments {
+    @Option(help: "auto (live where the hosts can, else save/restore), live, or offline.")
+    var mode: String?
+
+    @Option(help: "Bandwidth limit in MiB/s (default: unlimited).")
+    var bandwidth: UInt64?
+
+    @Option(help: "Longest pause the guest may see at the switch-over, in milliseconds.")
+    var maxDowntime: UInt64?
+
+    @Option(help: "How the migration converges: auto-converge (default), post-copy, or none.")
+    var convergence: String?
+
+    @Option(help: "With post-copy: seconds of pre-copy before switching.")
+    var postCopyAfter: Double?
+
+    @Flag(help: "Copy the VM's disks too (hosts that share no storage).")
+    var copyStorage = false
+
+    func validate() throws {
+        if let mode, !MigrationOptions.modes.contains(mode) {
+            throw ValidationError("--mode must be one of \(MigrationOptions.modes.joined(separator: ", "))")
+        }
+        if let convergence, MigrationConvergence(rawValue: convergence) == nil {
+            throw ValidationError("--convergence must be one of \(MigrationConvergence.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    var options: MigrationOptions {
+        MigrationOptions(mode: mode, bandwidthMiBs: bandwidth, maxDowntimeMs: maxDowntime,
+                         convergence: convergence.flatMap(MigrationConvergence.init(rawValue:)), postCopyAfterSeconds: postCopyAfter,
+                         copyStorage: copyStorage ? true : nil)
+    }
+}
+
+extension VMCommand {
+    struct Migrate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move a running VM to another host: live between libvirt daemons, by save and restore between test-driver hosts.")
+
+        @Argument(help: "The VM's id (its name).")
+        var vm: String
+
+        @Option(help: "Destination local controller: its id, a unique prefix of it, or its HOST:PORT.")
+        var to: String
+
+        @Flag(help: "Wait for the migration to end, with progress on a terminal; exit 1 unless it completed.")
+        var wait = false
+
+        @Option(help: "Seconds --wait waits at most.")
+        var timeout: Double = 600
+
+        @OptionGroup var tuning: MigrationTuning
+        @OptionGroup var client: ClientOptions
+
+        func run() async throws {
+            try await reportingFailures {
+                let api = try client.client()
+                let destination = try await api.resolveHost(to)
+                let raw = try await api.call(.POST, "/v1/migrations",
+                                             body: MigrationSubmission(vm: vm, to: destination.id, options: tuning.options), timeout: .seconds(60))
+                var record = try api.decode(MigrationRecord.self, raw)
+                if wait { record = try await api.follow(record.id, json: client.json, timeout: timeout) }
+                if client.json {
+                    print(String(decoding: try WireCoding.encoder().encode(record), as: UTF8.self))
+                } else if wait {
+                    print(MigrationView.details(record))
+                } else {
+                    print("migration \(record.id) of \(record.vm) to \(destination.address.shown): \(record.state.rawValue) (\(record.mode))")
+                    print("follow: doze migration show \(record.id) --wait     abort: doze migration abort \(record.id)")
+                }
+                if wait && record.state != .completed {
+                    printError(record.state.isFinal ? "migration \(record.state.rawValue): \(record.error ?? "")"
+                                                    : "still \(record.state.rawValue) after \(Int(timeout)) s")
+                    throw ExitCode.failure
+                }
+            }
+        }
+    }
+}
+
+struct MigrationCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migration", abstract: "List, follow and abort VM migrations.",
+        subcommands: [List.self, Show.self, Abort.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Migrations of the last hour, newest first.")
+        @OptionGroup var client: ClientOptions
+
+        func run() async throws {
+            try await reportingFailures {
+                let api = try client.client()
+                let raw = try await api.call(.GET, "/v1/migrations")
+                if client.json { print(String(buffer: raw)); return }
+                let list = try api.decode(MigrationList.self, raw).migrations
+                print(list.isEmpty ? "no migrations in the last hour" : MigrationView.table(list))
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One migration: state, progress, downtime, error.")
+        @Argument(help: "The migration id.")
+        var id: String
+        @Flag(help: "Wait for it to end, with progress on a terminal.")
+        var wait = false
+        @Option(help: "Seconds --wait waits at most.")
+        var timeout: Double = 600
+        @OptionGroup var client: ClientOptions
+
+        func run() async throws {
+            try await reportingFailures {
+                let api = try client.client()
+                let record = wait ? try await api.follow(id, json: client.json, timeout: timeout)
+                                  : try api.decode(MigrationRecord.self, try await api.call(.GET, "/v1/migrations/\(BootstrapClient.segment(id))"))
+                if client.json { print(String(decoding: try WireCoding.encoder().encode(record), as: UTF8.self)); return }
+                print(MigrationView.details(record))
+            }
+        }
+    }
+
+    struct Abort: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Abort a migration: the VM keeps running on its source.")
+        @Argument(help: "The migration id.")
+        var id: String
+        @OptionGroup var client: ClientOptions
+
+        func run() async throws {
+            try await reportingFailures {
+                let api = try client.client()
+                let raw = try await api.call(.DELETE, "/v1/migrations/\(BootstrapClient.segment(id))", timeout: .seconds(60))
+                if client.json { print(String(buffer: raw)); return }
+                print(MigrationView.details(try api.decode(MigrationRecord.self, raw)))
+            }
+        }
+    }
+}
+
+struct HostCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "host", abstract: "List hosts (local controllers), drain them of VMs, and undrain them.",
+        subcommands: [List.self, Drain.self, Undrain.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every local controller: load, VMs, drained or not.")
+        @OptionGroup var client: ClientOptions
+
+        func run() async throws {
+            try await reportingFailures {
+                let api = try client.client()
+                let raw = try await api.call(.GET, "/v1/hosts")
+                if client.json { print(String(buffer: raw)); return }
+                var table = TextTable("HOST", "ADDRESS", "VCPUS", "MEMORY MiB", "VMS", "MIGRATIONS", "SCHEDULING")
+                for h in try api.decode(HostList.self, raw).hosts {
+                    table.add([String(h.id.prefix(8)), h.address.shown, "\(Int(h.vcpusRequested))/\(Int(h.vcpus))",
+                               "\(Int(h.memoryMiBRequested))/\(Int(h.memoryMiB))", "\(h.vms.count)", "\(h.migrations)",
+                               h.draining ? "drained" : "open"])
+                }
+                print(table.render())
+            }
+        }
+    }
+
+    struct Drain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Take no new VMs on a host and live-migrate every running VM off it (placement picks the targets).")
+        @Argument(help: "The host: its controller id, a unique prefix of it, or HOST:PORT.")
+        var host: String
+        @Flag(help: "Wait until every migration of the drain has ended.")
+        var wait = false
+        @Option(help: "Seconds --wait waits at most.")
+        var timeout: Double = 1800
+        @OptionGroup var tuning: MigrationTuning
+        @OptionGroup var client: ClientOptions
+
+        func run() async throws {
+            try await reportingFailures {
+                let api = try client.client()
+                let target = try await api.resolveHost(host)
+                let raw = try await api.call(.POST, "/v1/hosts/\(BootstrapClient.segment(target.id))/drain", body: tuning.options,
+                                             timeout: .seconds(120))
+                let report = try api.decode(DrainReport.self, raw)
+                var outcomes = report.migrations
+                if wait {
+                    var finished: [MigrationRecord] = []
+                    for m in report.migrations { finished.append(try await api.follow(m.id, json: true, timeout: timeout)) }
+                    outcomes = finished
+                }
+                if client.json {
+                    var final = report
+                    final.migrations = outcomes
+                    print(String(decoding: try WireCoding.encoder().encode(final), as: UTF8.self))
+                } else {
+                    print("host \(target.id) (\(target.address.shown)) is drained: it takes no new VMs")
+                    if !outcomes.isEmpty { print(MigrationView.table(outcomes)) }
+                    for (vm, why) in report.unplaced.sorted(by: { $0.key < $1.key }) { print("not moved: \(vm): \(why)") }
+                    if outcomes.isEmpty && report.unplaced.isEmpty { print("no VMs to move") }
+                }
+                if wait && (outcomes.contains { $0.state != .completed } || !report.unplaced.isEmpty) {
+                    printError("the host still holds VMs: \(outcomes.filter { $0.state != .completed }.count) migrations did not complete, "
+                               + "\(report.unplaced.count) VMs were not moved")
+                    throw ExitCode.failure
+                }
+            }
+        }
+    }
+
+    struct Undrain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Let a drained host take new VMs again.")
+        @Argument(help: "The host: its controller id, a unique prefix of it, or HOST:PORT.")
+        var host: String
+        @OptionGroup var client: ClientOptions
+
+        func run() async throws {
+            try await reportingFailures {
+                let api = try client.client()
+                let target = try await api.resolveHost(host)
+                let raw = try await api.call(.POST, "/v1/hosts/\(BootstrapClient.segment(target.id))/undrain")
+                if client.json { print(String(buffer: raw)); return }
+                print("host \(target.id) (\(target.address.shown)) takes new VMs again")
+            }
+        }
+    }
+}
