@@ -190,7 +190,8 @@ actor SubmissionCoordinator {
         var managerOf: [NodeID: NodeID] = [:]
         for record in managers.values { for c in record.controllers { managerOf[c.id] = record.info.id } }
         let candidates = managers.values.map { record -> PlacementCandidate in
-            let s = record.summary
+            // Drained hosts take no new VMs: their room is not the manager's to offer.
+            let s = record.controllers.filter { $0.draining != true }.reduce(CapacitySummary()) { $0 + $1.summary }
             return PlacementCandidate(id: record.info.id, free: HostUsage(vcpus: Int(s.total.vcpus - s.requested.vcpus),
                                                                           memoryMiB: Int((s.total.memoryKiB - s.requested.memoryKiB) / 1024)))
         }
