@@ -56,7 +56,10 @@ def main():
     listen, netns, target = split(sys.argv[1]), sys.argv[2], split(sys.argv[3])
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind(listen)
+    try:
+        server.bind(listen)
+    except OSError as e:
+        sys.exit(f"netns-forward: cannot listen on {sys.argv[1]}: {e.strerror}")
     server.listen(128)
     fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
     if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:

@@ -91,7 +91,8 @@ struct ClusterCommand: AsyncParsableCommand {
                 throw ValidationError("\(error)")
             }
             if launcher.topology.network != nil, geteuid() != 0 {
-                throw ValidationError("topology '\(launcher.topology.name)' uses network namespaces: run `doze cluster down` as root")
+                print("cluster down failed: topology '\(launcher.topology.name)' uses network namespaces: run `doze cluster down` as root")
+                throw ExitCode.failure
             }
             let stopped = await launcher.down()
             print(stopped.total == 0 ? "nothing of '\(launcher.topology.name)' was running"

@@ -191,6 +191,7 @@ extension ClusterLauncher {
             .map { "mount --bind \(q(dir + "/" + $0.0)) \($0.1)" }.joined(separator: "\n")
         let script = """
         set -e
+        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
         hostname \(q(host.name))
         \(mounts)
         exec \(q(tools.python3)) \(q(tools.subreaper)) \(q(tools.libvirtd)) -d -l -p \(q(dir + "/libvirtd.pid"))
@@ -201,7 +202,7 @@ extension ClusterLauncher {
         defer { try? handle.close() }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: tools.ip)
-        process.arguments = ["netns", "exec", host.namespace, tools.unshare, "--mount", "--uts", "--propagation", "private", "sh", "-c", script]
+        process.arguments = ["netns", "exec", host.namespace, tools.unshare, "--mount", "--uts", "--propagation", "private", "/bin/sh", "-c", script]
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
