@@ -1,5 +1,9 @@
 import ClusterCore
+import ClusterTransport
+import ClusterWire
 import Foundation
+import NIOCore
+import NIOHTTP1
 
 // A network-namespace topology (`network:`): a real multi-host cluster on one machine. A hub namespace holds a
 // bridge with the hub address (bootstraps, group managers); each controller's namespace joins the bridge through
@@ -243,6 +247,22 @@ extension ClusterLauncher {
         try "\(process.processIdentifier)\n".write(toFile: "\(pidDirectory)/forwarder.pid", atomically: true, encoding: .utf8)
         return Launched(name: "forwarder", role: "forwarder", listen: layout.clientListen, pid: process.processIdentifier, log: log,
                         namespace: nil, hypervisor: nil)
+    }
+
+    /// /health says a node serves; work also needs every controller to have joined a manager (a heartbeat round or
+    /// two later). Waits for that through the forwarder, so `up` returns a cluster that takes submissions.
+    func waitForControllers(_ layout: NetworkLayout, until deadline: ContinuousClock.Instant) async throws {
+        guard let endpoint = Endpoint(layout.clientListen) else { return }
+        var joined = 0
+        while ContinuousClock.now < deadline {
+            if let (status, body) = try? await PeerClient(timeout: .seconds(1)).send(.GET, endpoint, "/bootstrap?getLocalControllerList"),
+               status == 200, let list = try? JSONDecoder().decode(LocalControllerList.self, from: Data(body.readableBytesView)) {
+                joined = list.localControllers.count
+                if joined >= layout.hosts.count { return }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw LauncherError("only \(joined) of \(layout.hosts.count) local controllers joined a group manager in time; see \(runDirectory)/*.log")
     }
 
     /// Keeps the first QEMU capabilities a daemon probed for the next runs. The probe is lazy (the first define or

@@ -183,7 +183,13 @@ public struct ClusterLauncher {
             await down()
             throw LauncherError("\(dead.name) exited right after starting (is \(dead.listen) taken by another process?); its log ends:\n\(tail)")
         }
-        if let layout, let tools { await saveCapabilitiesSeed(layout, cp: tools.cp) }
+        if let layout, let tools {
+            do { try await waitForControllers(layout, until: deadline) } catch {
+                await down()
+                throw error
+            }
+            await saveCapabilitiesSeed(layout, cp: tools.cp)
+        }
         return launched
     }
 
