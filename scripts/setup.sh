@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Doze needs to build and run, if any are missing. Sourced by run.sh and test.sh.
-# Usage: scripts/setup.sh [extra-package ...]
+# Usage: scripts/setup.sh [--netns] [extra-package ...]
+#   --netns  also what real guests and the network-namespace topology (topology/netns.yaml) need: hand-started
+#            libvirtd with its QEMU driver, virsh, QEMU, and the tools for the test guest image and namespaces
 set -euo pipefail
 
-packages=(libvirt-dev pkg-config libvirt0 curl "$@")
+extra=()
+for a in "$@"; do
+  case "$a" in
+    --netns) extra+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 busybox-static cpio python3 iproute2) ;;
+    *) extra+=("$a") ;;
+  esac
+done
+packages=(libvirt-dev pkg-config libvirt0 curl "${extra[@]}")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -22,6 +22,19 @@ public struct LocalControllerSettings: Sendable {
     /// Samples older than this are deleted.
     public var metricsRetentionDays: Int = 70
     public var logger: Logger = Logger(label: "doze.lc")
+    /// Which accelerator VMs run under: the domain type follows it (`kvm` or `qemu`).
+    public var accelerator: Accelerator = .auto
+    /// The libvirt URI other hosts' daemons use to reach this host's daemon for peer-to-peer live migration
+    /// (e.g. `qemu+tcp://10.77.0.11/system`); nil when this host takes no migrations.
+    public var migrationURI: String?
+
+    public enum Accelerator: String, Sendable, CaseIterable {
+        /// KVM when it is usable (see `LocalController.domainTypes`), else TCG.
+        case auto
+        case kvm
+        /// QEMU's software emulation: slow, but boots any stock kernel anywhere.
+        case tcg
+    }
 
     public init(hypervisorURI: String, stateDirectory: String) {
         self.hypervisorURI = hypervisorURI

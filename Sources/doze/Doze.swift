@@ -58,6 +58,12 @@ struct LocalControllerCommand: AsyncParsableCommand {
     @Option(help: "An extra directory VM disks, kernels and filesystems may use (repeatable).")
     var diskDir: [String] = []
 
+    @Option(help: "Accelerator VMs run under: auto (KVM if usable, else TCG), kvm or tcg. Sets the domain type (kvm or qemu).")
+    var accelerator: String = "auto"
+
+    @Option(help: "libvirt URI other hosts' daemons reach this host's daemon at, for peer-to-peer migration (e.g. qemu+tcp://10.0.0.5/system).")
+    var migrationURI: String?
+
     @Option(help: "Seconds between metrics samples.")
     var sampleInterval: Double = 60
 
@@ -71,6 +77,9 @@ struct LocalControllerCommand: AsyncParsableCommand {
         _ = try parseListen(listen)
         guard sampleInterval > 0 else { throw ValidationError("--sample-interval must be > 0") }
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be > 0") }
+        guard LocalControllerSettings.Accelerator(rawValue: accelerator) != nil else {
+            throw ValidationError("--accelerator must be auto, kvm or tcg, got '\(accelerator)'")
+        }
         if hypervisor.hasPrefix("test://"), hypervisor != "test:///default", !hypervisor.hasPrefix("test:///") {
             throw ValidationError("a test-driver host file needs an absolute path: test:///ABSOLUTE/PATH.xml")
         }
@@ -89,6 +98,8 @@ struct LocalControllerCommand: AsyncParsableCommand {
         settings.diskDirectories = diskDir.map(absolute)
         settings.sampleInterval = .milliseconds(Int64(sampleInterval * 1000))
         settings.maxBodyBytes = maxBodyBytes
+        settings.accelerator = LocalControllerSettings.Accelerator(rawValue: accelerator)!
+        settings.migrationURI = migrationURI
         settings.logger = log
         let stateDirectory = settings.stateDirectory
         do {

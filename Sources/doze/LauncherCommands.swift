@@ -40,9 +40,20 @@ struct ClusterCommand: AsyncParsableCommand {
                 throw ExitCode.failure
             }
             print("cluster '\(launcher.topology.name)' is up (run directory \(launcher.runDirectory))")
-            print(pad("NAME", 14) + pad("ROLE", 11) + pad("ADDRESS", 18) + pad("PID", 9) + "LOG")
-            for n in nodes {
-                print(pad(n.name, 14) + pad(n.role.rawValue, 11) + pad(n.listen, 18) + pad("\(n.pid)", 9) + n.log)
+            if nodes.contains(where: { $0.namespace != nil }) {
+                print(pad("NAME", 14) + pad("ROLE", 11) + pad("ADDRESS", 18) + pad("PID", 9) + pad("NAMESPACE", 22) + "HYPERVISOR")
+                for n in nodes {
+                    print(pad(n.name, 14) + pad(n.role, 11) + pad(n.listen, 18) + pad("\(n.pid)", 9)
+                          + pad(n.namespace ?? "(root)", 22) + (n.hypervisor ?? "-"))
+                }
+                if let client = launcher.topology.network?.clientListen {
+                    print("logs: \(launcher.runDirectory)/NAME.log; reach the cluster with --bootstrap \(client)")
+                }
+            } else {
+                print(pad("NAME", 14) + pad("ROLE", 11) + pad("ADDRESS", 18) + pad("PID", 9) + "LOG")
+                for n in nodes {
+                    print(pad(n.name, 14) + pad(n.role, 11) + pad(n.listen, 18) + pad("\(n.pid)", 9) + n.log)
+                }
             }
             fflush(nil)
             if detach {
@@ -52,8 +63,16 @@ struct ClusterCommand: AsyncParsableCommand {
             print("Ctrl-C stops the cluster.")
             fflush(nil)
             await ClusterLauncher.waitForSignal()
-            let stopped = await launcher.down()
-            print("stopped \(stopped) nodes")
+            print(Self.describe(await launcher.down()))
+        }
+
+        static func describe(_ s: ClusterLauncher.Stopped) -> String {
+            var parts = ["\(s.nodes) nodes"]
+            if s.guests > 0 { parts.append("\(s.guests) guests") }
+            if s.daemons > 0 { parts.append("\(s.daemons) libvirt daemons") }
+            if s.namespaces > 0 { parts.append("\(s.namespaces) network namespaces") }
+            if s.mountPoints > 0 { parts.append("\(s.mountPoints) mount points") }
+            return "stopped " + parts.joined(separator: ", ")
         }
     }
 
@@ -71,8 +90,13 @@ struct ClusterCommand: AsyncParsableCommand {
             do { launcher = try ClusterLauncher(topologyFile: topology, runDirectory: runDir, binary: selfExecutable()) } catch {
                 throw ValidationError("\(error)")
             }
+            if launcher.topology.network != nil, geteuid() != 0 {
+                print("cluster down failed: topology '\(launcher.topology.name)' uses network namespaces: run `doze cluster down` as root")
+                throw ExitCode.failure
+            }
             let stopped = await launcher.down()
-            print(stopped == 0 ? "no node of '\(launcher.topology.name)' was running" : "stopped \(stopped) nodes of '\(launcher.topology.name)'")
+            print(stopped.total == 0 ? "nothing of '\(launcher.topology.name)' was running"
+                  : Up.describe(stopped) + " of '\(launcher.topology.name)'")
         }
     }
 }

@@ -10,10 +10,34 @@ import UnixSignals
 public struct ClusterLauncher {
     public struct Launched: Sendable {
         public var name: String
-        public var role: NodeRole
+        /// A node's role (`bootstrap`, `gm`, `lc`), or `forwarder`.
+        public var role: String
         public var listen: String
         public var pid: Int32
         public var log: String
+        /// Network-namespace topologies: the namespace the node runs in, and a controller's libvirt URI.
+        public var namespace: String?
+        public var hypervisor: String?
+    }
+
+    /// What `down` stopped or removed.
+    public struct Stopped: Sendable {
+        public var nodes = 0
+        public var guests = 0
+        public var daemons = 0
+        public var namespaces = 0
+        public var mountPoints = 0
+        public var total: Int { nodes + guests + daemons + namespaces + mountPoints }
+    }
+
+    /// One node to start: `namespace` wraps its command in `ip netns exec`.
+    struct PlannedNode {
+        var name: String
+        var role: NodeRole
+        var listen: String
+        var namespace: String?
+        var hypervisor: String?
+        var arguments: [String]
     }
 
     public let topology: Topology
@@ -33,8 +57,9 @@ public struct ClusterLauncher {
 
     func resolve(_ path: String) -> String { path.hasPrefix("/") ? path : topologyDirectory + "/" + path }
 
-    /// (name, role, arguments) for every node, in start order: bootstraps, managers, controllers.
-    func plan() throws -> [(String, NodeRole, String, [String])] {
+    /// Every node, in start order: bootstraps, managers, controllers.
+    func plan() throws -> [PlannedNode] {
+        let layout = topology.layout(runDirectory: runDirectory)
         var common = topology.bootstrap.flatMap { ["--bootstrap", $0.listen] }
         // An inline secret reaches the nodes through DOZE_SECRET (see `up`), never argv, which `ps` shows to everyone.
         if let file = topology.secretFile { common += ["--secret-file", resolve(file)] }
@@ -46,10 +71,12 @@ public struct ClusterLauncher {
             }
         }
         if let group = topology.multicast { common += ["--multicast", group] }
-        var plan: [(String, NodeRole, String, [String])] = []
+        var plan: [PlannedNode] = []
+        let hub = layout?.hubNamespace
         for (i, n) in topology.bootstrap.enumerated() {
             let name = n.name ?? "bootstrap-\(i + 1)"
-            plan.append((name, .bootstrap, n.listen, ["bootstrap", "--listen", n.listen, "--state-dir", "\(runDirectory)/\(name)"] + common))
+            plan.append(PlannedNode(name: name, role: .bootstrap, listen: n.listen, namespace: hub,
+                                    arguments: ["bootstrap", "--listen", n.listen, "--state-dir", "\(runDirectory)/\(name)"] + common))
         }
         for (i, n) in topology.managers.enumerated() {
             let name = n.name ?? "gm-\(i + 1)"
@@ -59,13 +86,18 @@ public struct ClusterLauncher {
             if let d = topology.dispatch { args += ["--dispatch", d] }
             if let p = topology.placement { args += ["--placement", p] }
             if let t = topology.resultTTLSeconds { args += ["--result-ttl", "\(t)"] }
-            plan.append((name, .groupManager, n.listen, args + common))
+            plan.append(PlannedNode(name: name, role: .groupManager, listen: n.listen, namespace: hub, arguments: args + common))
         }
         for (i, n) in topology.controllers.enumerated() {
             let name = n.name ?? "lc-\(i + 1)"
-            let uri = n.hypervisor ?? "test://" + resolve(n.host!)
-            plan.append((name, .localController, n.listen,
-                         ["lc", "--listen", n.listen, "--hypervisor", uri, "--state-dir", "\(runDirectory)/\(name)"] + common))
+            let host = layout?.hosts[i]
+            let uri = host?.socketURI ?? n.hypervisor ?? "test://" + resolve(n.host!)
+            var args = ["lc", "--listen", n.listen, "--hypervisor", uri, "--state-dir", "\(runDirectory)/\(name)"]
+            if let m = host?.migrationURI { args += ["--migration-uri", m] }
+            if let a = n.accelerator { args += ["--accelerator", a] }
+            for dir in topology.diskDirs ?? [] { args += ["--disk-dir", URL(fileURLWithPath: resolve(dir)).standardizedFileURL.path] }
+            plan.append(PlannedNode(name: name, role: .localController, listen: n.listen, namespace: host?.namespace,
+                                    hypervisor: uri, arguments: args + common))
         }
         return plan
     }
@@ -83,18 +115,33 @@ public struct ClusterLauncher {
     }
 
     /// Starts every node and waits (bounded) until each answers on `/health`.
+    /// A network-namespace topology first gets its namespaces and daemons, and a forwarder after the nodes.
     public func up(readyWithin limit: Duration = .seconds(30)) async throws -> [Launched] {
-        if !runningPids().isEmpty {
-            throw LauncherError("a cluster from \(runDirectory) is already running; run `doze cluster down` first")
+        if !runningPids().isEmpty || !records().isEmpty {
+            throw LauncherError("a cluster from \(runDirectory) is already running (or was left half-made); run `doze cluster down` first")
         }
+        let layout = topology.layout(runDirectory: runDirectory)
+        let tools = try layout.map { _ in try networkTools() }   // before anything is created
         try FileManager.default.createDirectory(atPath: pidDirectory, withIntermediateDirectories: true)
+        if let layout, let tools {
+            do { try await networkUp(layout, tools) } catch {
+                await down()
+                throw error
+            }
+        }
         var launched: [Launched] = []
-        for (name, role, listen, args) in try plan() {
+        for node in try plan() {
+            let (name, listen) = (node.name, node.listen)
             let log = "\(runDirectory)/\(name).log"
-            FileManager.default.createFile(atPath: log, contents: nil)
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = args
+            if let ns = node.namespace, let tools {
+                process.executableURL = URL(fileURLWithPath: tools.ip)
+                process.arguments = ["netns", "exec", ns, binary] + node.arguments
+            } else {
+                process.executableURL = URL(fileURLWithPath: binary)
+                process.arguments = node.arguments
+            }
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             process.standardOutput = handle
             process.standardError = handle
@@ -107,11 +154,19 @@ public struct ClusterLauncher {
                 throw LauncherError("cannot start \(name): \(error)")
             }
             try "\(process.processIdentifier)\n".write(toFile: "\(pidDirectory)/\(name).pid", atomically: true, encoding: .utf8)
-            launched.append(Launched(name: name, role: role, listen: listen, pid: process.processIdentifier, log: log))
+            // `ip netns exec` execs the node: this PID is the node's own.
+            launched.append(Launched(name: name, role: node.role.rawValue, listen: listen, pid: process.processIdentifier, log: log,
+                                     namespace: node.namespace, hypervisor: node.hypervisor))
+        }
+        if let layout, let tools {
+            do { launched.append(try startForwarder(layout, tools)) } catch {
+                await down()
+                throw LauncherError("cannot start the forwarder: \(error)")
+            }
         }
         let deadline = ContinuousClock.now + limit
         for node in launched {
-            while !(await Self.healthy(node.listen)) {
+            while !(await Self.healthy(node)) {
                 if kill(node.pid, 0) != 0 || ContinuousClock.now > deadline {
                     let tail = (try? String(contentsOfFile: node.log, encoding: .utf8))?.split(separator: "\n").suffix(5).joined(separator: "\n") ?? ""
                     await down()
@@ -128,7 +183,19 @@ public struct ClusterLauncher {
             await down()
             throw LauncherError("\(dead.name) exited right after starting (is \(dead.listen) taken by another process?); its log ends:\n\(tail)")
         }
+        if let layout, let tools {
+            do { try await waitForControllers(layout, until: deadline) } catch {
+                await down()
+                throw error
+            }
+            await saveCapabilitiesSeed(layout, cp: tools.cp)
+        }
         return launched
+    }
+
+    static func healthy(_ node: Launched) async -> Bool {
+        if let ns = node.namespace { return await NamespaceProbe.healthy(netns: ns, node.listen) }
+        return await healthy(node.listen)
     }
 
     static func healthy(_ listen: String) async -> Bool {
@@ -137,9 +204,11 @@ public struct ClusterLauncher {
         return status == 200 && String(buffer: body) == "ok"
     }
 
-    /// SIGTERM to every node started from this run directory, then SIGKILL to any left after 5 s.
+    /// SIGTERM to every node started from this run directory, then SIGKILL to any left after 5 s; then, for a
+    /// network-namespace topology, its guests, daemons, namespaces and mount points.
     @discardableResult
-    public func down() async -> Int {
+    public func down() async -> Stopped {
+        var stopped = Stopped()
         let running = runningPids()
         for (_, pid) in running { kill(pid, SIGTERM) }
         let deadline = ContinuousClock.now + .seconds(5)
@@ -148,7 +217,9 @@ public struct ClusterLauncher {
         }
         for (_, pid) in running where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
         try? FileManager.default.removeItem(atPath: pidDirectory)
-        return running.count
+        stopped.nodes = running.count
+        await networkDown(into: &stopped)
+        return stopped
     }
 
     /// Waits for SIGINT or SIGTERM.

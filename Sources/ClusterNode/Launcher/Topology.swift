@@ -21,6 +21,18 @@ public struct Topology: Sendable, Codable {
         /// Local controllers: a libvirt URI, or `host:` a test-driver host file relative to the topology file.
         public var hypervisor: String?
         public var host: String?
+        /// Network-namespace topologies: give this controller's namespace its own hand-started libvirtd.
+        public var libvirtd: Bool?
+        /// Local controllers: `auto`, `kvm` or `tcg` (`doze lc --accelerator`).
+        public var accelerator: String?
+    }
+    /// `network:` makes every controller a host of its own: a network namespace joined to a hub namespace (which
+    /// holds the bootstrap and group managers) through a bridge. Nothing is added to the root namespace but a
+    /// forwarder listening on `client_listen`, relaying to the first bootstrap.
+    public struct Network: Sendable, Codable {
+        public var subnet: String
+        public var clientListen: String
+        enum CodingKeys: String, CodingKey { case subnet, clientListen = "client_listen" }
     }
 
     public var name: String
@@ -35,6 +47,9 @@ public struct Topology: Sendable, Codable {
     public var placement: String?
     public var resultTTLSeconds: Int?
     public var heartbeat: Heartbeat?
+    public var network: Network?
+    /// Extra directories every local controller lets VMs use (kernels, initrds, disks), relative to the file.
+    public var diskDirs: [String]?
     public var bootstrap: [Node]
     public var managers: [Node]
     public var controllers: [Node]
@@ -42,7 +57,7 @@ public struct Topology: Sendable, Codable {
     enum CodingKeys: String, CodingKey {
         case name, secret, secretFile = "secret_file", runDir = "run_dir", assignment, multicast
         case vmSubnet = "vm_subnet", dispatch, placement, resultTTLSeconds = "result_ttl_s"
-        case heartbeat, bootstrap, managers, controllers
+        case heartbeat, network, diskDirs = "disk_dirs", bootstrap, managers, controllers
     }
 
     /// Loads and checks a topology file; errors name the file and the problem.
@@ -66,8 +81,17 @@ public struct Topology: Sendable, Codable {
             guard Endpoint(node.listen) != nil else { throw LauncherError("\(path): listen must be HOST:PORT, got '\(node.listen)'") }
             guard seen.insert(node.listen).inserted else { throw LauncherError("\(path): two nodes listen on \(node.listen)") }
         }
-        for c in controllers where c.hypervisor == nil && c.host == nil {
-            throw LauncherError("\(path): controller \(c.listen) needs `hypervisor:` (a libvirt URI) or `host:` (a test-driver host file)")
+        for c in controllers where c.hypervisor == nil && c.host == nil && c.libvirtd != true {
+            throw LauncherError("\(path): controller \(c.listen) needs `hypervisor:` (a libvirt URI), `host:` (a test-driver host file)"
+                                + " or, with `network:`, `libvirtd: true`")
+        }
+        for c in controllers {
+            if let a = c.accelerator, !["auto", "kvm", "tcg"].contains(a) {
+                throw LauncherError("\(path): controller \(c.listen): accelerator must be auto, kvm or tcg")
+            }
+        }
+        if network != nil { try validateNetwork(path) } else if controllers.contains(where: { $0.libvirtd == true }) {
+            throw LauncherError("\(path): `libvirtd: true` needs `network:` (each such controller gets a namespace of its own)")
         }
         if let assignment, GroupLeaderState.AssignmentPolicy(rawValue: assignment) == nil {
             throw LauncherError("\(path): assignment must be round-robin or least-loaded")

@@ -1,0 +1,76 @@
+import ClusterCore
+import Foundation
+
+/// Where everything of a network-namespace topology lives: derived from the file alone, so that `down` finds the
+/// same names and paths as the `up` that made them.
+public struct NetworkLayout: Sendable {
+    public struct Host: Sendable {
+        /// The controller's name in the topology (`host-a`), also its hostname inside the namespace.
+        public var name: String
+        /// `doze-<topology>-<name>`.
+        public var namespace: String
+        /// This host's address on the bridge (the controller's listen address).
+        public var address: String
+        /// The hub's end of this host's veth pair (the host's end is `eth0`).
+        public var hubLink: String
+        /// The daemon's private tree (`etc run lib log cache`), when the host has a libvirtd.
+        public var daemonDirectory: String?
+
+        /// How anything on this machine reaches the daemon, whatever its namespace.
+        public var socketURI: String? { daemonDirectory.map { "qemu+unix:///system?socket=\($0)/run/libvirt-sock" } }
+        /// How other hosts' daemons reach this one (peer-to-peer migration).
+        public var migrationURI: String? { daemonDirectory == nil ? nil : "qemu+tcp://\(address)/system" }
+    }
+
+    public var hubNamespace: String
+    public var hubAddress: String
+    public var prefixLength: Int
+    public var clientListen: String
+    public var hosts: [Host]
+}
+
+extension Topology {
+    /// The namespace of every node: the hub for bootstraps and managers, its own for each controller.
+    public func layout(runDirectory: String) -> NetworkLayout? {
+        guard let network, let pool = try? IPPool(subnet: network.subnet) else { return nil }
+        let hosts = controllers.enumerated().map { i, c in
+            let name = c.name ?? "lc-\(i + 1)"
+            return NetworkLayout.Host(
+                name: name, namespace: "doze-\(self.name)-\(name)", address: Endpoint(c.listen)?.host ?? "",
+                hubLink: "veth\(i + 1)", daemonDirectory: c.libvirtd == true ? "\(runDirectory)/hosts/\(name)" : nil)
+        }
+        return NetworkLayout(hubNamespace: "doze-\(name)-hub", hubAddress: Endpoint(bootstrap[0].listen)?.host ?? "",
+                             prefixLength: pool.prefixLength, clientListen: network.clientListen, hosts: hosts)
+    }
+
+    func validateNetwork(_ path: String) throws {
+        guard let network else { return }
+        guard let pool = try? IPPool(subnet: network.subnet) else {
+            throw LauncherError("\(path): network.subnet must be an IPv4 CIDR with a prefix from /8 to /30, got '\(network.subnet)'")
+        }
+        guard let client = Endpoint(network.clientListen), IPPool.parse(client.host) != nil else {
+            throw LauncherError("\(path): network.client_listen must be IPV4:PORT (e.g. 127.0.0.1:5100), got '\(network.clientListen)'")
+        }
+        // Names become namespace names (doze-NAME-hub); keep them to what `ip netns` and file names take.
+        func safe(_ s: String) -> Bool { !s.isEmpty && s.count <= 40 && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") } }
+        guard safe(name) else { throw LauncherError("\(path): with `network:`, name must be letters, digits, - or _ (it names the namespaces)") }
+        let mask: UInt32 = pool.prefixLength == 0 ? 0 : ~UInt32(0) << (32 - pool.prefixLength)
+        func inSubnet(_ host: String) -> Bool { IPPool.parse(host).map { $0 & mask == pool.network && $0 != pool.network && $0 != pool.network | ~mask } ?? false }
+        let hub = Endpoint(bootstrap[0].listen)!.host
+        for node in bootstrap + managers {
+            guard Endpoint(node.listen)!.host == hub, inSubnet(hub) else {
+                throw LauncherError("\(path): with `network:`, every bootstrap and group manager listens on one address of \(network.subnet) (the hub's), got '\(node.listen)'")
+            }
+        }
+        var addresses: Set<String> = [hub], names = Set<String>()
+        for (i, c) in controllers.enumerated() {
+            let host = Endpoint(c.listen)!.host, name = c.name ?? "lc-\(i + 1)"
+            guard inSubnet(host), addresses.insert(host).inserted else {
+                throw LauncherError("\(path): controller \(name) needs an address of \(network.subnet) of its own (not the hub's), got '\(c.listen)'")
+            }
+            guard safe(name), name != "hub", names.insert(name).inserted else {
+                throw LauncherError("\(path): controller names must be distinct, letters, digits, - or _, and not 'hub'; got '\(name)'")
+            }
+        }
+    }
+}
