@@ -8,8 +8,6 @@ public struct LocalControllerSettings: Sendable {
     public var port: Int = 5010
     /// The libvirt URI of the host this controller manages.
     public var hypervisorURI: String
-    /// The libvirt URI other hosts' daemons dial to migrate VMs here (e.g. `qemu+tcp://10.77.0.11/system`).
-    public var migrationURI: String?
     /// Controller state: configuration, metrics samples, and (on test-driver hosts) the host's domains.
     public var stateDirectory: String
     /// Seed 003's XML directory: `POST /vm?xmlName=FILE` reads FILE from here.
