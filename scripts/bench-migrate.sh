@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Live migration: Doze against plain libvirt, same guest, same two hosts, same run. Brings up topology/netns.yaml
+# (renamed: never meets a user's cluster), boots one real TCG guest through `doze submit`, then for each round
+# moves it with `doze vm migrate --wait` one way and with `virsh migrate --live --p2p --persistent --undefinesource`
+# (the source daemon dialing the destination, as Doze does) the way back. Prints each round and the medians of wall
+# time (from the command's start to its end, as a user waits) and downtime (libvirt's measured one, read on the
+# destination), and the ratio Doze/virsh.
+#
+#   scripts/bench-migrate.sh [ROUNDS]      root; default 5 rounds; builds doze (release) first
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+ROUNDS=${1:-5}
+[ "$(id -u)" -eq 0 ] || { echo "bench-migrate: needs root (network namespaces, libvirtd)" >&2; exit 2; }
+scripts/setup.sh --netns
+swift build -c release --product doze 2>&1 | grep -E "error|Build complete" >&2 || true
+BIN=$(swift build -c release --show-bin-path)/doze
+
+W=$(mktemp -d /tmp/doze-bench-migrate.XXXXXX)
+TOPO=$W/bench.yaml
+BS=127.0.0.1:5191
+cleanup() { "$BIN" cluster down "$TOPO" --run-dir "$W/cluster" >/dev/null 2>&1 || true; rm -rf "$W"; }
+trap cleanup EXIT
+sed -e 's/^name: netns$/name: benchmig/' -e 's#10\.77\.0\.#10.79.0.#g' -e "s#client_listen: 127.0.0.1:5100#client_listen: $BS#" \
+    -e "s#\.\./\.build-guest#$ROOT/.build-guest#" topology/netns.yaml > "$TOPO"
+scripts/guest-image.sh >/dev/null
+"$BIN" cluster up "$TOPO" --detach --run-dir "$W/cluster" > "$W/up.out" 2>&1 || { cat "$W/up.out"; exit 1; }
+doze() { "$BIN" "$@" --bootstrap "$BS"; }
+socket() { echo "qemu+unix:///system?socket=$W/cluster/hosts/$1/run/libvirt-sock"; }
+declare -A IP=([host-a]=10.79.0.11 [host-b]=10.79.0.12)
+
+scripts/guest-xml.sh bench "$W/console.log" > "$W/bench.xml"
+doze submit "$W/bench.xml" --wait --timeout 60 > /dev/null
+for _ in $(seq 600); do grep -aq GUEST-READY "$W/console.log" 2>/dev/null && break; sleep 0.1; done
+grep -aq GUEST-READY "$W/console.log" || { echo "the guest did not boot" >&2; exit 1; }
+
+# host name (host-a/host-b) <-> controller id, from the controllers' addresses
+eval "$(doze host list --json | python3 -c '
+import json, sys
+for h in json.load(sys.stdin)["hosts"]:
+    name = "host_a" if h["address"]["address"].endswith(".11") else "host_b"
+    print("ID_" + name + "=" + h["id"])')"
+where() {
+  local id
+  id=$(doze vm show bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtualMachineLocation"]["localControllerId"])')
+  [ "$id" = "$ID_host_a" ] && echo host-a || echo host-b
+}
+other() { [ "$1" = host-a ] && echo host-b || echo host-a; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+echo "round  doze wall ms  doze downtime ms  virsh wall ms  virsh downtime ms"
+: > "$W/figures"
+for r in $(seq "$ROUNDS"); do
+  from=$(where); to=$(other "$from"); to_id=ID_${to/-/_}
+  t0=$(now_ms)
+  doze vm migrate bench --to "${!to_id}" --wait --json > "$W/doze.json"
+  t1=$(now_ms)
+  d_down=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["state"]=="completed" and r["mode"]=="live", r; print(r["progress"].get("downtimeMs", -1))' "$W/doze.json")
+  # Back with plain libvirt, from the guest's current daemon to the other one.
+  t2=$(now_ms)
+  virsh -q -c "$(socket "$to")" migrate --live --p2p --persistent --undefinesource bench "qemu+tcp://${IP[$from]}/system"
+  t3=$(now_ms)
+  v_down=$(virsh -q -c "$(socket "$from")" domjobinfo bench --completed | awk '/Total downtime:/{print $3}')
+  printf "%5d  %12d  %16s  %13d  %17s\n" "$r" $((t1 - t0)) "$d_down" $((t3 - t2)) "$v_down"
+  echo "$((t1 - t0)) $d_down $((t3 - t2)) $v_down" >> "$W/figures"
+  # Not timed: the cluster's heartbeats see the guest back on its first host before the next round.
+  for _ in $(seq 100); do [ "$(where)" = "$from" ] && break; sleep 0.1; done
+done
+python3 - "$W/figures" <<'EOF'
+import statistics, sys
+rows = [list(map(float, line.split())) for line in open(sys.argv[1])]
+med = [statistics.median(col) for col in zip(*rows)]
+print(f"median  doze {med[0]:.0f} ms (downtime {med[1]:.0f} ms)   virsh {med[2]:.0f} ms (downtime {med[3]:.0f} ms)   "
+      f"ratio doze/virsh {med[0] / med[2]:.2f}   target <= 1.2")
+EOF
