@@ -325,6 +325,8 @@ extension LocalController {
         guard let hold = incomingMigrations[request.vm], hold.id == request.id else { return }
         incomingMigrations[request.vm] = nil
         reservations[request.vm] = nil
+        // libvirt has removed the half-arrived domain by now; drop it from the books without waiting for its event.
+        _ = try? await refresh(request.vm)
     }
 
     /// The VM has arrived (live): take it into the books with its metadata and report libvirt's final figures.

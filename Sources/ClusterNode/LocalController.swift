@@ -147,7 +147,9 @@ public actor LocalController: LocalControllerBackend {
     }
 
     var usage: HostUsage {
-        vms.values.reduce(HostUsage()) { $0 + $1.usage } + reservations.values.reduce(HostUsage(), +)
+        // A VM arriving by migration shows up (paused) before it has arrived: its room is already reserved.
+        vms.reduce(HostUsage()) { incomingMigrations[$1.key] == nil ? $0 + $1.value.usage : $0 }
+            + reservations.values.reduce(HostUsage(), +)
     }
 
     var effectiveQuota: HostQuota {

@@ -122,7 +122,7 @@ extension LocalController {
     func capacitySummary() -> CapacitySummary {
         let quota = effectiveQuota
         var requested = ResourceVector.zero
-        for record in vms.values where record.info.state.isActive {
+        for (name, record) in vms where record.info.state.isActive && incomingMigrations[name] == nil {
             requested = requested + ResourceVector(vcpus: Double(record.info.vcpus), memoryKiB: Double(record.info.memoryKiB),
                                                    rxBytes: record.rxBytes, txBytes: record.txBytes)
         }
@@ -134,5 +134,6 @@ extension LocalController {
                                used: requested, requested: requested, vmCount: vms.count)
     }
 
-    func vmNames() -> [String] { vms.keys.sorted() }
+    /// VMs on their way here are not here yet: the cluster keeps them where they come from until they arrive.
+    func vmNames() -> [String] { vms.keys.filter { incomingMigrations[$0] == nil }.sorted() }
 }

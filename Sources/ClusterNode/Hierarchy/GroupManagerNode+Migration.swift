@@ -42,18 +42,20 @@ extension GroupManagerNode {
         try await requireMigrations().undrain(id)
     }
 
-    /// Leader: show the move in its own view at once and tell the managers of both hosts.
+    /// Leader: tell the managers of both hosts, then show the move in its own view. In that order, so that a
+    /// manager's summary sent before it heard of the move cannot put the VM back in the leader's view.
     func applyMove(_ move: VirtualMachineMove) async {
-        guard case .leader(var state) = mode else { return }
-        state.moveVM(move.vm, from: move.from, to: move.to, demand: ResourceVector(vcpus: Double(move.vcpus), memoryKiB: Double(move.memoryMiB) * 1024))
-        mode = .leader(state)
-        let targets = state.managers.values.filter { $0.controllers.contains { $0.id == move.from || $0.id == move.to } }.map(\.info.control)
+        guard case .leader(let before) = mode else { return }
+        let targets = before.managers.values.filter { $0.controllers.contains { $0.id == move.from || $0.id == move.to } }.map(\.info.control)
         let peers = self.peers
         await withTaskGroup(of: Void.self) { group in
             for target in targets {
                 group.addTask { _ = try? await peers.send(.POST, target, "/groupmanager?virtualMachineMoved", body: move, timeout: .seconds(2)) }
             }
         }
+        guard case .leader(var state) = mode else { return }
+        state.moveVM(move.vm, from: move.from, to: move.to, demand: ResourceVector(vcpus: Double(move.vcpus), memoryKiB: Double(move.memoryMiB) * 1024))
+        mode = .leader(state)
     }
 
     /// Manager: a VM moved between controllers (one or both ours).

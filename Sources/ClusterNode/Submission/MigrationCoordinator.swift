@@ -64,18 +64,22 @@ actor MigrationCoordinator {
         return out
     }
 
-    /// Room a host has for more VMs: its quota less what its VMs ask for and what is already on its way there.
+    /// Room a host has for more VMs: its quota less what its VMs ask for (a controller's heartbeat counts the room
+    /// it holds for VMs on their way in) and what queued migrations will ask of it. A precheck: the destination
+    /// itself admits or refuses each incoming VM against its quota.
     private func free(_ host: Host) -> HostUsage {
         let s = host.info.summary
+        let queued = book.entries.values.filter { $0.phase == .queued && $0.destination == host.info.id }.reduce(HostUsage()) { $0 + $1.demand }
         return HostUsage(vcpus: Int(s.total.vcpus - s.requested.vcpus), memoryMiB: Int((s.total.memoryKiB - s.requested.memoryKiB) / 1024))
-            - book.incoming(to: host.info.id)
+            - queued
     }
 
     // MARK: - Starting
 
     /// Checks and admits a migration and has its source start it. Refusals are errors with nothing moved;
     /// with `queue`, a migration over the per-host limit waits for a slot instead (drains).
-    func migrate(_ request: MigrationSubmission, queue: Bool = false, drain: String? = nil) async throws(DozeError) -> MigrationRecord {
+    func migrate(_ request: MigrationSubmission, queue: Bool = false, drain: String? = nil,
+                 knownSource: NodeID? = nil) async throws(DozeError) -> MigrationRecord {
         guard active else { throw DozeError(.unavailable, "this node is no longer the group leader") }
         let vm = request.vm.trimmingCharacters(in: .whitespacesAndNewlines)
         let to = request.to.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -88,13 +92,15 @@ actor MigrationCoordinator {
         if let p = options.postCopyAfterSeconds, !(p >= 0 && p <= 3600) {
             throw DozeError(.badRequest, "postCopyAfterSeconds must be from 0 to 3600")
         }
-        let location = try await submissions.discover(vm)
+        // A drain knows where its VMs are (their host listed them); others ask the cluster's books.
+        let sourceID: NodeID
+        if let knownSource { sourceID = knownSource } else { sourceID = try await submissions.discover(vm).localControllerId }
         let all = hosts(await managers())
         guard let destination = all[to] else {
             throw DozeError(.notFound, "no local controller '\(to)' in the cluster (see doze host list)")
         }
-        guard let source = all[location.localControllerId] else {
-            throw DozeError(.unavailable, "VM '\(vm)' is on local controller \(location.localControllerId), which is between group managers; retry in a moment")
+        guard let source = all[sourceID] else {
+            throw DozeError(.unavailable, "VM '\(vm)' is on local controller \(sourceID), which is between group managers; retry in a moment")
         }
         guard source.info.id != destination.info.id else {
             throw DozeError(.conflict, "VM '\(vm)' already runs on local controller \(to)")
@@ -340,7 +346,7 @@ actor MigrationCoordinator {
                 unplaced[vm] = "no other host has room for \(demand.vcpus) vCPUs and \(demand.memoryMiB) MiB"
             case .success(let target):
                 do {
-                    started.append(try await migrate(MigrationSubmission(vm: vm, to: target, options: options), queue: true, drain: id))
+                    started.append(try await migrate(MigrationSubmission(vm: vm, to: target, options: options), queue: true, drain: id, knownSource: id))
                 } catch {
                     unplaced[vm] = error.message
                 }
