@@ -48,23 +48,37 @@ where() {
 other() { [ "$1" = host-a ] && echo host-b || echo host-a; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-echo "round  doze wall ms  doze downtime ms  virsh wall ms  virsh downtime ms"
+# One migration each way, timed: Doze from wherever the guest is, virsh back (or the other way round).
+doze_move() {  # doze_move FROM TO -> "wall downtime"
+  local t0 t1 to_id=ID_${2/-/_}
+  t0=$(now_ms); doze vm migrate bench --to "${!to_id}" --wait --json ${DOZE_ARGS:-} > "$W/doze.json"; t1=$(now_ms)
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["state"]=="completed" and r["mode"]=="live", r; print(sys.argv[2], r["progress"].get("downtimeMs", -1))' \
+    "$W/doze.json" $((t1 - t0))
+  # Not timed: the cluster's heartbeats show the guest where it went before anything else moves it.
+  for _ in $(seq 100); do [ "$(where)" = "$2" ] && break; sleep 0.1; done
+}
+virsh_move() {  # virsh_move FROM TO -> "wall downtime"
+  local t0 t1
+  t0=$(now_ms)
+  virsh -q -c "$(socket "$1")" migrate --live --p2p --persistent --undefinesource bench "qemu+tcp://${IP[$2]}/system"
+  t1=$(now_ms)
+  echo $((t1 - t0)) "$(virsh -q -c "$(socket "$2")" domjobinfo bench --completed | awk '/Total downtime:/{print $3}')"
+  for _ in $(seq 100); do [ "$(where)" = "$2" ] && break; sleep 0.1; done
+}
+
+# Warm-up, not counted: a guest's first migration sends more than later ones (kvm.md §4).
+a=$(where); b=$(other "$a")
+virsh_move "$a" "$b" > /dev/null; virsh_move "$b" "$a" > /dev/null
+
+echo "round  direction  doze wall ms  doze downtime ms  virsh wall ms  virsh downtime ms"
 : > "$W/figures"
 for r in $(seq "$ROUNDS"); do
-  from=$(where); to=$(other "$from"); to_id=ID_${to/-/_}
-  t0=$(now_ms)
-  doze vm migrate bench --to "${!to_id}" --wait --json > "$W/doze.json"
-  t1=$(now_ms)
-  d_down=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["state"]=="completed" and r["mode"]=="live", r; print(r["progress"].get("downtimeMs", -1))' "$W/doze.json")
-  # Back with plain libvirt, from the guest's current daemon to the other one.
-  t2=$(now_ms)
-  virsh -q -c "$(socket "$to")" migrate --live --p2p --persistent --undefinesource bench "qemu+tcp://${IP[$from]}/system"
-  t3=$(now_ms)
-  v_down=$(virsh -q -c "$(socket "$from")" domjobinfo bench --completed | awk '/Total downtime:/{print $3}')
-  printf "%5d  %12d  %16s  %13d  %17s\n" "$r" $((t1 - t0)) "$d_down" $((t3 - t2)) "$v_down"
-  echo "$((t1 - t0)) $d_down $((t3 - t2)) $v_down" >> "$W/figures"
-  # Not timed: the cluster's heartbeats see the guest back on its first host before the next round.
-  for _ in $(seq 100); do [ "$(where)" = "$from" ] && break; sleep 0.1; done
+  from=$(where); to=$(other "$from")
+  # Alternate who goes first, so neither tool always takes the same direction.
+  if [ $((r % 2)) = 1 ]; then d=$(doze_move "$from" "$to"); v=$(virsh_move "$to" "$from"); dir="doze $from>$to"
+  else v=$(virsh_move "$from" "$to"); d=$(doze_move "$to" "$from"); dir="virsh $from>$to"; fi
+  printf "%5d  %-20s %7d  %16s  %13d  %17s\n" "$r" "$dir" ${d% *} "${d#* }" ${v% *} "${v#* }"
+  echo "$d $v" >> "$W/figures"
 done
 python3 - "$W/figures" <<'EOF'
 import statistics, sys

@@ -29,7 +29,7 @@ struct IncomingHold: Sendable {
 extension LocalController {
     static let finishedJobMemory: Duration = .seconds(600)
     static let incomingHoldLimit: Duration = .seconds(1800)
-    static let progressInterval: Duration = .milliseconds(200)
+    static let progressInterval: Duration = .milliseconds(500)
 
     var isTestDriver: Bool { hypervisor.uri.hasPrefix("test:") }
     var driverName: String {
@@ -128,11 +128,17 @@ extension LocalController {
         // The migration call blocks its connection's thread for the whole move: it gets a connection of its own,
         // and the controller's connection stays free for progress, abort and everything else.
         let connection: LibvirtHost
-        do { connection = try await LibvirtHost.open(uri: settings.hypervisorURI) } catch {
-            await cancelIncoming(at: destination, command)
-            finish(command.id, .failed, error: "cannot open a second connection to \(settings.hypervisorURI): \(error.message)")
-            return
+        if let spare = spareMigrationConnection {
+            spareMigrationConnection = nil
+            connection = spare
+        } else {
+            do { connection = try await LibvirtHost.open(uri: settings.hypervisorURI) } catch {
+                await cancelIncoming(at: destination, command)
+                finish(command.id, .failed, error: "cannot open a second connection to \(settings.hypervisorURI): \(error.message)")
+                return
+            }
         }
+        defer { Task { await self.prepareSpareConnection() } }
         let watcher = Task { await self.watchProgress(command) }
         var failure: HypervisorError?
         do { try await connection.migrateLive(.name(vm), parameters) } catch { failure = error }
@@ -146,6 +152,13 @@ extension LocalController {
             return
         }
         await completeOnSource(command, destination: destination)
+    }
+
+    /// Opens the connection the next live migration will use, unless one is ready (real daemons only).
+    func prepareSpareConnection() async {
+        guard !isTestDriver, spareMigrationConnection == nil,
+              let connection = try? await LibvirtHost.open(uri: settings.hypervisorURI) else { return }
+        if spareMigrationConnection == nil { spareMigrationConnection = connection } else { await connection.close() }
     }
 
     /// Job statistics every `progressInterval` while the migration runs; switches to post-copy when asked.
@@ -205,6 +218,7 @@ extension LocalController {
         job.status.error = error
         job.finishedAt = .now
         migrationJobs[id] = job
+        for waiter in (migrationWaiters.removeValue(forKey: id) ?? [:]).values { waiter.resume() }
         log.info("migration ended", metadata: ["doze/vm": "\(job.status.vm)", "doze/migration": "\(id)", "doze/state": "\(state.rawValue)",
                                                 "error": "\(error ?? "")"])
         let now = ContinuousClock.now
@@ -269,14 +283,23 @@ extension LocalController {
     /// The migration's state; with `wait`, returns as soon as it is final or after `wait`.
     public func migrationStatus(id: String, wait: Duration?) async throws(DozeError) -> LocalMigrationStatus {
         guard migrationJobs[id] != nil else { throw DozeError(.notFound, "no migration '\(id)' on this host") }
-        if let wait {
-            let deadline = ContinuousClock.now + wait
-            while let job = migrationJobs[id], !job.status.state.isFinal, ContinuousClock.now < deadline {
-                try? await Task.sleep(for: .milliseconds(20))
+        if let wait, migrationJobs[id]?.status.state.isFinal == false {
+            // Woken the moment the migration ends (`finish`), or by the timer.
+            let token = UUID()
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                migrationWaiters[id, default: [:]][token] = c
+                Task {
+                    try? await Task.sleep(for: wait)
+                    self.timeOutWaiter(id, token)
+                }
             }
         }
         guard let job = migrationJobs[id] else { throw DozeError(.notFound, "no migration '\(id)' on this host") }
         return job.status
+    }
+
+    private func timeOutWaiter(_ id: String, _ token: UUID) {
+        migrationWaiters[id]?.removeValue(forKey: token)?.resume()
     }
 
     /// Aborts a running migration; the VM keeps running here.

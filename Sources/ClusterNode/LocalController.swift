@@ -46,6 +46,10 @@ public actor LocalController: LocalControllerBackend {
     var migrationJobs: [String: MigrationJob] = [:]
     /// Room held for VMs on their way here, by VM name.
     var incomingMigrations: [String: IncomingHold] = [:]
+    /// Whoever waits for a migration of this host to end, by migration id.
+    var migrationWaiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
+    /// A libvirt connection opened ahead of the next live migration (opening one is on the migration's critical path).
+    var spareMigrationConnection: LibvirtHost?
     private var lastReading: HostReading?
     private var lastPrune: Double = 0
     /// Where clients reach this controller; filled in once the HTTP server listens.
@@ -81,6 +85,7 @@ public actor LocalController: LocalControllerBackend {
             metricsStore: try MetricsStore(directory: settings.stateDirectory + "/metrics"))
         try await controller.adoptDomains()
         try await controller.reconcilePools()
+        Task { await controller.prepareSpareConnection() }
         return controller
     }
 

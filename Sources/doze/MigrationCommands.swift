@@ -12,6 +12,11 @@ import NIOHTTP1
 extension BootstrapClient {
     /// A host named by its id, a unique prefix of it, or its controller's HOST:PORT.
     func resolveHost(_ name: String) async throws -> HostEntry {
+        // A whole id needs no lookup (the server refuses an unknown one).
+        if UUID(uuidString: name) != nil {
+            return HostEntry(id: name, address: NetworkAddress(), groupManagerId: "", draining: false, vms: [], vcpus: 0, vcpusRequested: 0,
+                             memoryMiB: 0, memoryMiBRequested: 0, migrations: 0)
+        }
         let hosts = try decode(HostList.self, try await call(.GET, "/v1/hosts")).hosts
         if let exact = hosts.first(where: { $0.id == name || "\($0.address.address):\($0.address.port)" == name }) { return exact }
         let matches = hosts.filter { $0.id.hasPrefix(name) }
@@ -52,6 +57,11 @@ extension BootstrapClient {
         guard let last else { throw ClientError("no news of migration \(id) within \(Int(timeout)) s") }
         return last
     }
+}
+
+extension HostEntry {
+    /// `ID (HOST:PORT)`, or the id alone when the address is not known here.
+    var named: String { address.port > 0 ? "\(id) (\(address.shown))" : id }
 }
 
 enum MigrationView {
@@ -170,7 +180,7 @@ extension VMCommand {
                 } else if wait {
                     print(MigrationView.details(record))
                 } else {
-                    print("migration \(record.id) of \(record.vm) to \(destination.address.shown): \(record.state.rawValue) (\(record.mode))")
+                    print("migration \(record.id) of \(record.vm) to \(record.destination.address.shown): \(record.state.rawValue) (\(record.mode))")
                     print("follow: doze migration show \(record.id) --wait     abort: doze migration abort \(record.id)")
                 }
                 if wait && record.state != .completed {
@@ -296,7 +306,7 @@ struct HostCommand: AsyncParsableCommand {
                     final.migrations = outcomes
                     print(String(decoding: try WireCoding.encoder().encode(final), as: UTF8.self))
                 } else {
-                    print("host \(target.id) (\(target.address.shown)) is drained: it takes no new VMs")
+                    print("host \(target.named) is drained: it takes no new VMs")
                     if !outcomes.isEmpty { print(MigrationView.table(outcomes)) }
                     for (vm, why) in report.unplaced.sorted(by: { $0.key < $1.key }) { print("not moved: \(vm): \(why)") }
                     if outcomes.isEmpty && report.unplaced.isEmpty { print("no VMs to move") }
@@ -322,7 +332,7 @@ struct HostCommand: AsyncParsableCommand {
                 let target = try await api.resolveHost(host)
                 let raw = try await api.call(.POST, "/v1/hosts/\(BootstrapClient.segment(target.id))/undrain")
                 if client.json { print(String(buffer: raw)); return }
-                print("host \(target.id) (\(target.address.shown)) takes new VMs again")
+                print("host \(target.named) takes new VMs again")
             }
         }
     }

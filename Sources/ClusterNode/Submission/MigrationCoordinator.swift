@@ -28,6 +28,8 @@ actor MigrationCoordinator {
     /// Hosts drained through this leader, as a target exclusion until their heartbeats say so themselves.
     private var drained: Set<NodeID> = []
     private var active = true
+    /// Whoever waits for a migration to end (`GET …?wait=`), by migration id.
+    private var waiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
     static let keepFinished: Duration = .seconds(3600)
 
     init(limitPerHost: Int, submissions: SubmissionCoordinator, logger: Logger, managers: @escaping Managers, moved: @escaping Moved) {
@@ -235,6 +237,7 @@ actor MigrationCoordinator {
         record.durationMs = UInt64(max(0, record.finishedAt! - record.startedAt))
         records[id] = record
         commands[id] = nil
+        for waiter in (waiters.removeValue(forKey: id) ?? [:]).values { waiter.resume() }
         log.info("migration ended", metadata: ["doze/vm": "\(record.vm)", "doze/migration": "\(id)", "doze/state": "\(state.rawValue)",
                                                 "doze/ms": "\(record.durationMs ?? 0)", "error": "\(error ?? "")"])
         for next in book.finish(id, now: now) {
@@ -251,8 +254,16 @@ actor MigrationCoordinator {
     func record(_ id: String, wait: Duration = .zero) async throws(DozeError) -> MigrationRecord {
         guard var record = records[id] else { throw DozeError(.notFound, "no migration '\(id)' (unknown, or forgotten an hour after it ended)") }
         if wait > .zero {
-            let deadline = now + wait
-            while let r = records[id], !r.state.isFinal, now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+            if !record.state.isFinal {
+                let token = UUID()
+                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                    waiters[id, default: [:]][token] = c
+                    Task {
+                        try? await Task.sleep(for: wait)
+                        self.timeOut(id, token)
+                    }
+                }
+            }
             return records[id] ?? record
         }
         if record.state == .running {
@@ -264,6 +275,10 @@ actor MigrationCoordinator {
             }
         }
         return record
+    }
+
+    private func timeOut(_ id: String, _ token: UUID) {
+        waiters[id]?.removeValue(forKey: token)?.resume()
     }
 
     func list() -> MigrationList {
@@ -313,6 +328,14 @@ actor MigrationCoordinator {
             throw remoteError(error, "local controller \(host.info.id) did not answer")
         }
         if draining { drained.insert(host.info.id) } else { drained.remove(host.info.id) }
+        // Return once the heartbeats carry it, so managers' placement and the leader's dispatch both know (bounded).
+        let deadline = ContinuousClock.now + .seconds(3)
+        while ContinuousClock.now < deadline {
+            let reported = await managers().values.lazy.flatMap(\.controllers).first { $0.id == host.info.id }?.draining == true
+            if reported == draining { return }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        log.warning("the heartbeats did not report the host's new scheduling in time", metadata: ["doze/lc": "\(host.info.id)"])
     }
 
     /// Marks a host unschedulable and live-migrates every running VM off it, to hosts placement chooses.
