@@ -55,7 +55,8 @@ public struct MigrationOptions: Sendable, Equatable, Codable {
     public var maxDowntimeMs: UInt64?
     public var convergence: MigrationConvergence?
     public var postCopyAfterSeconds: Double?
-    /// Copy the disks too (non-shared storage). Absent: copied when a disk lives outside shared directories.
+    /// Copy the disks too (`VIR_MIGRATE_NON_SHARED_DISK`), for hosts that share no storage; the destination must
+    /// have the disk files (or their pool). Absent: false, the hosts share the VM's storage.
     public var copyStorage: Bool?
 
     public init(mode: String? = nil, bandwidthMiBs: UInt64? = nil, maxDowntimeMs: UInt64? = nil,

@@ -86,6 +86,7 @@ public struct ClusterLauncher {
             if let d = topology.dispatch { args += ["--dispatch", d] }
             if let p = topology.placement { args += ["--placement", p] }
             if let t = topology.resultTTLSeconds { args += ["--result-ttl", "\(t)"] }
+            if let m = topology.migrationsPerHost { args += ["--migrations-per-host", "\(m)"] }
             plan.append(PlannedNode(name: name, role: .groupManager, listen: n.listen, namespace: hub, arguments: args + common))
         }
         for (i, n) in topology.controllers.enumerated() {

@@ -46,6 +46,8 @@ public struct Topology: Sendable, Codable {
     public var dispatch: String?
     public var placement: String?
     public var resultTTLSeconds: Int?
+    /// Running live migrations one host may take part in at a time.
+    public var migrationsPerHost: Int?
     public var heartbeat: Heartbeat?
     public var network: Network?
     /// Extra directories every local controller lets VMs use (kernels, initrds, disks), relative to the file.
@@ -56,7 +58,7 @@ public struct Topology: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case name, secret, secretFile = "secret_file", runDir = "run_dir", assignment, multicast
-        case vmSubnet = "vm_subnet", dispatch, placement, resultTTLSeconds = "result_ttl_s"
+        case vmSubnet = "vm_subnet", dispatch, placement, resultTTLSeconds = "result_ttl_s", migrationsPerHost = "migrations_per_host"
         case heartbeat, network, diskDirs = "disk_dirs", bootstrap, managers, controllers
     }
 
@@ -101,6 +103,9 @@ public struct Topology: Sendable, Codable {
         }
         if let dispatch, PlacementPolicy(rawValue: dispatch) == nil || dispatch == "least-loaded" {
             throw LauncherError("\(path): dispatch must be round-robin or first-fit")
+        }
+        if let m = migrationsPerHost, !(1...64).contains(m) {
+            throw LauncherError("\(path): migrations_per_host must be from 1 to 64, got \(m)")
         }
         if let placement, PlacementPolicy(rawValue: placement) == nil {
             throw LauncherError("\(path): placement must be least-loaded, first-fit or round-robin")
