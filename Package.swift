@@ -50,6 +50,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         .executableTarget(name: "doze", dependencies: [
             "ClusterNode", "ClusterCore", "ClusterWire", "ClusterTransport",
@@ -79,7 +80,7 @@ let package = Package(
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
         .testTarget(name: "ClusterTests", dependencies: [
-            "ClusterTestKit", "ClusterWire", "ClusterCore", "ClusterTransport",
+            "ClusterTestKit", "ClusterWire", "ClusterCore", "ClusterTransport", "ClusterNode",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

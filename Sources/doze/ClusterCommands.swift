@@ -138,8 +138,17 @@ struct GroupManagerCommand: AsyncParsableCommand {
     @Option(help: "Directory for this node's identity.")
     var stateDir: String
 
-    @Option(help: "Shared directory of the one-host election backend (the same for every group manager).")
-    var electionDir: String
+    @Option(help: "Shared directory of the one-host election backend (the same for every group manager); not with --etcd.")
+    var electionDir: String?
+
+    @Option(help: "etcd client URLs, comma-separated (http://10.77.1.21:2379,…): elect the leader and keep the cluster records on etcd.")
+    var etcd: String?
+
+    @Option(help: "Key prefix of this cluster on etcd.")
+    var etcdPrefix = "/doze/default"
+
+    @Option(help: "Seconds of the leader's etcd lease: a dead leader is replaced after about this long (at least 2).")
+    var leaseTtl = 3
 
     @Option(help: "How the leader places joining local controllers: round-robin or least-loaded.")
     var assignment = "round-robin"
@@ -153,6 +162,18 @@ struct GroupManagerCommand: AsyncParsableCommand {
         guard GroupLeaderState.AssignmentPolicy(rawValue: assignment) != nil else {
             throw ValidationError("--assignment must be round-robin or least-loaded")
         }
+        guard (electionDir == nil) != (etcd == nil) else {
+            throw ValidationError("give either --election-dir (one host) or --etcd (several hosts)")
+        }
+        if let etcd {
+            for url in etcd.split(separator: ",") where !(url.hasPrefix("http://") || url.hasPrefix("https://")) || URL(string: String(url)) == nil {
+                throw ValidationError("--etcd takes client URLs like http://10.77.1.21:2379, got '\(url)'")
+            }
+        }
+        guard (2...3600).contains(leaseTtl) else { throw ValidationError("--lease-ttl must be from 2 to 3600 seconds") }
+        guard etcdPrefix.hasPrefix("/"), !etcdPrefix.hasSuffix("/") else {
+            throw ValidationError("--etcd-prefix must start with / and not end with one, got '\(etcdPrefix)'")
+        }
     }
 
     func run() async throws {
@@ -160,13 +181,23 @@ struct GroupManagerCommand: AsyncParsableCommand {
         let (host, port) = try parseListen(listen)
         guard var cluster = try clusterOptions.settings(required: true) else { return }
         cluster.assignment = GroupLeaderState.AssignmentPolicy(rawValue: assignment)!
-        cluster.electionDirectory = absolutePath(electionDir)
-        cluster.recordDirectory = absolutePath(electionDir) + "/records"
+        let election: any LeaderElection
+        if let etcd {
+            var settings = EtcdSettings(endpoints: etcd.split(separator: ",").map(String.init), prefix: etcdPrefix)
+            settings.leaseTTLSeconds = leaseTtl
+            cluster.etcd = settings
+            election = EtcdElection(client: EtcdClient(endpoints: settings.endpoints), prefix: etcdPrefix, ttlSeconds: leaseTtl, logger: log)
+        } else {
+            let directory = absolutePath(electionDir!)
+            cluster.electionDirectory = directory
+            cluster.recordDirectory = directory + "/records"
+            election = FlockElection(directory: directory)
+        }
         cluster.submission = try submission.settings()
         let state = absolutePath(stateDir)
         try await HierarchyRuntime.runGroupManager(
             listen: ListenAddress(host: host, port: port), stateDirectory: state, cluster: cluster,
-            election: FlockElection(directory: absolutePath(electionDir)), logger: log
+            election: election, logger: log
         ) { endpoint in announceListening(role: "gm", endpoint: endpoint, stateDirectory: state) }
     }
 }

@@ -27,9 +27,26 @@ public struct ClusterSettings: Sendable {
     /// node listens, so nodes find the leader without a bootstrap. Unicast is always used as well.
     public var multicast: Endpoint?
     public var submission = SubmissionSettings()
+    /// Leader election and cluster records on etcd (managers on several hosts); nil: the one-host backend.
+    public var etcd: EtcdSettings?
 
     public init(secret: String) {
         self.secret = secret
+    }
+}
+
+/// Where the etcd cluster is and how long a leader's lease lasts.
+public struct EtcdSettings: Sendable {
+    /// One client URL per member (`http://10.77.1.21:2379`).
+    public var endpoints: [String]
+    /// Every key of this cluster lives under it (`/doze/NAME`).
+    public var prefix: String
+    /// The leader's lease: it stops leading once it cannot renew it for this long, and a dead leader is
+    /// replaced after about this long.
+    public var leaseTTLSeconds: Int = 3
+    public init(endpoints: [String], prefix: String) {
+        self.endpoints = endpoints
+        self.prefix = prefix
     }
 }
 

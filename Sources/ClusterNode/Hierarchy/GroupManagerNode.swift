@@ -128,7 +128,7 @@ public actor GroupManagerNode: GroupManagerBackend {
         electedAt = now
         controllerVMs = [:]
         log.notice("elected group leader", metadata: ["doze/term": "\(won.term)"])
-        startCoordinator()
+        startCoordinator(term: won.term)
         announce()
     }
 
@@ -150,9 +150,11 @@ public actor GroupManagerNode: GroupManagerBackend {
         }
     }
 
-    private func startCoordinator() {
+    private func startCoordinator(term: Term) {
         var store: (any ClusterRecordStore)?
-        if let directory = cluster.recordDirectory {
+        if let etcd = cluster.etcd {
+            store = EtcdRecordStore(client: EtcdClient(endpoints: etcd.endpoints), prefix: etcd.prefix, term: Int64(term), logger: log)
+        } else if let directory = cluster.recordDirectory {
             do { store = try DirectoryRecordStore(directory: directory) } catch {
                 log.error("cannot open the cluster records; submissions will not survive a failover",
                           metadata: ["doze/dir": "\(directory)", "error": "\(error)"])
@@ -162,7 +164,10 @@ public actor GroupManagerNode: GroupManagerBackend {
             settings: cluster.submission, store: store, settleTime: cluster.heartbeatInterval * 3, logger: log
         ) { [weak self] in await self?.currentManagers() ?? [:] }
         self.coordinator = coordinator
-        Task { await coordinator.takeOver() }
+        Task {
+            await coordinator.load()
+            await coordinator.takeOver()
+        }
         apps = KVMAppCoordinator(submissions: coordinator, store: store, logger: log,
                                  managers: { [weak self] in await self?.currentManagers() ?? [:] },
                                  liveVMs: { [weak self] in (try? await self?.virtualMachineDescriptions())?.virtualMachines ?? [] })

@@ -44,11 +44,11 @@ actor KVMAppCoordinator {
     /// Leadership lost: nothing more is written (the next leader owns the records now).
     func stop() { active = false }
 
-    private func ready() throws(DozeError) {
+    private func ready() async throws(DozeError) {
         guard active else { throw DozeError(.unavailable, "this node is no longer the group leader") }
         if loaded == nil {
             do {
-                book = KVMAppBook(try store?.loadApps() ?? [])
+                book = KVMAppBook(try await store?.loadApps() ?? [])
                 loaded = .success(())
                 if !book.apps.isEmpty { log.info("kvm-apps read back", metadata: ["doze/apps": "\(book.apps.count)"]) }
             } catch {
@@ -73,9 +73,9 @@ actor KVMAppCoordinator {
     // MARK: - Create
 
     func create(_ app: KVMAppID, _ spec: KVMAppSpec) async throws(DozeError) -> String {
-        try ready()
+        try await ready()
         let current = await managers()
-        try ready()
+        try await ready()
         let hosts = current.values.flatMap(\.controllers).map { c in
             let s = c.summary
             return KVMAppHost(id: c.id, hostname: c.control.host,
@@ -189,14 +189,14 @@ actor KVMAppCoordinator {
     }
 
     func list() async throws(DozeError) -> [KVMAppEntry] {
-        try ready()
+        try await ready()
         await refreshCreations()
         let s = await snapshot()
         return book.apps.values.sorted { $0.id < $1.id }.map { entry($0, s) }
     }
 
     func tasks(_ id: String) async throws(DozeError) -> [KVMAppTaskEntry] {
-        try ready()
+        try await ready()
         guard book.apps[id] != nil else { throw DozeError(.notFound, "no kvm-app '\(id)'") }
         await refreshCreations()
         let s = await snapshot()
@@ -231,7 +231,7 @@ actor KVMAppCoordinator {
     /// left alone. The app (nil once deleted) when every VM ended as wanted; otherwise an error naming the VMs
     /// that did not, whose outcome also shows in their `opstatus`/`errmsg`.
     func perform(_ operation: KVMAppOperation, on id: String) async throws(DozeError) -> KVMAppEntry? {
-        try ready()
+        try await ready()
         await refreshCreations()
         let record = try book.begin(operation, on: id)
         let s = await snapshot()

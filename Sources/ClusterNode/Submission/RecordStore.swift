@@ -5,15 +5,20 @@ import Foundation
 /// Where the leader keeps what must outlive it: submission records, the IP pool and the kvm-apps. Whoever leads next reads
 /// them back. The one-host backend is a directory shared by every group manager (the election directory);
 /// the etcd backend keeps them under the cluster's prefix.
+///
+/// Writes may be queued (in order) and return at once; `flush` waits until every write made so far is stored and
+/// throws if one failed, e.g. because this node no longer leads (the etcd store fences every write with the
+/// leader key). Loads happen once per leadership, before the leader answers anything.
 protocol ClusterRecordStore: Sendable {
     func saveTask(_ record: TaskRecord) throws
     func deleteTask(_ id: String) throws
-    func loadTasks() throws -> [TaskRecord]
+    func loadTasks() async throws -> [TaskRecord]
     func saveIPPool(_ pool: IPPool) throws
-    func loadIPPool() throws -> IPPool?
+    func loadIPPool() async throws -> IPPool?
     /// Every kvm-app, written whole (apps are few and change only on user requests).
     func saveApps(_ apps: [KVMAppRecord]) throws
-    func loadApps() throws -> [KVMAppRecord]
+    func loadApps() async throws -> [KVMAppRecord]
+    func flush() async throws
 }
 
 /// `DIR/tasks/<id>.json`, `DIR/ippool.json`, `DIR/apps.json`, each replaced atomically (write, then rename).
@@ -68,4 +73,7 @@ struct DirectoryRecordStore: ClusterRecordStore {
         guard let data = FileManager.default.contents(atPath: directory + "/apps.json") else { return [] }
         return try JSONDecoder().decode([KVMAppRecord].self, from: data)
     }
+
+    /// Writes land before they return.
+    func flush() {}
 }

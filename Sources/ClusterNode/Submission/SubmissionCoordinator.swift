@@ -49,24 +49,40 @@ actor SubmissionCoordinator {
         self.managers = managers
         self.settleTime = settleTime
         self.log = logger
-        var book = TaskBook(resultTTL: settings.resultTTL)
+        self.book = TaskBook(resultTTL: settings.resultTTL)
+        self.pool = nil
+        self.dispatch = Placement(policy: settings.dispatch)
+        self.started = clock.now
+    }
+
+    /// Reads back what earlier leaders recorded; nothing is answered before (`whenLoaded`).
+    func load() async {
         var pool: IPPool?
         if let store {
             do {
-                for record in try store.loadTasks() { book.add(record) }
-                pool = try store.loadIPPool()
+                for record in try await store.loadTasks() { book.add(record) }
+                pool = try await store.loadIPPool()
             } catch {
-                logger.error("cannot read the cluster records; earlier submissions are unknown", metadata: ["error": "\(error)"])
+                log.error("cannot read the cluster records; earlier submissions are unknown", metadata: ["error": "\(error)"])
             }
         }
         if let subnet = settings.subnet, pool?.subnet != subnet {
-            if let old = pool { logger.warning("the VM subnet changed; addresses are handed out afresh", metadata: ["doze/old": "\(old.subnet)"]) }
+            if let old = pool { log.warning("the VM subnet changed; addresses are handed out afresh", metadata: ["doze/old": "\(old.subnet)"]) }
             pool = try? IPPool(subnet: subnet)
         }
-        self.book = book
         self.pool = pool
-        self.dispatch = Placement(policy: settings.dispatch)
-        self.started = clock.now
+        loaded = true
+    }
+
+    private var loaded = false
+
+    /// Waits (bounded) until the records are read back.
+    func whenLoaded() async throws(DozeError) {
+        let deadline = now + .seconds(15)
+        while !loaded {
+            guard active, now < deadline else { throw DozeError(.unavailable, "the group leader is still reading the cluster records; retry") }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
     }
 
     var now: Duration { started.duration(to: clock.now) }
@@ -76,6 +92,7 @@ actor SubmissionCoordinator {
 
     /// Finishes the unfinished submissions of earlier leaders, once the managers have had time to join.
     func takeOver() async {
+        guard (try? await whenLoaded()) != nil else { return }
         let unfinished = book.records.values.filter { !$0.isFinal }.map(\.id)
         guard !unfinished.isEmpty else { return }
         log.notice("finishing submissions of an earlier leader", metadata: ["doze/tasks": "\(unfinished.count)"])
@@ -175,6 +192,7 @@ actor SubmissionCoordinator {
     /// `app`: the kvm-app this submission belongs to (recorded in the task), nil for a plain virtual cluster.
     func submit(_ request: VirtualClusterSubmissionRequest, app: String? = nil) async throws(DozeError) -> String {
         guard active else { throw DozeError(.unavailable, "this node is no longer the group leader") }
+        try await whenLoaded()
         var managers = await self.managers()
         // Just elected: managers are still joining; wait for them (bounded) rather than fail the submission.
         let deadline = now + settleTime * 3
@@ -271,6 +289,7 @@ actor SubmissionCoordinator {
         do {
             try store?.saveTask(record)
             if poolChanged, let pool { try store?.saveIPPool(pool) }
+            try await store?.flush()
         } catch {
             // Unrecorded, it could not survive a failover: refuse rather than promise what we cannot keep.
             book.fail(vms.map(\.id), in: taskID, code: .unableToStartOnGroupManager, message: "cannot record the submission: \(error)", nowMillis: Self.wallMillis)
@@ -440,6 +459,7 @@ actor SubmissionCoordinator {
 
     /// The task's document; with `wait`, returns the moment it is final or when `wait` has passed.
     func document(_ taskID: String, wait: Duration = .zero) async throws(DozeError) -> VirtualClusterTaskDocument {
+        try await whenLoaded()
         let id = taskID.trimmingCharacters(in: .whitespacesAndNewlines)
         guard let first = book.document(id) else {
             throw DozeError(.notFound, "unknown task id '\(id)' (never submitted, or its result expired)")
@@ -510,7 +530,7 @@ actor SubmissionCoordinator {
     /// Heartbeat-paced upkeep: settle dispatch reservations the summaries now show, expire old results, and
     /// give back the addresses of VMs that ended.
     func tick() async {
-        guard active else { return }
+        guard active, loaded else { return }
         let current = await managers()
         var listed: [String: NodeID] = [:]
         for record in current.values { for c in record.controllers { for vm in c.vms { listed[vm] = record.info.id } } }

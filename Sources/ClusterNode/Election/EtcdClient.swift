@@ -1,0 +1,187 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// etcd 3.4's v3 JSON gateway (`POST /v3/…`, base64 keys and values, int64s as strings, proto3 defaults
+/// omitted), enough for leader election and fenced records. One URL per member; a call that cannot reach a
+/// member or gets a 5xx moves on to the next, so one dead member costs one connection attempt.
+public struct EtcdClient: Sendable {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        /// etcd answered and refused (e.g. an unknown lease); not worth retrying on another member.
+        public var refused: Bool
+    }
+
+    public let endpoints: [String]
+    let http: HTTPClient
+
+    public init(endpoints: [String], http: HTTPClient = EtcdClient.sharedHTTP) {
+        self.endpoints = endpoints.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        self.http = http
+    }
+
+    /// Fails fast on a dead member (no connection retries until the deadline).
+    public static let sharedHTTP: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .milliseconds(500)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    // MARK: Wire shapes (every field optional: etcd omits defaults)
+
+    struct Header: Codable, Sendable { var revision: String? }
+    public struct KeyValue: Codable, Sendable {
+        public var key: Data
+        public var value: Data?
+        public var create_revision: String?
+        public var mod_revision: String?
+        public var lease: String?
+    }
+    struct Compare: Codable, Sendable {
+        var key: Data
+        var target: String
+        var result: String
+        var create_revision: String?
+    }
+    struct PutRequest: Codable, Sendable {
+        var key: Data
+        var value: Data
+        var lease: String?
+    }
+    struct RangeRequest: Codable, Sendable {
+        var key: Data
+        var range_end: Data?
+    }
+    struct DeleteRequest: Codable, Sendable {
+        var key: Data
+        var range_end: Data?
+    }
+    struct RequestOp: Codable, Sendable {
+        var request_put: PutRequest?
+        var request_range: RangeRequest?
+        var request_delete_range: DeleteRequest?
+    }
+    struct TxnRequest: Codable, Sendable {
+        var compare: [Compare]
+        var success: [RequestOp]
+        var failure: [RequestOp]
+    }
+    struct RangeResponse: Codable, Sendable {
+        var header: Header?
+        var kvs: [KeyValue]?
+    }
+    struct TxnResponse: Codable, Sendable {
+        struct Op: Codable, Sendable { var response_range: RangeResponse? }
+        var header: Header?
+        var succeeded: Bool?
+        var responses: [Op]?
+    }
+
+    // MARK: Calls
+
+    /// POSTs `body` to `path` on the first member that answers; 5xx and connection errors try the next.
+    func post<Body: Encodable & Sendable, Reply: Decodable>(_ path: String, _ body: Body, as: Reply.Type,
+                                                             timeout: Duration = .seconds(2)) async throws -> Reply {
+        let bytes = try JSONEncoder().encode(body)
+        var last: any Error = Failure(description: "no etcd endpoint configured", refused: false)
+        for endpoint in endpoints {
+            var request = HTTPClientRequest(url: endpoint + path)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: bytes))
+            do {
+                let response = try await http.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000
+                                                                                         + timeout.components.attoseconds / 1_000_000_000))
+                let body = try await response.body.collect(upTo: 16 << 20)
+                let status = Int(response.status.code)
+                if status >= 500 {
+                    last = Failure(description: "etcd at \(endpoint) answered \(status): \(String(buffer: body))", refused: false)
+                    continue
+                }
+                guard status == 200 else {
+                    throw Failure(description: "etcd at \(endpoint) refused \(path): \(status) \(String(buffer: body))", refused: true)
+                }
+                return try JSONDecoder().decode(Reply.self, from: Data(body.readableBytesView))
+            } catch let failure as Failure where failure.refused {
+                throw failure
+            } catch {
+                last = error
+            }
+        }
+        throw last
+    }
+
+    /// Grants a lease; etcd raises a TTL below 2 s to 2 s. Returns the lease id and the granted TTL.
+    public func grantLease(ttlSeconds: Int) async throws -> (id: String, ttl: Int) {
+        struct Grant: Codable { var TTL: String }
+        struct Granted: Codable { var ID: String?; var TTL: String? }
+        let g = try await post("/v3/lease/grant", Grant(TTL: "\(ttlSeconds)"), as: Granted.self)
+        guard let id = g.ID, let ttl = g.TTL.flatMap(Int.init), ttl > 0 else {
+            throw Failure(description: "etcd granted no lease", refused: true)
+        }
+        return (id, ttl)
+    }
+
+    /// One keep-alive; the TTL left, or 0 when the lease is gone (etcd then answers 200 without a TTL).
+    public func keepAlive(lease: String, timeout: Duration) async throws -> Int {
+        struct Ask: Codable { var ID: String }
+        struct Answer: Codable {
+            struct R: Codable { var ID: String?; var TTL: String? }
+            var result: R?
+        }
+        let a = try await post("/v3/lease/keepalive", Ask(ID: lease), as: Answer.self, timeout: timeout)
+        return a.result?.TTL.flatMap(Int.init) ?? 0
+    }
+
+    public func revoke(lease: String) async {
+        struct Ask: Codable { var ID: String }
+        struct Empty: Codable {}
+        _ = try? await post("/v3/lease/revoke", Ask(ID: lease), as: Empty.self, timeout: .seconds(1))
+    }
+
+    /// Creates `key` = `value` on `lease` if the key does not exist. Won: the revision that created it (the term).
+    /// Lost: nil and the current holder.
+    public func createIfAbsent(key: String, value: Data, lease: String) async throws -> (won: Bool, revision: Int64, holder: KeyValue?) {
+        let k = Data(key.utf8)
+        let txn = TxnRequest(compare: [Compare(key: k, target: "CREATE", result: "EQUAL", create_revision: "0")],
+                             success: [RequestOp(request_put: PutRequest(key: k, value: value, lease: lease))],
+                             failure: [RequestOp(request_range: RangeRequest(key: k))])
+        let r = try await post("/v3/kv/txn", txn, as: TxnResponse.self)
+        let revision = r.header?.revision.flatMap(Int64.init) ?? 0
+        if r.succeeded == true { return (true, revision, nil) }
+        return (false, revision, r.responses?.first?.response_range?.kvs?.first)
+    }
+
+    public func get(_ key: String) async throws -> (kv: KeyValue?, revision: Int64) {
+        let r = try await post("/v3/kv/range", RangeRequest(key: Data(key.utf8)), as: RangeResponse.self)
+        return (r.kvs?.first, r.header?.revision.flatMap(Int64.init) ?? 0)
+    }
+
+    /// Every key under `prefix`.
+    public func list(prefix: String) async throws -> [KeyValue] {
+        let r = try await post("/v3/kv/range", RangeRequest(key: Data(prefix.utf8), range_end: Self.rangeEnd(prefix)),
+                               as: RangeResponse.self, timeout: .seconds(10))
+        return r.kvs ?? []
+    }
+
+    /// `prefix` with its last byte + 1: the end of the range of keys starting with `prefix`.
+    static func rangeEnd(_ prefix: String) -> Data {
+        var bytes = Array(prefix.utf8)
+        bytes[bytes.count - 1] += 1
+        return Data(bytes)
+    }
+
+    /// A write that happens only while `fenceKey` was created at `fenceRevision`: a deposed leader's write fails.
+    /// `value` nil deletes the key. Returns whether the fence held.
+    public func fencedWrite(_ key: String, value: Data?, fenceKey: String, fenceRevision: Int64) async throws -> Bool {
+        let k = Data(key.utf8)
+        let op = value.map { RequestOp(request_put: PutRequest(key: k, value: $0)) }
+            ?? RequestOp(request_delete_range: DeleteRequest(key: k))
+        let txn = TxnRequest(compare: [Compare(key: Data(fenceKey.utf8), target: "CREATE", result: "EQUAL",
+                                               create_revision: "\(fenceRevision)")],
+                             success: [op], failure: [])
+        return try await post("/v3/kv/txn", txn, as: TxnResponse.self).succeeded == true
+    }
+}

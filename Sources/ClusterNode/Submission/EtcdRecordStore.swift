@@ -1,0 +1,84 @@
+import ClusterCore
+import ClusterWire
+import Foundation
+import Logging
+
+/// The cluster records on etcd (`PREFIX/records/tasks/<id>`, `…/ippool`, `…/apps`), for managers on several hosts.
+/// Every write is a transaction fenced by the leader key's creation revision (the leader's term): once this node
+/// is deposed, its writes fail in etcd and never reach the records. Writes go out one at a time in the order they
+/// were made (a later pool never lands before an earlier one); `flush` waits for them.
+final class EtcdRecordStore: ClusterRecordStore, @unchecked Sendable {
+    // @unchecked: `pending`, `failure` and `tail` are guarded by `lock`.
+    let client: EtcdClient
+    let prefix: String
+    let fenceKey: String
+    let term: Int64
+    let log: Logger
+    private let lock = NSLock()
+    private var tail: Task<Void, Never>?
+    private var failure: String?
+
+    init(client: EtcdClient, prefix: String, term: Int64, logger: Logger) {
+        self.client = client
+        self.prefix = prefix + "/records"
+        self.fenceKey = prefix + "/leader"
+        self.term = term
+        self.log = logger
+    }
+
+    private func enqueue(_ key: String, _ value: Data?) {
+        lock.withLock {
+            let previous = tail
+            tail = Task { [self] in
+                await previous?.value
+                guard lock.withLock({ failure == nil }) else { return }
+                var attempt = 0
+                while true {
+                    do {
+                        if try await client.fencedWrite(key, value: value, fenceKey: fenceKey, fenceRevision: term) { return }
+                        lock.withLock { failure = "this node no longer leads (term \(term)): etcd refused its write" }
+                        log.warning("a record write was fenced off: this node no longer leads", metadata: ["doze/term": "\(term)"])
+                        return
+                    } catch {
+                        // etcd unreachable or without quorum: retry, bounded, then give up on this leadership's writes.
+                        attempt += 1
+                        if attempt >= 40 {
+                            lock.withLock { failure = "etcd did not take a record write: \(error)" }
+                            return
+                        }
+                        try? await Task.sleep(for: .milliseconds(250))
+                    }
+                }
+            }
+        }
+    }
+
+    private func encode(_ value: some Encodable) throws -> Data { try JSONEncoder().encode(value) }
+
+    func saveTask(_ record: TaskRecord) throws { enqueue("\(prefix)/tasks/\(record.id)", try encode(record)) }
+    func deleteTask(_ id: String) throws { enqueue("\(prefix)/tasks/\(id)", nil) }
+    func saveIPPool(_ pool: IPPool) throws { enqueue("\(prefix)/ippool", try encode(pool)) }
+    func saveApps(_ apps: [KVMAppRecord]) throws { enqueue("\(prefix)/apps", try encode(apps.sorted { $0.id < $1.id })) }
+
+    func flush() async throws {
+        let last = lock.withLock { tail }
+        await last?.value
+        if let failure = lock.withLock({ failure }) { throw DozeError(.unavailable, failure) }
+    }
+
+    func loadTasks() async throws -> [TaskRecord] {
+        try await client.list(prefix: "\(prefix)/tasks/").compactMap { kv in
+            kv.value.flatMap { try? JSONDecoder().decode(TaskRecord.self, from: $0) }
+        }
+    }
+
+    func loadIPPool() async throws -> IPPool? {
+        guard let data = try await client.get("\(prefix)/ippool").kv?.value else { return nil }
+        return try JSONDecoder().decode(IPPool.self, from: data)
+    }
+
+    func loadApps() async throws -> [KVMAppRecord] {
+        guard let data = try await client.get("\(prefix)/apps").kv?.value else { return [] }
+        return try JSONDecoder().decode([KVMAppRecord].self, from: data)
+    }
+}
