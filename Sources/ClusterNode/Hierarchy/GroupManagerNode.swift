@@ -171,9 +171,11 @@ public actor GroupManagerNode: GroupManagerBackend {
         apps = KVMAppCoordinator(submissions: coordinator, store: store, logger: log,
                                  managers: { [weak self] in await self?.currentManagers() ?? [:] },
                                  liveVMs: { [weak self] in (try? await self?.virtualMachineDescriptions())?.virtualMachines ?? [] })
-        migrations = MigrationCoordinator(limitPerHost: cluster.submission.migrationsPerHost, submissions: coordinator, logger: log,
+        let migrations = MigrationCoordinator(limitPerHost: cluster.submission.migrationsPerHost, submissions: coordinator, store: store, logger: log,
                                           managers: { [weak self] in await self?.currentManagers() ?? [:] },
                                           moved: { [weak self] move in await self?.applyMove(move) })
+        self.migrations = migrations
+        Task { await migrations.load() }
     }
 
     func currentManagers() -> [NodeID: GroupLeaderState.ManagerRecord] {

@@ -60,6 +60,15 @@ final class EtcdRecordStore: ClusterRecordStore, @unchecked Sendable {
     func saveIPPool(_ pool: IPPool) throws { enqueue("\(prefix)/ippool", try encode(pool)) }
     func saveApps(_ apps: [KVMAppRecord]) throws { enqueue("\(prefix)/apps", try encode(apps.sorted { $0.id < $1.id })) }
 
+    func saveMigration(_ record: MigrationRecord) throws { enqueue("\(prefix)/migrations/\(record.id)", try encode(record)) }
+    func deleteMigration(_ id: String) throws { enqueue("\(prefix)/migrations/\(id)", nil) }
+
+    func loadMigrations() async throws -> [MigrationRecord] {
+        try await client.list(prefix: "\(prefix)/migrations/").compactMap { kv in
+            kv.value.flatMap { try? JSONDecoder().decode(MigrationRecord.self, from: $0) }
+        }
+    }
+
     func flush() async throws {
         let last = lock.withLock { tail }
         await last?.value

@@ -32,7 +32,11 @@ actor MigrationCoordinator {
     private var waiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
     static let keepFinished: Duration = .seconds(3600)
 
-    init(limitPerHost: Int, submissions: SubmissionCoordinator, logger: Logger, managers: @escaping Managers, moved: @escaping Moved) {
+    let store: (any ClusterRecordStore)?
+
+    init(limitPerHost: Int, submissions: SubmissionCoordinator, store: (any ClusterRecordStore)?, logger: Logger,
+         managers: @escaping Managers, moved: @escaping Moved) {
+        self.store = store
         self.book = MigrationBook(limitPerHost: limitPerHost)
         self.submissions = submissions
         self.managers = managers
@@ -45,6 +49,43 @@ actor MigrationCoordinator {
     static var wallMillis: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     func stop() { active = false }
+
+    /// Takes over the migrations an earlier leader recorded: running ones are followed to their end on their
+    /// source controller (which runs them whatever happens to the leader); queued ones never started.
+    func load() async {
+        guard let store else { return }
+        let earlier: [MigrationRecord]
+        do { earlier = try await store.loadMigrations() } catch {
+            log.error("cannot read the migration records", metadata: ["error": "\(error)"])
+            return
+        }
+        for record in earlier where records[record.id] == nil {
+            records[record.id] = record
+            switch record.state {
+            case .running:
+                _ = book.admit(id: record.id, vm: record.vm, source: record.source.localControllerId,
+                               destination: record.destination.localControllerId, demand: HostUsage(), queue: true, now: now)
+                let source = Endpoint(host: record.source.address.address, port: record.source.address.port)
+                Task { await self.follow(record.id, source: source) }
+            case .queued:
+                _ = book.admit(id: record.id, vm: record.vm, source: record.source.localControllerId,
+                               destination: record.destination.localControllerId, demand: HostUsage(), queue: true, now: now)
+                end(record.id, .failed, error: "the group leader changed before this migration started; ask again", progress: nil)
+            default:
+                _ = book.admit(id: record.id, vm: record.vm, source: record.source.localControllerId,
+                               destination: record.destination.localControllerId, demand: HostUsage(), queue: true, now: now)
+                _ = book.finish(record.id, now: now)
+            }
+        }
+        if !earlier.isEmpty { log.info("migration records read back", metadata: ["doze/migrations": "\(earlier.count)"]) }
+    }
+
+    private func persist(_ id: String) {
+        guard active, let record = records[id] else { return }
+        do { try store?.saveMigration(record) } catch {
+            log.error("cannot record a migration", metadata: ["doze/migration": "\(id)", "error": "\(error)"])
+        }
+    }
 
     struct Host {
         var info: ControllerInfo
@@ -146,6 +187,7 @@ actor MigrationCoordinator {
                                      mode: options.mode ?? "auto", state: phase == .queued ? .queued : .running,
                                      startedAt: Self.wallMillis, options: options, drain: drain)
         records[id] = record
+        persist(id)
         commands[id] = LocalMigrationCommand(id: id, vm: vm, destinationId: to, destination: destination.endpoint.address, options: options)
         log.info("migration accepted", metadata: ["doze/vm": "\(vm)", "doze/migration": "\(id)", "doze/from": "\(source.info.id)", "doze/to": "\(to)",
                                                    "doze/queued": "\(phase == .queued)"])
@@ -179,6 +221,7 @@ actor MigrationCoordinator {
         record.state = .running
         record.progress = status.progress
         records[id] = record
+        persist(id)
         Task { await self.follow(id, source: source) }
         return record
     }
@@ -237,6 +280,7 @@ actor MigrationCoordinator {
         record.durationMs = UInt64(max(0, record.finishedAt! - record.startedAt))
         records[id] = record
         commands[id] = nil
+        persist(id)
         for waiter in (waiters.removeValue(forKey: id) ?? [:]).values { waiter.resume() }
         log.info("migration ended", metadata: ["doze/vm": "\(record.vm)", "doze/migration": "\(id)", "doze/state": "\(state.rawValue)",
                                                 "doze/ms": "\(record.durationMs ?? 0)", "error": "\(error ?? "")"])
@@ -245,7 +289,10 @@ actor MigrationCoordinator {
         }
         book.prune(now: now, keep: Self.keepFinished)
         let kept = Set(book.entries.keys)
-        for key in records.keys where !kept.contains(key) { records[key] = nil }
+        for key in records.keys where !kept.contains(key) {
+            records[key] = nil
+            try? store?.deleteMigration(key)
+        }
     }
 
     // MARK: - Reading and aborting

@@ -18,6 +18,10 @@ protocol ClusterRecordStore: Sendable {
     /// Every kvm-app, written whole (apps are few and change only on user requests).
     func saveApps(_ apps: [KVMAppRecord]) throws
     func loadApps() async throws -> [KVMAppRecord]
+    /// Migrations, so that a new leader still answers for (and follows) those of the old one.
+    func saveMigration(_ record: MigrationRecord) throws
+    func deleteMigration(_ id: String) throws
+    func loadMigrations() async throws -> [MigrationRecord]
     func flush() async throws
 }
 
@@ -72,6 +76,22 @@ struct DirectoryRecordStore: ClusterRecordStore {
     func loadApps() throws -> [KVMAppRecord] {
         guard let data = FileManager.default.contents(atPath: directory + "/apps.json") else { return [] }
         return try JSONDecoder().decode([KVMAppRecord].self, from: data)
+    }
+
+    func saveMigration(_ record: MigrationRecord) throws {
+        try FileManager.default.createDirectory(atPath: directory + "/migrations", withIntermediateDirectories: true)
+        try write(try JSONEncoder().encode(record), to: "\(directory)/migrations/\(record.id).json")
+    }
+
+    func deleteMigration(_ id: String) throws {
+        try? FileManager.default.removeItem(atPath: "\(directory)/migrations/\(id).json")
+    }
+
+    func loadMigrations() throws -> [MigrationRecord] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory + "/migrations")) ?? []
+        return names.filter { $0.hasSuffix(".json") }.compactMap { name in
+            FileManager.default.contents(atPath: "\(directory)/migrations/\(name)").flatMap { try? JSONDecoder().decode(MigrationRecord.self, from: $0) }
+        }
     }
 
     /// Writes land before they return.
