@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Doze needs to build and run, if any are missing. Sourced by run.sh and test.sh.
-# Usage: scripts/setup.sh [--netns] [extra-package ...]
+# Usage: scripts/setup.sh [--netns] [--etcd] [extra-package ...]
 #   --netns  also what real guests and the network-namespace topology (topology/netns.yaml) need: hand-started
 #            libvirtd with its QEMU driver, virsh, QEMU, and the tools for the test guest image and namespaces
+#   --etcd   also etcd and etcdctl (Debian's 3.4), for topologies with `etcd:` (topology/etcd.yaml); `doze cluster up`
+#            runs its own members by hand (the package's etcd.service, where systemd runs, is not used)
 set -euo pipefail
 
 extra=()
 for a in "$@"; do
   case "$a" in
     --netns) extra+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 busybox-static cpio python3 iproute2 procps) ;;
+    --etcd) extra+=(etcd-server etcd-client) ;;
     *) extra+=("$a") ;;
   esac
 done
