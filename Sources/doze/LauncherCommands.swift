@@ -49,12 +49,16 @@ struct ClusterCommand: AsyncParsableCommand {
                 if let client = launcher.topology.network?.clientListen {
                     print("logs: \(launcher.runDirectory)/NAME.log; reach the cluster with --bootstrap \(client)")
                 }
+                if let etcd = launcher.topology.etcdLayout(runDirectory: launcher.runDirectory), let m = etcd.members.first, let ns = m.namespace {
+                    print("etcd: ip netns exec \(ns) etcdctl --endpoints=\(etcd.endpoints) endpoint health; prefix \(etcd.prefix)")
+                }
             } else {
                 print(pad("NAME", 14) + pad("ROLE", 11) + pad("ADDRESS", 18) + pad("PID", 9) + "LOG")
                 for n in nodes {
                     print(pad(n.name, 14) + pad(n.role, 11) + pad(n.listen, 18) + pad("\(n.pid)", 9) + n.log)
                 }
             }
+            print("layout for scripts (restart commands, PIDs, namespaces): \(launcher.layoutFile)")
             fflush(nil)
             if detach {
                 print("stop with: doze cluster down \(topology)")
@@ -70,6 +74,7 @@ struct ClusterCommand: AsyncParsableCommand {
             var parts = ["\(s.nodes) nodes"]
             if s.guests > 0 { parts.append("\(s.guests) guests") }
             if s.daemons > 0 { parts.append("\(s.daemons) libvirt daemons") }
+            if s.etcdMembers > 0 { parts.append("\(s.etcdMembers) etcd members") }
             if s.namespaces > 0 { parts.append("\(s.namespaces) network namespaces") }
             if s.mountPoints > 0 { parts.append("\(s.mountPoints) mount points") }
             return "stopped " + parts.joined(separator: ", ")

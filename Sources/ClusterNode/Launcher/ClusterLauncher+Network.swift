@@ -23,6 +23,8 @@ struct NetworkTools: Sendable {
     var cp: String
     var subreaper: String
     var forwarder: String
+    /// Empty unless the topology has `etcd:`.
+    var etcd: String
 }
 
 extension ClusterLauncher {
@@ -69,7 +71,8 @@ extension ClusterLauncher {
             ip: need("ip", "iproute2"), unshare: need("unshare", "util-linux"),
             libvirtd: needsDaemon ? need("libvirtd", "libvirt-daemon") : "", virsh: needsDaemon ? need("virsh", "libvirt-clients") : "",
             python3: need("python3", "python3"), cp: need("cp", "coreutils"),
-            subreaper: try script("subreaper.py"), forwarder: try script("netns-forward.py"))
+            subreaper: try script("subreaper.py"), forwarder: try script("netns-forward.py"),
+            etcd: topology.etcd == nil ? "" : need("etcd", "etcd-server"))
         if needsDaemon {
             _ = need("qemu-system-x86_64", "qemu-system-x86")
             let drivers = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"]
@@ -79,7 +82,7 @@ extension ClusterLauncher {
             }
         }
         guard missing.isEmpty else {
-            throw LauncherError("topology '\(topology.name)' needs: \(missing.joined(separator: ", ")); scripts/setup.sh --netns installs them all")
+            throw LauncherError("topology '\(topology.name)' needs: \(missing.joined(separator: ", ")); scripts/setup.sh --netns\(topology.etcd == nil ? "" : " --etcd") installs them all")
         }
         return tools
     }
@@ -102,8 +105,9 @@ extension ClusterLauncher {
 
     // MARK: - Up
 
-    /// Namespaces, the bridge, veth pairs, mount points and daemons: everything the nodes need, recorded as made.
-    func networkUp(_ layout: NetworkLayout, _ tools: NetworkTools) async throws {
+    /// Namespaces, the bridge, veth pairs, mount points, etcd members and daemons: everything the nodes need,
+    /// recorded as made. The members are started, not waited for: their election overlaps the daemons' start.
+    func networkUp(_ layout: NetworkLayout, _ tools: NetworkTools, etcd: EtcdLayout?) async throws {
         let fm = FileManager.default
         if layout.hosts.contains(where: { $0.daemonDirectory != nil }) {
             try await ensureLibvirtQemuUser()
@@ -113,7 +117,7 @@ extension ClusterLauncher {
             }
         }
         let ip = tools.ip
-        for ns in [layout.hubNamespace] + layout.hosts.map(\.namespace) {
+        for ns in [layout.hubNamespace] + layout.hosts.map(\.namespace) + (etcd?.members.compactMap(\.namespace) ?? []) {
             if fm.fileExists(atPath: "/run/netns/\(ns)") {
                 throw LauncherError("network namespace \(ns) already exists (left by another run? `ip netns del \(ns)` if it is yours)")
             }
@@ -135,6 +139,10 @@ extension ClusterLauncher {
             try await Tool.run(ip, hub + ["link", "set", host.hubLink, "master", "br0", "up"])
             try await Tool.run(ip, h + ["addr", "add", "\(host.address)/\(layout.prefixLength)", "dev", "eth0"])
             try await Tool.run(ip, h + ["link", "set", "eth0", "up"])
+        }
+        if let etcd {
+            try await createEtcdNamespaces(etcd, layout, ip: ip)
+            try startEtcd(etcd, binary: tools.etcd, ip: ip)
         }
         for (i, host) in layout.hosts.enumerated() {
             guard let dir = host.daemonDirectory else { continue }
@@ -246,7 +254,7 @@ extension ClusterLauncher {
         try process.run()
         try "\(process.processIdentifier)\n".write(toFile: "\(pidDirectory)/forwarder.pid", atomically: true, encoding: .utf8)
         return Launched(name: "forwarder", role: "forwarder", listen: layout.clientListen, pid: process.processIdentifier, log: log,
-                        namespace: nil, hypervisor: nil)
+                        namespace: nil, hypervisor: nil, command: [tools.python3] + process.arguments!)
     }
 
     /// /health says a node serves; work also needs every controller to have joined a manager (a heartbeat round or

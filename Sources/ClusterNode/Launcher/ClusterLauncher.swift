@@ -18,6 +18,8 @@ public struct ClusterLauncher {
         /// Network-namespace topologies: the namespace the node runs in, and a controller's libvirt URI.
         public var namespace: String?
         public var hypervisor: String?
+        /// The argv it runs with inside its namespace (for RUN/layout.json).
+        public var command: [String]
     }
 
     /// What `down` stopped or removed.
@@ -25,9 +27,10 @@ public struct ClusterLauncher {
         public var nodes = 0
         public var guests = 0
         public var daemons = 0
+        public var etcdMembers = 0
         public var namespaces = 0
         public var mountPoints = 0
-        public var total: Int { nodes + guests + daemons + namespaces + mountPoints }
+        public var total: Int { nodes + guests + daemons + etcdMembers + namespaces + mountPoints }
     }
 
     /// One node to start: `namespace` wraps its command in `ip netns exec`.
@@ -41,6 +44,7 @@ public struct ClusterLauncher {
     }
 
     public let topology: Topology
+    public let topologyFile: String
     public let topologyDirectory: String
     public let runDirectory: String
     public let binary: String
@@ -49,6 +53,7 @@ public struct ClusterLauncher {
         let (topology, dir) = try Topology.load(topologyFile)
         self.topology = topology
         self.topologyDirectory = dir
+        self.topologyFile = URL(fileURLWithPath: topologyFile).standardizedFileURL.path
         let cwd = FileManager.default.currentDirectoryPath
         let run = runDirectory ?? topology.runDir ?? ".state/cluster-\(topology.name)"
         self.runDirectory = run.hasPrefix("/") ? run : cwd + "/" + run
@@ -87,6 +92,10 @@ public struct ClusterLauncher {
             if let p = topology.placement { args += ["--placement", p] }
             if let t = topology.resultTTLSeconds { args += ["--result-ttl", "\(t)"] }
             if let m = topology.migrationsPerHost { args += ["--migrations-per-host", "\(m)"] }
+            if let etcd = topology.etcdLayout(runDirectory: runDirectory) {
+                args += ["--etcd", etcd.endpoints, "--etcd-prefix", etcd.prefix]
+                if let ttl = etcd.leaseTTLSeconds { args += ["--lease-ttl", "\(ttl)"] }
+            }
             plan.append(PlannedNode(name: name, role: .groupManager, listen: n.listen, namespace: hub, arguments: args + common))
         }
         for (i, n) in topology.controllers.enumerated() {
@@ -118,17 +127,24 @@ public struct ClusterLauncher {
     /// Starts every node and waits (bounded) until each answers on `/health`.
     /// A network-namespace topology first gets its namespaces and daemons, and a forwarder after the nodes.
     public func up(readyWithin limit: Duration = .seconds(30)) async throws -> [Launched] {
-        if !runningPids().isEmpty || !records().isEmpty {
+        if !runningPids().isEmpty || !records().isEmpty || !etcdPids().isEmpty {
             throw LauncherError("a cluster from \(runDirectory) is already running (or was left half-made); run `doze cluster down` first")
         }
         let layout = topology.layout(runDirectory: runDirectory)
+        let etcd = topology.etcdLayout(runDirectory: runDirectory)
         let tools = try layout.map { _ in try networkTools() }   // before anything is created
+        let etcdBinary = try etcd.map { _ in try tools?.etcd ?? self.etcdBinary() }
         try FileManager.default.createDirectory(atPath: pidDirectory, withIntermediateDirectories: true)
-        if let layout, let tools {
-            do { try await networkUp(layout, tools) } catch {
-                await down()
-                throw error
+        let deadline = ContinuousClock.now + limit
+        do {
+            // etcd first: the managers campaign on it the moment they start.
+            if let layout, let tools { try await networkUp(layout, tools, etcd: etcd) } else if let etcd, let etcdBinary {
+                try startEtcd(etcd, binary: etcdBinary, ip: nil)
             }
+            if let etcd { try await waitForEtcd(etcd, until: deadline) }
+        } catch {
+            await down()
+            throw error
         }
         var launched: [Launched] = []
         for node in try plan() {
@@ -157,7 +173,7 @@ public struct ClusterLauncher {
             try "\(process.processIdentifier)\n".write(toFile: "\(pidDirectory)/\(name).pid", atomically: true, encoding: .utf8)
             // `ip netns exec` execs the node: this PID is the node's own.
             launched.append(Launched(name: name, role: node.role.rawValue, listen: listen, pid: process.processIdentifier, log: log,
-                                     namespace: node.namespace, hypervisor: node.hypervisor))
+                                     namespace: node.namespace, hypervisor: node.hypervisor, command: [binary] + node.arguments))
         }
         if let layout, let tools {
             do { launched.append(try startForwarder(layout, tools)) } catch {
@@ -165,7 +181,6 @@ public struct ClusterLauncher {
                 throw LauncherError("cannot start the forwarder: \(error)")
             }
         }
-        let deadline = ContinuousClock.now + limit
         for node in launched {
             while !(await Self.healthy(node)) {
                 if kill(node.pid, 0) != 0 || ContinuousClock.now > deadline {
@@ -191,6 +206,14 @@ public struct ClusterLauncher {
             }
             await saveCapabilitiesSeed(layout, cp: tools.cp)
         }
+        for m in etcd?.members ?? [] {
+            launched.append(Launched(name: m.name, role: "etcd", listen: String(m.clientURL.dropFirst("http://".count)),
+                                     pid: Self.readPid(m.pidFile) ?? 0, log: m.log, namespace: m.namespace, hypervisor: nil, command: []))
+        }
+        do { try writeLayoutFile(launched, etcd: etcd) } catch {
+            await down()
+            throw LauncherError("cannot write \(layoutFile): \(error)")
+        }
         return launched
     }
 
@@ -205,8 +228,9 @@ public struct ClusterLauncher {
         return status == 200 && String(buffer: body) == "ok"
     }
 
-    /// SIGTERM to every node started from this run directory, then SIGKILL to any left after 5 s; then, for a
-    /// network-namespace topology, its guests, daemons, namespaces and mount points.
+    /// SIGTERM to every node started from this run directory, then SIGKILL to any left after 5 s; then the etcd
+    /// members (after the managers, which resign through them); then, for a network-namespace topology, its guests,
+    /// daemons, namespaces and mount points.
     @discardableResult
     public func down() async -> Stopped {
         var stopped = Stopped()
@@ -219,6 +243,9 @@ public struct ClusterLauncher {
         for (_, pid) in running where kill(pid, 0) == 0 { kill(pid, SIGKILL) }
         try? FileManager.default.removeItem(atPath: pidDirectory)
         stopped.nodes = running.count
+        try? FileManager.default.removeItem(atPath: layoutFile)
+        try? FileManager.default.removeItem(atPath: inlineSecretFile)
+        await stopEtcd(into: &stopped)
         await networkDown(into: &stopped)
         return stopped
     }

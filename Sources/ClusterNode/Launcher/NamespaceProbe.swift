@@ -19,19 +19,23 @@ enum NamespaceProbe {
         return reply.status == 200 && reply.body == "ok"
     }
 
-    static func get(netns: String, _ endpoint: Endpoint, _ path: String, timeout: Duration) async -> (status: Int, body: String)? {
+    /// `netns` nil asks from this namespace (loopback members of a topology without `network:`).
+    static func get(netns: String?, _ endpoint: Endpoint, _ path: String, timeout: Duration) async -> (status: Int, body: String)? {
         await withCheckedContinuation { continuation in
             let thread = Thread { continuation.resume(returning: blockingGet(netns: netns, endpoint, path, timeout: timeout)) }
             thread.start()
         }
     }
 
-    private static func blockingGet(netns: String, _ endpoint: Endpoint, _ path: String, timeout: Duration) -> (status: Int, body: String)? {
-        guard let setns, let address = IPPool.parse(endpoint.host) else { return nil }
-        let nsfd = open("/run/netns/\(netns)", O_RDONLY | O_CLOEXEC)
-        guard nsfd >= 0 else { return nil }
-        defer { close(nsfd) }
-        guard setns(nsfd, cloneNewNet) == 0 else { return nil }
+    private static func blockingGet(netns: String?, _ endpoint: Endpoint, _ path: String, timeout: Duration) -> (status: Int, body: String)? {
+        guard let address = IPPool.parse(endpoint.host) else { return nil }
+        if let netns {
+            guard let setns else { return nil }
+            let nsfd = open("/run/netns/\(netns)", O_RDONLY | O_CLOEXEC)
+            guard nsfd >= 0 else { return nil }
+            defer { close(nsfd) }
+            guard setns(nsfd, cloneNewNet) == 0 else { return nil }
+        }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

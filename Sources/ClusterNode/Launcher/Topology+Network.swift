@@ -51,11 +51,8 @@ extension Topology {
         guard let client = Endpoint(network.clientListen), IPPool.parse(client.host) != nil else {
             throw LauncherError("\(path): network.client_listen must be IPV4:PORT (e.g. 127.0.0.1:5100), got '\(network.clientListen)'")
         }
-        // Names become namespace names (doze-NAME-hub); keep them to what `ip netns` and file names take.
-        func safe(_ s: String) -> Bool { !s.isEmpty && s.count <= 40 && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") } }
+        let safe = Self.safeName, inSubnet = { (host: String) in Self.hostAddress(host, in: pool) }
         guard safe(name) else { throw LauncherError("\(path): with `network:`, name must be letters, digits, - or _ (it names the namespaces)") }
-        let mask: UInt32 = pool.prefixLength == 0 ? 0 : ~UInt32(0) << (32 - pool.prefixLength)
-        func inSubnet(_ host: String) -> Bool { IPPool.parse(host).map { $0 & mask == pool.network && $0 != pool.network && $0 != pool.network | ~mask } ?? false }
         let hub = Endpoint(bootstrap[0].listen)!.host
         for node in bootstrap + managers {
             guard Endpoint(node.listen)!.host == hub, inSubnet(hub) else {
@@ -72,5 +69,16 @@ extension Topology {
                 throw LauncherError("\(path): controller names must be distinct, letters, digits, - or _, and not 'hub'; got '\(name)'")
             }
         }
+    }
+
+    /// Names become namespace names (doze-NAME-hub); keep them to what `ip netns` and file names take.
+    static func safeName(_ s: String) -> Bool {
+        !s.isEmpty && s.count <= 40 && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+    }
+
+    /// An address of the subnet that a host may take (neither the network nor the broadcast address).
+    static func hostAddress(_ host: String, in pool: IPPool) -> Bool {
+        let mask: UInt32 = pool.prefixLength == 0 ? 0 : ~UInt32(0) << (32 - pool.prefixLength)
+        return IPPool.parse(host).map { $0 & mask == pool.network && $0 != pool.network && $0 != pool.network | ~mask } ?? false
     }
 }

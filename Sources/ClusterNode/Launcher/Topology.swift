@@ -50,6 +50,8 @@ public struct Topology: Sendable, Codable {
     public var migrationsPerHost: Int?
     public var heartbeat: Heartbeat?
     public var network: Network?
+    /// Group-manager election and records on an etcd cluster the launcher runs (Topology+Etcd.swift).
+    public var etcd: Etcd?
     /// Extra directories every local controller lets VMs use (kernels, initrds, disks), relative to the file.
     public var diskDirs: [String]?
     public var bootstrap: [Node]
@@ -59,7 +61,7 @@ public struct Topology: Sendable, Codable {
     enum CodingKeys: String, CodingKey {
         case name, secret, secretFile = "secret_file", runDir = "run_dir", assignment, multicast
         case vmSubnet = "vm_subnet", dispatch, placement, resultTTLSeconds = "result_ttl_s", migrationsPerHost = "migrations_per_host"
-        case heartbeat, network, diskDirs = "disk_dirs", bootstrap, managers, controllers
+        case heartbeat, network, etcd, diskDirs = "disk_dirs", bootstrap, managers, controllers
     }
 
     /// Loads and checks a topology file; errors name the file and the problem.
@@ -95,6 +97,7 @@ public struct Topology: Sendable, Codable {
         if network != nil { try validateNetwork(path) } else if controllers.contains(where: { $0.libvirtd == true }) {
             throw LauncherError("\(path): `libvirtd: true` needs `network:` (each such controller gets a namespace of its own)")
         }
+        if etcd != nil { try validateEtcd(path) }
         if let assignment, GroupLeaderState.AssignmentPolicy(rawValue: assignment) == nil {
             throw LauncherError("\(path): assignment must be round-robin or least-loaded")
         }

@@ -1,0 +1,131 @@
+import ClusterCore
+import Foundation
+
+// The etcd members of a topology (`etcd:`): hand-started `etcd` processes (../shared/reference/etcd.md §2), each in
+// a network namespace of its own joined to the hub's bridge when the topology has `network:`, else on loopback.
+// They start before any doze node and are recorded in RUN/created (`etcd NAME PID`) the moment they exist; each
+// member's directory RUN/etcd/NAME holds its data dir, log, exact command (one argument per line) and current PID,
+// so that a chaos script can kill one and restart it with the same command and data.
+
+extension ClusterLauncher {
+    /// How long `down` lets members leave after SIGTERM before SIGKILL: a leader whose chosen successor is stopping
+    /// too waits ~7 s for it (see `stopEtcd`); its WAL is on disk, so killing it then loses nothing.
+    static let etcdStopWithin: Duration = .seconds(3)
+
+    func etcdBinary() throws -> String {
+        guard let path = Tool.find("etcd") else {
+            throw LauncherError("topology '\(topology.name)' runs etcd: apt-get install etcd-server etcd-client (scripts/setup.sh --etcd)")
+        }
+        return path
+    }
+
+    /// The member's command line (after the binary): the same every time, so a restart reuses it as written.
+    /// The initial-cluster flags only matter on a fresh data dir; a restarted member rejoins from its own.
+    func etcdArguments(_ m: EtcdLayout.Member, of etcd: EtcdLayout, token: String) -> [String] {
+        let cluster = etcd.members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")
+        return ["--name", m.name, "--data-dir", m.dataDirectory, "--logger=zap",
+                "--listen-client-urls", m.clientURL, "--advertise-client-urls", m.clientURL,
+                "--listen-peer-urls", m.peerURL, "--initial-advertise-peer-urls", m.peerURL,
+                "--initial-cluster", cluster, "--initial-cluster-token", token, "--initial-cluster-state", "new"]
+    }
+
+    /// Namespaces for the members, joined to the hub's bridge like controller hosts; recorded as made.
+    func createEtcdNamespaces(_ etcd: EtcdLayout, _ layout: NetworkLayout, ip: String) async throws {
+        let hub = ["-n", layout.hubNamespace]
+        for m in etcd.members {
+            guard let ns = m.namespace, let link = m.hubLink else { continue }
+            try record("netns", ns)
+            try await Tool.run(ip, ["netns", "add", ns])
+            let n = ["-n", ns]
+            try await Tool.run(ip, n + ["link", "set", "lo", "up"])
+            try await Tool.run(ip, hub + ["link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", ns])
+            try await Tool.run(ip, hub + ["link", "set", link, "master", "br0", "up"])
+            try await Tool.run(ip, n + ["addr", "add", "\(m.address)/\(layout.prefixLength)", "dev", "eth0"])
+            try await Tool.run(ip, n + ["link", "set", "eth0", "up"])
+        }
+    }
+
+    /// Starts every member on a fresh data dir (a new cluster each `up`, with a token of its own so that a stray
+    /// member of an earlier run can never join it) and records its PID. Does not wait: see `waitForEtcd`.
+    func startEtcd(_ etcd: EtcdLayout, binary: String, ip: String?) throws {
+        let fm = FileManager.default
+        let token = "doze-\(topology.name)-\(UUID().uuidString.prefix(8).lowercased())"
+        for m in etcd.members {
+            try? fm.removeItem(atPath: m.directory)   // the data of an earlier run is left for inspection until now
+            try fm.createDirectory(atPath: m.directory, withIntermediateDirectories: true)
+            let command = [binary] + etcdArguments(m, of: etcd, token: token)
+            try (command.joined(separator: "\n") + "\n").write(toFile: m.commandFile, atomically: true, encoding: .utf8)
+            _ = fm.createFile(atPath: m.log, contents: nil)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: m.log))
+            defer { try? handle.close() }
+            let process = Process()
+            if let ns = m.namespace, let ip {
+                process.executableURL = URL(fileURLWithPath: ip)
+                process.arguments = ["netns", "exec", ns] + command
+            } else {
+                process.executableURL = URL(fileURLWithPath: binary)
+                process.arguments = Array(command.dropFirst())
+            }
+            process.standardOutput = handle
+            process.standardError = handle
+            process.standardInput = FileHandle.nullDevice
+            do { try process.run() } catch { throw LauncherError("cannot start etcd member \(m.name): \(error)") }
+            // `ip netns exec` execs etcd: this PID is the member's own.
+            try record("etcd", "\(m.name) \(process.processIdentifier)")
+            try "\(process.processIdentifier)\n".write(toFile: m.pidFile, atomically: true, encoding: .utf8)
+        }
+    }
+
+    /// Waits until every member answers `GET /health` with `{"health":"true"}` (which needs a quorum), asked from
+    /// inside its namespace.
+    func waitForEtcd(_ etcd: EtcdLayout, until deadline: ContinuousClock.Instant) async throws {
+        for m in etcd.members {
+            guard let endpoint = Endpoint(String(m.clientURL.dropFirst("http://".count))) else { continue }
+            while true {
+                if let reply = await NamespaceProbe.get(netns: m.namespace, endpoint, "/health", timeout: .seconds(1)),
+                   reply.status == 200, reply.body.contains("\"health\":\"true\"") { break }
+                let pid = Self.readPid(m.pidFile) ?? 0
+                if !Self.alive(pid, named: "etcd") || ContinuousClock.now > deadline {
+                    let tail = (try? String(contentsOfFile: m.log, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: "\n") ?? ""
+                    throw LauncherError("etcd member \(m.name) did not become healthy on \(m.clientURL) (see \(m.log)); its log ends:\n\(tail)")
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
+    /// Every member PID this run knows: recorded at start, or written to RUN/etcd/NAME/pid by whoever restarted it.
+    func etcdPids() -> [(name: String, pid: Int32)] {
+        var pids = records().filter { $0.kind == "etcd" }.compactMap { Self.namedPid($0.value) }
+        for m in topology.etcdLayout(runDirectory: runDirectory)?.members ?? [] {
+            if let pid = Self.readPid(m.pidFile), !pids.contains(where: { $0.pid == pid }) { pids.append((m.name, pid)) }
+        }
+        return pids.filter { Self.alive($0.pid, named: "etcd") }
+    }
+
+    /// Stops the members by recorded PID only, in two waves: first every member that says it is a follower, then
+    /// the rest. A leader stopped while its peers are still up tries to hand leadership to one of them and waits
+    /// for it (~7 s, then SIGKILL here) when that peer is stopping too; once its peers are gone it sees no one to
+    /// hand over to and exits at once (measured: followers 30 ms, then the leader 25 ms). Their data dirs stay in
+    /// RUN/etcd until the next `up`.
+    func stopEtcd(into stopped: inout Stopped) async {
+        let live = etcdPids()
+        guard !live.isEmpty else { return }
+        let members = topology.etcdLayout(runDirectory: runDirectory)?.members ?? []
+        var followers: [Int32] = []
+        for (name, pid) in live {
+            guard let m = members.first(where: { $0.name == name }),
+                  let endpoint = Endpoint(String(m.clientURL.dropFirst("http://".count))),
+                  let reply = await NamespaceProbe.get(netns: m.namespace, endpoint, "/metrics", timeout: .milliseconds(500)),
+                  reply.status == 200, reply.body.contains("\netcd_server_is_leader 0") else { continue }
+            followers.append(pid)
+        }
+        for pid in followers { kill(pid, SIGTERM) }
+        await Self.waitGone(followers, named: "etcd", within: .seconds(2))
+        let rest = live.map(\.pid).filter { !followers.contains($0) }
+        for pid in rest { kill(pid, SIGTERM) }
+        await Self.waitGone(rest, named: "etcd", within: Self.etcdStopWithin)
+        stopped.etcdMembers += Set(live.map(\.name)).count
+        for m in members { try? FileManager.default.removeItem(atPath: m.pidFile) }
+    }
+}

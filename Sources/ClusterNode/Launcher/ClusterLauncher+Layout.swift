@@ -1,0 +1,105 @@
+import Foundation
+
+// RUN/layout.json: what a running cluster is made of, for scripts (chaos, benchmarks) that kill, restart or
+// partition one piece of it. Written by `up` once everything answers, removed by `down`. Snake-case keys.
+//
+// Each process comes with `command` (its argv inside its namespace) and `restart`, a shell line that starts it again
+// the same way (same arguments, state and data dirs; log appended) in the background and writes its new PID to
+// `pid_file`, where `down` looks for it. `pid` is the PID `up` started, stale after a restart.
+
+struct ClusterLayoutFile: Codable, Sendable {
+    struct Node: Codable, Sendable {
+        var name: String
+        var role: String
+        var listen: String
+        var namespace: String?
+        /// The hub's end of a controller host's veth pair: `ip -n HUB link set LINK down` cuts the host off.
+        var hubLink: String?
+        var pid: Int32
+        var pidFile: String
+        var log: String
+        var command: [String]
+        var restart: String
+    }
+    struct Member: Codable, Sendable {
+        var name: String
+        var namespace: String?
+        var hubLink: String?
+        var clientUrl: String
+        var peerUrl: String
+        var pid: Int32
+        var pidFile: String
+        var dataDir: String
+        var log: String
+        var commandFile: String
+        var command: [String]
+        var restart: String
+    }
+    struct Etcd: Codable, Sendable {
+        var endpoints: String
+        var prefix: String
+        var leaseTtlS: Int?
+        var members: [Member]
+    }
+
+    var topology: String
+    var topologyFile: String
+    var runDirectory: String
+    var hubNamespace: String?
+    var clientListen: String?
+    /// The inline `secret:`, for restarting nodes (they read it from DOZE_SECRET); mode 0600.
+    var secretFile: String?
+    var nodes: [Node]
+    var etcd: Etcd?
+}
+
+extension ClusterLauncher {
+    public var layoutFile: String { runDirectory + "/layout.json" }
+    /// Where an inline secret is kept for restarts; the nodes `up` starts get it in their environment.
+    var inlineSecretFile: String { runDirectory + "/secret" }
+
+    /// `ip netns exec NS ARGV >>LOG 2>&1 </dev/null & echo $! >PIDFILE`: `ip` execs the program, so `$!` is its PID.
+    static func restartLine(_ argv: [String], namespace: String?, ip: String, log: String, pidFile: String, environment: String = "") -> String {
+        let q = Tool.quote
+        let wrapped = (namespace.map { [ip, "netns", "exec", $0] } ?? []) + argv
+        return environment + wrapped.map(q).joined(separator: " ") + " >>\(q(log)) 2>&1 </dev/null & echo $! >\(q(pidFile))"
+    }
+
+    func writeLayoutFile(_ launched: [Launched], etcd: EtcdLayout?) throws {
+        let network = topology.layout(runDirectory: runDirectory)
+        let ip = Tool.find("ip") ?? "/usr/sbin/ip"
+        var secretFile: String?
+        var environment = ""
+        if let secret = topology.secret, topology.secretFile == nil {
+            _ = FileManager.default.createFile(atPath: inlineSecretFile, contents: Data(secret.utf8), attributes: [.posixPermissions: 0o600])
+            secretFile = inlineSecretFile
+            environment = "DOZE_SECRET=\"$(cat \(Tool.quote(inlineSecretFile)))\" "
+        }
+        let nodes = launched.filter { $0.role != "etcd" }.map { n in
+            let pidFile = "\(pidDirectory)/\(n.name).pid"
+            return ClusterLayoutFile.Node(
+                name: n.name, role: n.role, listen: n.listen, namespace: n.namespace,
+                hubLink: network?.hosts.first { $0.name == n.name }?.hubLink, pid: n.pid, pidFile: pidFile, log: n.log,
+                command: n.command, restart: Self.restartLine(n.command, namespace: n.namespace, ip: ip, log: n.log, pidFile: pidFile,
+                                                              environment: n.role == "forwarder" ? "" : environment))
+        }
+        let members = etcd.map { etcd in
+            etcd.members.map { m in
+                let command = ((try? String(contentsOfFile: m.commandFile, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+                return ClusterLayoutFile.Member(
+                    name: m.name, namespace: m.namespace, hubLink: m.hubLink, clientUrl: m.clientURL, peerUrl: m.peerURL,
+                    pid: Self.readPid(m.pidFile) ?? 0, pidFile: m.pidFile, dataDir: m.dataDirectory, log: m.log,
+                    commandFile: m.commandFile, command: command,
+                    restart: Self.restartLine(command, namespace: m.namespace, ip: ip, log: m.log, pidFile: m.pidFile))
+            }
+        }
+        let file = ClusterLayoutFile(
+            topology: topology.name, topologyFile: topologyFile, runDirectory: runDirectory, hubNamespace: network?.hubNamespace,
+            clientListen: network?.clientListen, secretFile: secretFile, nodes: nodes,
+            etcd: etcd.map { ClusterLayoutFile.Etcd(endpoints: $0.endpoints, prefix: $0.prefix, leaseTtlS: $0.leaseTTLSeconds, members: members ?? []) })
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        try (encoder.encode(file) + Data("\n".utf8)).write(to: URL(fileURLWithPath: layoutFile), options: .atomic)
+    }
+}
