@@ -79,19 +79,28 @@ extension ClusterLauncher {
     /// Waits until every member answers `GET /health` with `{"health":"true"}` (which needs a quorum), asked from
     /// inside its namespace.
     func waitForEtcd(_ etcd: EtcdLayout, until deadline: ContinuousClock.Instant) async throws {
-        for m in etcd.members {
-            guard let endpoint = Endpoint(String(m.clientURL.dropFirst("http://".count))) else { continue }
-            while true {
-                if let reply = await NamespaceProbe.get(netns: m.namespace, endpoint, "/health", timeout: .seconds(1)),
-                   reply.status == 200, reply.body.contains("\"health\":\"true\"") { break }
-                let pid = Self.readPid(m.pidFile) ?? 0
-                if !Self.alive(pid, named: "etcd") || ContinuousClock.now > deadline {
-                    let tail = (try? String(contentsOfFile: m.log, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: "\n") ?? ""
-                    throw LauncherError("etcd member \(m.name) did not become healthy on \(m.clientURL) (see \(m.log)); its log ends:\n\(tail)")
-                }
-                try await Task.sleep(for: .milliseconds(50))
+        var pending = etcd.members
+        while !pending.isEmpty {
+            // A member that exited fails `up` at once, not after the others time out waiting for it.
+            if let dead = etcd.members.first(where: { !Self.alive(Self.readPid($0.pidFile) ?? 0, named: "etcd") }) {
+                throw LauncherError("etcd member \(dead.name) exited (see \(dead.log)); its log ends:\n\(Self.tail(dead.log))")
             }
+            var still: [EtcdLayout.Member] = []
+            for m in pending {
+                guard let endpoint = Endpoint(String(m.clientURL.dropFirst("http://".count))),
+                      let reply = await NamespaceProbe.get(netns: m.namespace, endpoint, "/health", timeout: .seconds(1)),
+                      reply.status == 200, reply.body.contains("\"health\":\"true\"") else { still.append(m); continue }
+            }
+            pending = still
+            if let m = pending.first, ContinuousClock.now > deadline {
+                throw LauncherError("etcd member \(m.name) did not become healthy on \(m.clientURL) (see \(m.log)); its log ends:\n\(Self.tail(m.log))")
+            }
+            if !pending.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
         }
+    }
+
+    static func tail(_ log: String) -> String {
+        (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: "\n") ?? ""
     }
 
     /// Every member PID this run knows: recorded at start, or written to RUN/etcd/NAME/pid by whoever restarted it.
