@@ -85,7 +85,9 @@ public struct ClusterLauncher {
         }
         for (i, n) in topology.managers.enumerated() {
             let name = n.name ?? "gm-\(i + 1)"
-            var args = ["gm", "--listen", n.listen, "--state-dir", "\(runDirectory)/\(name)", "--election-dir", "\(runDirectory)/election"]
+            var args = ["gm", "--listen", n.listen, "--state-dir", "\(runDirectory)/\(name)"]
+            // One election backend: etcd when the topology has members, else the flock in a shared directory.
+            if topology.etcd == nil { args += ["--election-dir", "\(runDirectory)/election"] }
             if let a = topology.assignment { args += ["--assignment", a] }
             if let v = topology.vmSubnet { args += ["--vm-subnet", v] }
             if let d = topology.dispatch { args += ["--dispatch", d] }
