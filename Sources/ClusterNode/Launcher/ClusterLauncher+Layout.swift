@@ -79,7 +79,7 @@ extension ClusterLauncher {
             let pidFile = "\(pidDirectory)/\(n.name).pid"
             return ClusterLayoutFile.Node(
                 name: n.name, role: n.role, listen: n.listen, namespace: n.namespace,
-                hubLink: network?.hosts.first { $0.name == n.name }?.hubLink, pid: n.pid, pidFile: pidFile, log: n.log,
+                hubLink: network?.bridged.first { $0.name == n.name }?.hubLink, pid: n.pid, pidFile: pidFile, log: n.log,
                 command: n.command, restart: Self.restartLine(n.command, namespace: n.namespace, ip: ip, log: n.log, pidFile: pidFile,
                                                               environment: n.role == "forwarder" ? "" : environment))
         }

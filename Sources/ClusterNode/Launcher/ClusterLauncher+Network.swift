@@ -117,7 +117,7 @@ extension ClusterLauncher {
             }
         }
         let ip = tools.ip
-        for ns in [layout.hubNamespace] + layout.hosts.map(\.namespace) + (etcd?.members.compactMap(\.namespace) ?? []) {
+        for ns in [layout.hubNamespace] + layout.bridged.map(\.namespace) + (etcd?.members.compactMap(\.namespace) ?? []) {
             if fm.fileExists(atPath: "/run/netns/\(ns)") {
                 throw LauncherError("network namespace \(ns) already exists (left by another run? `ip netns del \(ns)` if it is yours)")
             }
@@ -129,7 +129,7 @@ extension ClusterLauncher {
         try await Tool.run(ip, hub + ["link", "add", "br0", "type", "bridge"])
         try await Tool.run(ip, hub + ["addr", "add", "\(layout.hubAddress)/\(layout.prefixLength)", "dev", "br0"])
         try await Tool.run(ip, hub + ["link", "set", "br0", "up"])
-        for host in layout.hosts {
+        for host in layout.bridged {
             try record("netns", host.namespace)
             try await Tool.run(ip, ["netns", "add", host.namespace])
             let h = ["-n", host.namespace]

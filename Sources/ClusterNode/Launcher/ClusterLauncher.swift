@@ -98,7 +98,8 @@ public struct ClusterLauncher {
                 args += ["--etcd", etcd.endpoints, "--etcd-prefix", etcd.prefix]
                 if let ttl = etcd.leaseTTLSeconds { args += ["--lease-ttl", "\(ttl)"] }
             }
-            plan.append(PlannedNode(name: name, role: .groupManager, listen: n.listen, namespace: hub, arguments: args + common))
+            let own = layout?.managerHosts.first { $0.name == name }?.namespace
+            plan.append(PlannedNode(name: name, role: .groupManager, listen: n.listen, namespace: own ?? hub, arguments: args + common))
         }
         for (i, n) in topology.controllers.enumerated() {
             let name = n.name ?? "lc-\(i + 1)"

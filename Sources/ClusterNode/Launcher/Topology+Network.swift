@@ -26,7 +26,14 @@ public struct NetworkLayout: Sendable {
     public var hubAddress: String
     public var prefixLength: Int
     public var clientListen: String
+    /// Controller hosts, in the topology's order.
     public var hosts: [Host]
+    /// Managers listening on an address of their own: each a namespace of its own on the bridge (`vgmN` in the hub),
+    /// so that a partition can cut one off. Managers on the hub's address run in the hub.
+    public var managerHosts: [Host] = []
+
+    /// Every namespace joined to the bridge by a veth pair.
+    public var bridged: [Host] { hosts + managerHosts }
 }
 
 extension Topology {
@@ -39,8 +46,17 @@ extension Topology {
                 name: name, namespace: "doze-\(self.name)-\(name)", address: Endpoint(c.listen)?.host ?? "",
                 hubLink: "veth\(i + 1)", daemonDirectory: c.libvirtd == true ? "\(runDirectory)/hosts/\(name)" : nil)
         }
-        return NetworkLayout(hubNamespace: "doze-\(name)-hub", hubAddress: Endpoint(bootstrap[0].listen)?.host ?? "",
-                             prefixLength: pool.prefixLength, clientListen: network.clientListen, hosts: hosts)
+        let hub = Endpoint(bootstrap[0].listen)?.host ?? ""
+        let managerHosts = managers.enumerated().compactMap { i, m -> NetworkLayout.Host? in
+            guard let address = Endpoint(m.listen)?.host, address != hub else { return nil }
+            let name = m.name ?? "gm-\(i + 1)"
+            return NetworkLayout.Host(name: name, namespace: "doze-\(self.name)-\(name)", address: address, hubLink: "vgm\(i + 1)",
+                                      daemonDirectory: nil)
+        }
+        var layout = NetworkLayout(hubNamespace: "doze-\(name)-hub", hubAddress: hub,
+                                   prefixLength: pool.prefixLength, clientListen: network.clientListen, hosts: hosts)
+        layout.managerHosts = managerHosts
+        return layout
     }
 
     func validateNetwork(_ path: String) throws {
@@ -54,12 +70,23 @@ extension Topology {
         let safe = Self.safeName, inSubnet = { (host: String) in Self.hostAddress(host, in: pool) }
         guard safe(name) else { throw LauncherError("\(path): with `network:`, name must be letters, digits, - or _ (it names the namespaces)") }
         let hub = Endpoint(bootstrap[0].listen)!.host
-        for node in bootstrap + managers {
+        for node in bootstrap {
             guard Endpoint(node.listen)!.host == hub, inSubnet(hub) else {
-                throw LauncherError("\(path): with `network:`, every bootstrap and group manager listens on one address of \(network.subnet) (the hub's), got '\(node.listen)'")
+                throw LauncherError("\(path): with `network:`, every bootstrap listens on one address of \(network.subnet) (the hub's), got '\(node.listen)'")
             }
         }
         var addresses: Set<String> = [hub], names = Set<String>()
+        // A manager on the hub's address runs in the hub; one on an address of its own gets a namespace of its own.
+        for (i, m) in managers.enumerated() {
+            let host = Endpoint(m.listen)!.host, name = m.name ?? "gm-\(i + 1)"
+            guard host != hub else { continue }
+            guard inSubnet(host), addresses.insert(host).inserted else {
+                throw LauncherError("\(path): manager \(name) listens on the hub's address or on one of \(network.subnet) of its own, got '\(m.listen)'")
+            }
+            guard safe(name), name != "hub", names.insert(name).inserted else {
+                throw LauncherError("\(path): manager names must be distinct, letters, digits, - or _, and not 'hub'; got '\(name)'")
+            }
+        }
         for (i, c) in controllers.enumerated() {
             let host = Endpoint(c.listen)!.host, name = c.name ?? "lc-\(i + 1)"
             guard inSubnet(host), addresses.insert(host).inserted else {
