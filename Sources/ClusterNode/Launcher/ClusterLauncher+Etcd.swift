@@ -82,7 +82,8 @@ extension ClusterLauncher {
         var pending = etcd.members
         while !pending.isEmpty {
             // A member that exited fails `up` at once, not after the others time out waiting for it.
-            if let dead = etcd.members.first(where: { !Self.alive(Self.readPid($0.pidFile) ?? 0, named: "etcd") }) {
+            // (Started just now by this process, so no name check: until `exec`, the child is still named after us.)
+            if let dead = etcd.members.first(where: { !Self.running(Self.readPid($0.pidFile) ?? 0) }) {
                 throw LauncherError("etcd member \(dead.name) exited (see \(dead.log)); its log ends:\n\(Self.tail(dead.log))")
             }
             var still: [EtcdLayout.Member] = []
@@ -109,7 +110,7 @@ extension ClusterLauncher {
         for m in topology.etcdLayout(runDirectory: runDirectory)?.members ?? [] {
             if let pid = Self.readPid(m.pidFile), !pids.contains(where: { $0.pid == pid }) { pids.append((m.name, pid)) }
         }
-        return pids.filter { Self.alive($0.pid, named: "etcd") }
+        return pids.filter { Self.memberAlive($0.pid) }
     }
 
     /// Stops the members by recorded PID only, in two waves: first every member that says it is a follower, then
@@ -136,5 +137,15 @@ extension ClusterLauncher {
         await Self.waitGone(rest, named: "etcd", within: Self.etcdStopWithin)
         stopped.etcdMembers += Set(live.map(\.name)).count
         for m in members { try? FileManager.default.removeItem(atPath: m.pidFile) }
+    }
+
+    /// A member runs as `ip netns exec NS etcd …`: until `ip` has exec'ed etcd, the process is still named `ip`.
+    static func memberAlive(_ pid: Int32) -> Bool { alive(pid, named: "etcd") || alive(pid, named: "ip") }
+
+    /// Runs and is not a zombie.
+    static func running(_ pid: Int32) -> Bool {
+        guard pid > 1, kill(pid, 0) == 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        return !stat[stat.index(after: close)...].hasPrefix(" Z")
     }
 }
