@@ -3,6 +3,7 @@ import ClusterCore
 import ClusterTransport
 import ClusterWire
 import Foundation
+import Logging
 import NIOHTTP1
 
 /// A peer's JSON error (`{"error":{"code","message"}}`) back as the `DozeError` it was, so a local controller's
@@ -156,7 +157,8 @@ extension GroupManagerNode {
         return m
     }
 
-    private func startBatch(_ metas: [VirtualMachineMetaData], on controller: ControllerInfo) async -> [String: VirtualMachineMetaData] {
+    private func startBatch(_ metas: [VirtualMachineMetaData], on controller: ControllerInfo,
+                            tried: Set<NodeID> = []) async -> [String: VirtualMachineMetaData] {
         var out: [String: VirtualMachineMetaData] = [:]
         do {
             let answer = try await peers.call(.POST, controller.control, "/localcontroller?startVirtualMachines&partial",
@@ -165,9 +167,52 @@ extension GroupManagerNode {
             for meta in answer.virtualMachineMetaData { out[meta.virtualMachineLocation.virtualMachineId] = meta }
         } catch {
             let reason = remoteError(error, "local controller \(controller.id) at \(controller.control) did not answer")
+            // Never reached (refused, or no connection in time): the request was not delivered, so the VMs can go to
+            // another controller without any risk of running twice. Anything else might have started them.
+            let undelivered = (error as? PeerClient.Failure).map { $0.status == nil && Self.neverConnected($0.message) } ?? false
+            if undelivered, tried.count < 2 {
+                return await placeElsewhere(metas, avoiding: tried.union([controller.id]), reason: reason.message)
+            }
             for meta in metas {
                 out[meta.virtualMachineLocation.virtualMachineId] = Self.error(meta, .unableToStartOnLocalController, reason.message)
             }
+        }
+        return out
+    }
+
+    static func neverConnected(_ message: String) -> Bool {
+        ["connectionRefused", "Connection refused", "connectTimeout", "ECONNREFUSED"].contains { message.contains($0) }
+    }
+
+    /// VMs whose controller could not be reached: placed again on the others (pinned ones fail).
+    private func placeElsewhere(_ metas: [VirtualMachineMetaData], avoiding: Set<NodeID>, reason: String) async -> [String: VirtualMachineMetaData] {
+        var out: [String: VirtualMachineMetaData] = [:]
+        guard case .manager(let state) = mode else {
+            for meta in metas { out[meta.virtualMachineLocation.virtualMachineId] = Self.error(meta, .unableToStartOnLocalController, reason) }
+            return out
+        }
+        let candidates = state.controllers.values.filter { !avoiding.contains($0.id) }.map { c in
+            PlacementCandidate(id: c.id, free: HostUsage(vcpus: Int(c.summary.total.vcpus - c.summary.requested.vcpus),
+                                                         memoryMiB: Int((c.summary.total.memoryKiB - c.summary.requested.memoryKiB) / 1024)),
+                               schedulable: c.draining != true)
+        }
+        var batches: [NodeID: [VirtualMachineMetaData]] = [:]
+        for var meta in metas {
+            let vm = meta.virtualMachineLocation.virtualMachineId
+            let demand = HostUsage(vcpus: max(1, Int(meta.requested.vcpus)), memoryMiB: max(1, Int((meta.requested.memoryKiB + 1023) / 1024)))
+            controllerPlacement.settle(vm)
+            guard case .success(let lc) = controllerPlacement.place(vm, demand: demand, among: candidates) else {
+                out[vm] = Self.error(meta, .unableToStartOnLocalController, reason + "; no other local controller has room")
+                continue
+            }
+            reservedAt[vm] = now
+            meta.virtualMachineLocation.localControllerId = lc
+            batches[lc, default: []].append(meta)
+        }
+        for (lc, batch) in batches {
+            guard let controller = state.controllers[lc] else { continue }
+            log.info("a local controller could not be reached; its VMs go to another", metadata: ["doze/lc": "\(lc)", "doze/vms": "\(batch.count)"])
+            out.merge(await startBatch(batch, on: controller, tried: avoiding)) { $1 }
         }
         return out
     }

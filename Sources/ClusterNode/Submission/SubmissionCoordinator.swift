@@ -194,9 +194,10 @@ actor SubmissionCoordinator {
         guard active else { throw DozeError(.unavailable, "this node is no longer the group leader") }
         try await whenLoaded()
         var managers = await self.managers()
-        // Just elected: managers are still joining; wait for them (bounded) rather than fail the submission.
+        // Just elected: managers (and their controllers) are still joining; wait for them (bounded) rather than
+        // fail the submission for want of room.
         let deadline = now + settleTime * 3
-        while managers.isEmpty && now < deadline {
+        while managers.values.allSatisfy({ $0.controllers.isEmpty }) && now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
             managers = await self.managers()
         }
