@@ -313,7 +313,7 @@ for why, count in sorted(error_kinds.items(), key=lambda kv: -kv[1])[:8]:
 print(f"kills: " + ", ".join(f"{sum(1 for _, w, _ in kills if w == k)} {k}" for k in ("leader", "manager", "controller", "etcd member", "partition")))
 print(f"failovers (distinct terms - 1): {failovers}; submissions that needed a retry: {retried}")
 if durations:
-    print(f"time without a leader: longest {max(durations):.2f} s, median {statistics.median(durations):.2f} s over {len(durations)} gaps")
+    print(f"leader key absent in etcd (from its expiry or revoke to the next win): longest {max(durations):.2f} s, median {statistics.median(durations):.2f} s over {len(durations)} gaps")
 if after_leader:
     print(f"after a leader's death or partition, until a new leader: longest {max(after_leader):.2f} s, median {statistics.median(after_leader):.2f} s "
           f"(target <= TTL + 1 = {TTL + 1} s)")
