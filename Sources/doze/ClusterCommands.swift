@@ -150,6 +150,15 @@ struct GroupManagerCommand: AsyncParsableCommand {
     @Option(help: "Seconds of the leader's etcd lease: a dead leader is replaced after about this long (at least 2).")
     var leaseTtl = 3
 
+    @Option(help: "PEM CA certificate the etcd members' certificates are checked against (https:// endpoints).")
+    var etcdCaFile: String?
+
+    @Option(help: "PEM client certificate for etcd members that require one (with --etcd-key-file).")
+    var etcdCertFile: String?
+
+    @Option(help: "PEM private key of --etcd-cert-file.")
+    var etcdKeyFile: String?
+
     @Option(help: "How the leader places joining local controllers: round-robin or least-loaded.")
     var assignment = "round-robin"
 
@@ -185,8 +194,17 @@ struct GroupManagerCommand: AsyncParsableCommand {
         if let etcd {
             var settings = EtcdSettings(endpoints: etcd.split(separator: ",").map(String.init), prefix: etcdPrefix)
             settings.leaseTTLSeconds = leaseTtl
+            if etcdCaFile != nil || etcdCertFile != nil {
+                guard (etcdCertFile == nil) == (etcdKeyFile == nil) else {
+                    throw ValidationError("--etcd-cert-file and --etcd-key-file go together")
+                }
+                for file in [etcdCaFile, etcdCertFile, etcdKeyFile].compactMap({ $0 }) where !FileManager.default.isReadableFile(atPath: file) {
+                    throw ValidationError("cannot read \(file)")
+                }
+                settings.tls = EtcdTLS(caFile: etcdCaFile.map(absolutePath), certFile: etcdCertFile.map(absolutePath), keyFile: etcdKeyFile.map(absolutePath))
+            }
             cluster.etcd = settings
-            election = EtcdElection(client: EtcdClient(endpoints: settings.endpoints), prefix: etcdPrefix, ttlSeconds: leaseTtl, logger: log)
+            election = EtcdElection(client: try settings.client(), prefix: etcdPrefix, ttlSeconds: leaseTtl, logger: log)
         } else {
             let directory = absolutePath(electionDir!)
             cluster.electionDirectory = directory

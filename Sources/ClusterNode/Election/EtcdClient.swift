@@ -2,6 +2,19 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
+
+/// Files for TLS to etcd (PEM).
+public struct EtcdTLS: Sendable {
+    public var caFile: String?
+    public var certFile: String?
+    public var keyFile: String?
+    public init(caFile: String?, certFile: String?, keyFile: String?) {
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+    }
+}
 
 /// etcd 3.4's v3 JSON gateway (`POST /v3/…`, base64 keys and values, int64s as strings, proto3 defaults
 /// omitted), enough for leader election and fenced records. One URL per member; a call that cannot reach a
@@ -28,6 +41,20 @@ public struct EtcdClient: Sendable {
         configuration.timeout.connect = .milliseconds(500)
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
+
+    /// A client speaking TLS to the members, made once per process (see `EtcdSettings.client()`).
+    public static func tlsHTTP(_ tls: EtcdTLS) throws -> HTTPClient {
+        var t = TLSConfiguration.makeClientConfiguration()
+        if let ca = tls.caFile { t.trustRoots = .file(ca) }
+        if let cert = tls.certFile, let key = tls.keyFile {
+            t.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
+            t.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+        }
+        var configuration = HTTPClient.Configuration(tlsConfiguration: t)
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .milliseconds(500)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
 
     // MARK: Wire shapes (every field optional: etcd omits defaults)
 

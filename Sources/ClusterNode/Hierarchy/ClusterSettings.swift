@@ -44,9 +44,18 @@ public struct EtcdSettings: Sendable {
     /// The leader's lease: it stops leading once it cannot renew it for this long, and a dead leader is
     /// replaced after about this long.
     public var leaseTTLSeconds: Int = 3
+    /// TLS to the members (https:// endpoints): a CA to trust, and a client certificate and key when the members
+    /// ask for one. Nil: plain HTTP, or the system's trust store.
+    public var tls: EtcdTLS?
     public init(endpoints: [String], prefix: String) {
         self.endpoints = endpoints
         self.prefix = prefix
+    }
+
+    /// One client for the whole process (AsyncHTTPClient's must be shut down, never dropped).
+    public func client() throws -> EtcdClient {
+        guard let tls else { return EtcdClient(endpoints: endpoints) }
+        return EtcdClient(endpoints: endpoints, http: try EtcdClient.tlsHTTP(tls))
     }
 }
 

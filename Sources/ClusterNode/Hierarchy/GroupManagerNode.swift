@@ -49,6 +49,8 @@ public actor GroupManagerNode: GroupManagerBackend {
     var apps: KVMAppCoordinator?
     /// Leader side of migrations and drains (Submission/MigrationCoordinator.swift, GroupManagerNode+Migration.swift).
     var migrations: MigrationCoordinator?
+    /// The process's etcd client (TLS set up once), shared by the election and every term's record store.
+    var etcdClient: EtcdClient? { (election as? EtcdElection)?.client }
 
     init(id: NodeID, control: Endpoint, link: HeartbeatLink, cluster: ClusterSettings, election: any LeaderElection, logger: Logger) {
         self.id = id
@@ -153,7 +155,7 @@ public actor GroupManagerNode: GroupManagerBackend {
     private func startCoordinator(term: Term) {
         var store: (any ClusterRecordStore)?
         if let etcd = cluster.etcd {
-            store = EtcdRecordStore(client: EtcdClient(endpoints: etcd.endpoints), prefix: etcd.prefix, term: Int64(term), logger: log)
+            store = EtcdRecordStore(client: etcdClient ?? EtcdClient(endpoints: etcd.endpoints), prefix: etcd.prefix, term: Int64(term), logger: log)
         } else if let directory = cluster.recordDirectory {
             do { store = try DirectoryRecordStore(directory: directory) } catch {
                 log.error("cannot open the cluster records; submissions will not survive a failover",
