@@ -46,6 +46,7 @@ def http(method, url, body=None, timeout=10):
 
 # --- the leader, as etcd holds it: gaps without one, and every (term, holder) ever seen -------------------------
 terms = {}          # create revision -> set of holders seen for it
+first_seen = {}     # create revision -> when the watcher first saw it
 gaps = []           # (start, end) without a leader key
 kills = []          # (time, what, name)
 
@@ -72,6 +73,7 @@ def watch_leader():
         elif isinstance(held, tuple):
             with lock:
                 terms.setdefault(held[0], set()).add(held[1])
+                first_seen.setdefault(held[0], now)
             if missing_since is not None:
                 gaps.append((missing_since, now))
                 missing_since = None
@@ -296,14 +298,16 @@ done.set()
 
 # --- figures ---------------------------------------------------------------------------------------------------
 durations = [e - s for s, e in gaps]
-# After a leader's death (or its host's partition): time until etcd holds a new leader key.
+# After a leader's death (or its host's partition): time until etcd holds a new leader key, i.e. a term
+# (creation revision) first seen after the event that is higher than every term seen before it.
 after_leader = []
 for t, what, _ in kills:
     if what not in ("leader", "partition"):
         continue
-    ends = [e for s, e in gaps if t - 0.2 <= s <= t + TTL + 2]
-    if ends:
-        after_leader.append(min(ends) - t)
+    before = [rev for rev, at in first_seen.items() if at <= t]
+    later = [at for rev, at in first_seen.items() if at > t and rev > max(before, default=0)]
+    if later:
+        after_leader.append(min(later) - t)
 failovers = max(0, len(set(terms)) - 1)
 print()
 print("== figures")
@@ -311,7 +315,8 @@ print(f"tasks submitted {len(tasks)}, answered {len(results)}, lost {lost}; VMs 
 for why, count in sorted(error_kinds.items(), key=lambda kv: -kv[1])[:8]:
     print(f"  ERROR x{count}: {why}")
 print(f"kills: " + ", ".join(f"{sum(1 for _, w, _ in kills if w == k)} {k}" for k in ("leader", "manager", "controller", "etcd member", "partition")))
-print(f"failovers (distinct terms - 1): {failovers}; submissions that needed a retry: {retried}")
+print(f"failovers (distinct terms - 1): {failovers}; submissions that needed a retry: {retried}"
+      f"; retried ones refused as already submitted (answer lost in transit, VMs checked to exist): {len(refused_after_retry)} VMs")
 if durations:
     print(f"leader key absent in etcd (from its expiry or revoke to the next win): longest {max(durations):.2f} s, median {statistics.median(durations):.2f} s over {len(durations)} gaps")
 if after_leader:

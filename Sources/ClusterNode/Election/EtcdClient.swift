@@ -186,6 +186,61 @@ public struct EtcdClient: Sendable {
         return (r.kvs?.first, r.header?.revision.flatMap(Int64.init) ?? 0)
     }
 
+    /// Watches `key` from `revision` on and returns when it is deleted (or at once if it already was after that
+    /// revision), or after `limit` without a delete (callers read the key again: a watch is an optimisation, never
+    /// the only source of truth). Throws when no member streams the watch.
+    public func waitForDelete(_ key: String, after revision: Int64, limit: Duration) async throws {
+        struct Create: Codable { var key: Data; var start_revision: String }
+        struct Watch: Codable { var create_request: Create }
+        struct Line: Codable {
+            struct Result: Codable {
+                struct Event: Codable { var type: String? }
+                var events: [Event]?
+                var canceled: Bool?
+            }
+            var result: Result?
+            var error: Failure?
+            struct Failure: Codable { var message: String? }
+        }
+        let body = try JSONEncoder().encode(Watch(create_request: Create(key: Data(key.utf8), start_revision: "\(revision + 1)")))
+        var last: any Error = Failure(description: "no etcd endpoint configured", refused: false)
+        for endpoint in endpoints {
+            var request = HTTPClientRequest(url: endpoint + "/v3/watch")
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: body))
+            do {
+                let response = try await http.execute(request, timeout: .nanoseconds(Int64(limit.components.seconds) * 1_000_000_000
+                                                                                         + limit.components.attoseconds / 1_000_000_000))
+                guard response.status == .ok else {
+                    last = Failure(description: "etcd at \(endpoint) refused the watch: \(response.status)", refused: false)
+                    continue
+                }
+                var pending = ByteBuffer()
+                for try await chunk in response.body {
+                    var chunk = chunk
+                    pending.writeBuffer(&chunk)
+                    while let newline = pending.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
+                        let length = newline - pending.readerIndex
+                        guard let text = pending.readString(length: length) else { break }
+                        pending.moveReaderIndex(forwardBy: 1)
+                        guard let line = try? JSONDecoder().decode(Line.self, from: Data(text.utf8)) else { continue }
+                        if line.error != nil || line.result?.canceled == true {
+                            throw Failure(description: "etcd ended the watch: \(text.prefix(200))", refused: false)
+                        }
+                        if line.result?.events?.contains(where: { $0.type == "DELETE" }) == true { return }
+                    }
+                }
+                return   // the stream ended (a member going away): read the key again
+            } catch let error as HTTPClientError where error == .deadlineExceeded {
+                return   // no delete within the limit
+            } catch {
+                last = error
+            }
+        }
+        throw last
+    }
+
     /// Every key under `prefix`.
     public func list(prefix: String) async throws -> [KeyValue] {
         let r = try await post("/v3/kv/range", RangeRequest(key: Data(prefix.utf8), range_end: Self.rangeEnd(prefix)),

@@ -2,7 +2,7 @@ import ClusterCore
 import Foundation
 import Logging
 
-/// Leader election on etcd, for managers on several hosts. A candidate waits until the leader key is absent,
+/// Leader election on etcd, for managers on several hosts. A candidate watches the leader key until it is absent,
 /// then creates it on a lease of its own in one transaction (create-if-absent); the revision of that write is
 /// the term (etcd revisions only grow) and the fence every record write is checked against. The leader keeps
 /// its lease alive and **fences itself**: it stops leading the moment it can no longer prove the lease (no
@@ -28,9 +28,13 @@ public struct EtcdElection: LeaderElection {
         while true {
             try Task.checkCancellation()
             do {
-                // Watch by polling: cheap, bounded, and no delete can be missed between a read and a watch.
-                if try await client.get(key).kv != nil {
-                    try await Task.sleep(for: pollInterval)
+                // A leader holds the key: watch it from the revision read, so that no delete between the read and
+                // the watch is missed, and campaign the moment it goes. The watch is bounded; the read decides.
+                let current = try await client.get(key)
+                if current.kv != nil {
+                    do { try await client.waitForDelete(key, after: current.revision, limit: .seconds(5)) } catch {
+                        try await Task.sleep(for: pollInterval)   // no member would stream a watch: poll instead
+                    }
                     continue
                 }
                 let lease = try await client.grantLease(ttlSeconds: ttlSeconds)

@@ -316,7 +316,7 @@ actor SubmissionCoordinator {
         }
     }
 
-    private func dispatch(_ vms: [TaskVM], to manager: NodeID, task: String, retry: Bool) async {
+    private func dispatch(_ vms: [TaskVM], to manager: NodeID, task: String, retry: Bool, tried: Set<NodeID> = []) async {
         let body = VirtualMachineSubmission(virtualMachineMetaData: vms.map { vm in
             var meta = vm.meta
             if vm.pinnedController == nil { meta.virtualMachineLocation.localControllerId = "UNKNOWN" }
@@ -336,6 +336,21 @@ actor SubmissionCoordinator {
                 let target = "/groupmanager?startVirtualMachines&task=\(task)" + (retry || attempt > 0 ? "&retry" : "")
                 let answer = try await peers.call(.POST, info.control, target, body: body,
                                                   as: VirtualMachineSubmission.self, timeout: .seconds(60) + .milliseconds(20 * vms.count))
+                // A manager whose view was out of date (its controllers just left or re-joined) found no room: its
+                // unpinned VMs get one more chance on another manager with room, instead of failing at once.
+                let pinned = Set(vms.filter { $0.pinnedController != nil }.map(\.id))
+                let refused = answer.virtualMachineMetaData.filter {
+                    $0.errorCode == .notEnoughLocalControllerCapacity && !pinned.contains($0.virtualMachineLocation.virtualMachineId)
+                }
+                if !refused.isEmpty, tried.count < 2, let target = await anotherManager(for: refused, avoiding: tried.union([manager])) {
+                    let ids = Set(refused.map { $0.virtualMachineLocation.virtualMachineId })
+                    record(answer.virtualMachineMetaData.filter { !ids.contains($0.virtualMachineLocation.virtualMachineId) }, task: task)
+                    for id in ids { book.setManager(target.id, for: id, in: task, address: NetworkAddress(address: target.control.host, port: target.control.port)) }
+                    log.info("a group manager had no room; its VMs go to another", metadata: ["doze/from": "\(manager)", "doze/to": "\(target.id)", "doze/vms": "\(ids.count)"])
+                    await dispatch(vms.filter { ids.contains($0.id) }.map { var v = $0; v.manager = target.id; return v },
+                                   to: target.id, task: task, retry: true, tried: tried.union([manager]))
+                    return
+                }
                 record(answer.virtualMachineMetaData, task: task)
                 let answered = Set(answer.virtualMachineMetaData.map { $0.virtualMachineLocation.virtualMachineId })
                 let missing = vms.map(\.id).filter { !answered.contains($0) }
@@ -357,6 +372,15 @@ actor SubmissionCoordinator {
         // The manager died with the VMs in hand. Its controllers re-join other managers and report what they run:
         // a VM that shows up started; one that does not goes to another manager.
         await recoverFromLostManager(vms, manager: manager, task: task, reason: lastError)
+    }
+
+    /// The manager with the most room (its open controllers' summaries) that can take all of `metas`, other than `avoiding`.
+    private func anotherManager(for metas: [VirtualMachineMetaData], avoiding: Set<NodeID>) async -> ManagerInfo? {
+        let need = metas.reduce(ResourceVector.zero) { $0 + $1.requested }
+        let candidates = await managers().values.filter { !avoiding.contains($0.info.id) }.map { record -> (ManagerInfo, CapacitySummary) in
+            (record.info, record.controllers.filter { $0.draining != true }.reduce(CapacitySummary()) { $0 + $1.summary })
+        }.filter { _, s in s.total.vcpus - s.requested.vcpus >= need.vcpus && s.total.memoryKiB - s.requested.memoryKiB >= need.memoryKiB }
+        return candidates.max { $0.1.freeFraction < $1.1.freeFraction }?.0
     }
 
     /// A manager may not have joined a leader just elected: give it the time a join takes before calling it gone.
