@@ -307,8 +307,26 @@ actor SubmissionCoordinator {
     /// Sends every pending VM of a task to its group manager, one call per manager, all at once.
     private func run(_ taskID: String, retry: Bool = false) async {
         guard let record = book.records[taskID], !record.isFinal else { return }
+        // Taking over from an earlier leader: a VM any controller already reports was started (perhaps by a
+        // manager that has since restarted and forgotten it): record it, never ask for it again.
+        var listed: [String: (ControllerInfo, ManagerInfo)] = [:]
+        if retry {
+            for m in await managers().values { for c in m.controllers { for vm in c.vms { listed[vm] = (c, m.info) } } }
+            let found: [VirtualMachineMetaData] = record.vms.filter { !$0.isFinal && listed[$0.id] != nil }.map { vm in
+                let (c, m) = listed[vm.id]!
+                var meta = vm.meta
+                meta.status = .running
+                meta.virtualMachineLocation.localControllerId = c.id
+                meta.virtualMachineLocation.localControllerControlDataAddress = NetworkAddress(address: c.control.host, port: c.control.port)
+                meta.virtualMachineLocation.groupManagerId = m.id
+                meta.virtualMachineLocation.groupManagerControlDataAddress = NetworkAddress(address: m.control.host, port: m.control.port)
+                meta.groupManagerControlDataAddress = meta.virtualMachineLocation.groupManagerControlDataAddress
+                return meta
+            }
+            if !found.isEmpty { self.record(found, task: taskID) }
+        }
         var byManager: [NodeID: [TaskVM]] = [:]
-        for vm in record.vms where !vm.isFinal { byManager[vm.manager ?? "", default: []].append(vm) }
+        for vm in record.vms where !vm.isFinal && listed[vm.id] == nil { byManager[vm.manager ?? "", default: []].append(vm) }
         await withTaskGroup(of: Void.self) { group in
             for (manager, vms) in byManager {
                 group.addTask { await self.dispatch(vms, to: manager, task: taskID, retry: retry) }
@@ -346,6 +364,7 @@ actor SubmissionCoordinator {
                     let ids = Set(refused.map { $0.virtualMachineLocation.virtualMachineId })
                     record(answer.virtualMachineMetaData.filter { !ids.contains($0.virtualMachineLocation.virtualMachineId) }, task: task)
                     for id in ids { book.setManager(target.id, for: id, in: task, address: NetworkAddress(address: target.control.host, port: target.control.port)) }
+                    persist(task)   // a next leader must re-ask the manager that has them now
                     log.info("a group manager had no room; its VMs go to another", metadata: ["doze/from": "\(manager)", "doze/to": "\(target.id)", "doze/vms": "\(ids.count)"])
                     await dispatch(vms.filter { ids.contains($0.id) }.map { var v = $0; v.manager = target.id; return v },
                                    to: target.id, task: task, retry: true, tried: tried.union([manager]))
@@ -417,6 +436,38 @@ actor SubmissionCoordinator {
             try? await Task.sleep(for: .milliseconds(250))
         }
         guard !remaining.isEmpty, active else { return }
+        // Not in any heartbeat yet. Before starting them elsewhere, ask every controller itself: one that started a
+        // VM may not have re-joined a manager yet. While any controller cannot be asked, nothing is re-placed (a VM
+        // started twice is worse than one that failed); after a bound the VMs fail with that reason.
+        let askDeadline = now + .seconds(20)
+        while active {
+            let current = await managers()
+            let controllers = current.values.flatMap(\.controllers)
+            var silent = 0
+            for c in controllers {
+                guard let answer = try? await peers.call(.POST, c.control, "/localcontroller?getVirtualMachines", body: "0",
+                                                         as: [VirtualMachineMetaData].self, timeout: .seconds(2)) else { silent += 1; continue }
+                for var meta in answer where remaining[meta.virtualMachineLocation.virtualMachineId] != nil {
+                    let vm = meta.virtualMachineLocation.virtualMachineId
+                    if let owner = current.values.first(where: { $0.controllers.contains { $0.id == c.id } })?.info {
+                        meta.virtualMachineLocation.groupManagerId = owner.id
+                        meta.virtualMachineLocation.groupManagerControlDataAddress = NetworkAddress(address: owner.control.host, port: owner.control.port)
+                        meta.groupManagerControlDataAddress = meta.virtualMachineLocation.groupManagerControlDataAddress
+                    }
+                    self.record([meta], task: task)
+                    remaining[vm] = nil
+                }
+            }
+            if remaining.isEmpty { return }
+            if silent == 0 && !controllers.isEmpty { break }
+            guard now < askDeadline else {
+                fail(Array(remaining.keys), in: task, .unableToStartOnGroupManager,
+                     "group manager \(manager) was lost with these VMs (\(reason)), and \(silent) local controller(s) could not be asked whether they run them")
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+        guard active else { return }
         // Place the rest on another manager, once.
         let current = await managers()
         let others = current.filter { $0.key != manager }
