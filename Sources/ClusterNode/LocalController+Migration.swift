@@ -404,11 +404,7 @@ extension LocalController {
         }
         var updated = record
         if let meta = try? await hypervisor.metadata(.name(vm), namespace: Self.metadataNamespace) {
-            updated.rxBytes = Self.attribute("rx", in: meta).flatMap(Double.init) ?? 0
-            updated.txBytes = Self.attribute("tx", in: meta).flatMap(Double.init) ?? 0
-            updated.ipAddress = Self.attribute("ip", in: meta) ?? ""
-            updated.adaptations = Self.attribute("adapted", in: meta).map(Self.xmlUnescape)
-                .map { $0.isEmpty ? [] : $0.components(separatedBy: "; ") } ?? []
+            updated.apply(metadata: meta)
         }
         vms[vm] = updated
         log.info("VM arrived by migration", metadata: ["doze/vm": "\(vm)"])

@@ -23,6 +23,15 @@ public actor LocalController: LocalControllerBackend {
         var adaptations: [String] = []
 
         var status: VMStatus { LocalController.status(of: info.state) }
+
+        /// Doze's metadata element (`metadataXML`): what a domain carries from host to host and across restarts.
+        mutating func apply(metadata xml: String) {
+            rxBytes = LocalController.attribute("rx", in: xml).flatMap(Double.init) ?? 0
+            txBytes = LocalController.attribute("tx", in: xml).flatMap(Double.init) ?? 0
+            ipAddress = LocalController.attribute("ip", in: xml) ?? ""
+            adaptations = LocalController.attribute("adapted", in: xml).map(LocalController.xmlUnescape)
+                .map { $0.isEmpty ? [] : $0.components(separatedBy: "; ") } ?? []
+        }
         var usage: HostUsage {
             info.state.isActive ? HostUsage(vcpus: info.vcpus, memoryMiB: HostUsage.memoryMiB(fromKiB: info.memoryKiB)) : HostUsage()
         }
@@ -116,10 +125,7 @@ public actor LocalController: LocalControllerBackend {
         for info in try await hypervisor.listDomains() {
             var record = VMRecord(info: info)
             if let meta = try? await hypervisor.metadata(.uuid(info.uuid), namespace: Self.metadataNamespace) {
-                record.rxBytes = Self.attribute("rx", in: meta).flatMap(Double.init) ?? 0
-                record.txBytes = Self.attribute("tx", in: meta).flatMap(Double.init) ?? 0
-                record.ipAddress = Self.attribute("ip", in: meta) ?? ""
-                record.adaptations = Self.attribute("adapted", in: meta).map(Self.xmlUnescape).map { $0.isEmpty ? [] : $0.components(separatedBy: "; ") } ?? []
+                record.apply(metadata: meta)
             }
             adopted[info.name] = record
         }

@@ -4,6 +4,13 @@ import Foundation
 // Live migration (docs/PROTOCOL.md §6). Snooze's forms are accepted as Snooze clients send them; the native
 // form is a tracked migration with progress, abort and a recorded outcome.
 
+extension VirtualMachineMetaData {
+    /// What the VM asks of a host, in the units placement and quotas count (at least 1 vCPU and 1 MiB).
+    public var demand: HostUsage {
+        HostUsage(vcpus: max(1, Int(requested.vcpus)), memoryMiB: max(1, Int((requested.memoryKiB + 1023) / 1024)))
+    }
+}
+
 /// Snooze's `MigrationRequest` (leader `migrateVirtualMachine`). Only the VM id, the source controller (optional:
 /// the leader finds the VM) and the destination controller's id are used; the rest is Snooze's own bookkeeping.
 public struct SnoozeMigrationRequest: Sendable, Equatable, Codable {

@@ -17,6 +17,10 @@ public struct GroupLeaderState: Sendable {
         public var info: ManagerInfo
         public var controllers: [ControllerInfo]
         public var summary: CapacitySummary { controllers.reduce(CapacitySummary()) { $0 + $1.summary } }
+        /// The same over the controllers that take new VMs (drained ones do not).
+        public var openSummary: CapacitySummary {
+            controllers.filter { $0.draining != true }.reduce(CapacitySummary()) { $0 + $1.summary }
+        }
     }
 
     public enum Directive: Sendable, Equatable {

@@ -49,6 +49,11 @@ public struct CapacitySummary: Sendable, Equatable, Codable {
         .init(total: l.total + r.total, used: l.used + r.used, requested: l.requested + r.requested, vmCount: l.vmCount + r.vmCount)
     }
 
+    /// vCPUs and memory not yet asked for (what placement can still hand out).
+    public var free: HostUsage {
+        HostUsage(vcpus: Int(total.vcpus - requested.vcpus), memoryMiB: Int((total.memoryKiB - requested.memoryKiB) / 1024))
+    }
+
     /// Free share of the scarcest dimension (vCPUs or memory), 0…1, for least-loaded choices.
     public var freeFraction: Double {
         func free(_ t: Double, _ u: Double) -> Double { t > 0 ? max(0, (t - u) / t) : 0 }

@@ -63,9 +63,7 @@ extension GroupManagerNode {
         }
         let controllers = state.controllers
         let candidates = controllers.values.map { c in
-            PlacementCandidate(id: c.id, free: HostUsage(vcpus: Int(c.summary.total.vcpus - c.summary.requested.vcpus),
-                                                         memoryMiB: Int((c.summary.total.memoryKiB - c.summary.requested.memoryKiB) / 1024)),
-                               schedulable: c.draining != true)
+            PlacementCandidate(id: c.id, free: c.summary.free, schedulable: c.draining != true)
         }
         var batches: [NodeID: [VirtualMachineMetaData]] = [:]
         var immediate: [String: VirtualMachineMetaData] = [:]
@@ -86,7 +84,7 @@ extension GroupManagerNode {
                 vmStarts[key] = Task { await self.fetchMetaData(vm, on: holder) }
                 continue
             }
-            let demand = HostUsage(vcpus: max(1, Int(meta.requested.vcpus)), memoryMiB: max(1, Int((meta.requested.memoryKiB + 1023) / 1024)))
+            let demand = meta.demand
             let pinned = meta.virtualMachineLocation.localControllerId == "UNKNOWN" ? nil : meta.virtualMachineLocation.localControllerId
             switch controllerPlacement.place(vm, demand: demand, among: candidates, pinned: pinned) {
             case .success(let lc):
@@ -192,14 +190,12 @@ extension GroupManagerNode {
             return out
         }
         let candidates = state.controllers.values.filter { !avoiding.contains($0.id) }.map { c in
-            PlacementCandidate(id: c.id, free: HostUsage(vcpus: Int(c.summary.total.vcpus - c.summary.requested.vcpus),
-                                                         memoryMiB: Int((c.summary.total.memoryKiB - c.summary.requested.memoryKiB) / 1024)),
-                               schedulable: c.draining != true)
+            PlacementCandidate(id: c.id, free: c.summary.free, schedulable: c.draining != true)
         }
         var batches: [NodeID: [VirtualMachineMetaData]] = [:]
         for var meta in metas {
             let vm = meta.virtualMachineLocation.virtualMachineId
-            let demand = HostUsage(vcpus: max(1, Int(meta.requested.vcpus)), memoryMiB: max(1, Int((meta.requested.memoryKiB + 1023) / 1024)))
+            let demand = meta.demand
             controllerPlacement.settle(vm)
             guard case .success(let lc) = controllerPlacement.place(vm, demand: demand, among: candidates) else {
                 out[vm] = Self.error(meta, .unableToStartOnLocalController, reason + "; no other local controller has room")

@@ -80,7 +80,7 @@ actor KVMAppCoordinator {
             let s = c.summary
             return KVMAppHost(id: c.id, hostname: c.control.host,
                               total: HostUsage(vcpus: Int(s.total.vcpus), memoryMiB: Int(s.total.memoryKiB / 1024)),
-                              free: HostUsage(vcpus: Int(s.total.vcpus - s.requested.vcpus), memoryMiB: Int((s.total.memoryKiB - s.requested.memoryKiB) / 1024)))
+                              free: s.free)
         }.sorted { $0.id < $1.id }
         let plan = try book.plan(app, spec, hosts: hosts)
         // Booked before the first await, so a concurrent create of the same id is refused.

@@ -113,8 +113,7 @@ actor MigrationCoordinator {
     private func free(_ host: Host) -> HostUsage {
         let s = host.info.summary
         let queued = book.entries.values.filter { $0.phase == .queued && $0.destination == host.info.id }.reduce(HostUsage()) { $0 + $1.demand }
-        return HostUsage(vcpus: Int(s.total.vcpus - s.requested.vcpus), memoryMiB: Int((s.total.memoryKiB - s.requested.memoryKiB) / 1024))
-            - queued
+        return s.free - queued
     }
 
     // MARK: - Starting
@@ -167,7 +166,7 @@ actor MigrationCoordinator {
         case .paused: throw DozeError(.conflict, "VM '\(vm)' is suspended; resume it before migrating")
         default: throw DozeError(.conflict, "VM '\(vm)' is \(meta.status.rawValue.lowercased()); only a running VM can be migrated")
         }
-        let demand = HostUsage(vcpus: max(1, Int(meta.requested.vcpus)), memoryMiB: max(1, Int((meta.requested.memoryKiB + 1023) / 1024)))
+        let demand = meta.demand
         let room = free(destination)
         guard room.vcpus >= demand.vcpus, room.memoryMiB >= demand.memoryMiB else {
             throw DozeError(.quotaExceeded, "local controller \(to) has no room for '\(vm)' (\(demand.vcpus) vCPUs, \(demand.memoryMiB) MiB): "
@@ -410,7 +409,7 @@ actor MigrationCoordinator {
                 unplaced[vm] = "\(meta.status.rawValue.lowercased()): only running VMs are migrated; move or destroy it yourself"
                 continue
             }
-            let demand = HostUsage(vcpus: max(1, Int(meta.requested.vcpus)), memoryMiB: max(1, Int((meta.requested.memoryKiB + 1023) / 1024)))
+            let demand = meta.demand
             switch placement.place(vm, demand: demand, among: candidates) {
             case .failure:
                 unplaced[vm] = "no other host has room for \(demand.vcpus) vCPUs and \(demand.memoryMiB) MiB"

@@ -208,12 +208,8 @@ actor SubmissionCoordinator {
         // Which manager holds which controller (for `hostId` naming a controller).
         var managerOf: [NodeID: NodeID] = [:]
         for record in managers.values { for c in record.controllers { managerOf[c.id] = record.info.id } }
-        let candidates = managers.values.map { record -> PlacementCandidate in
-            // Drained hosts take no new VMs: their room is not the manager's to offer.
-            let s = record.controllers.filter { $0.draining != true }.reduce(CapacitySummary()) { $0 + $1.summary }
-            return PlacementCandidate(id: record.info.id, free: HostUsage(vcpus: Int(s.total.vcpus - s.requested.vcpus),
-                                                                          memoryMiB: Int((s.total.memoryKiB - s.requested.memoryKiB) / 1024)))
-        }
+        // Drained hosts take no new VMs: their room is not the manager's to offer.
+        let candidates = managers.values.map { PlacementCandidate(id: $0.info.id, free: $0.openSummary.free) }
         for p in prepared {
             var meta = VirtualMachineMetaData(location: VirtualMachineLocation(virtualMachineId: p.name), status: .unknown,
                                               xmlRepresentation: p.xml, requestedCapacity: p.demand,
@@ -314,14 +310,7 @@ actor SubmissionCoordinator {
             for m in await managers().values { for c in m.controllers { for vm in c.vms { listed[vm] = (c, m.info) } } }
             let found: [VirtualMachineMetaData] = record.vms.filter { !$0.isFinal && listed[$0.id] != nil }.map { vm in
                 let (c, m) = listed[vm.id]!
-                var meta = vm.meta
-                meta.status = .running
-                meta.virtualMachineLocation.localControllerId = c.id
-                meta.virtualMachineLocation.localControllerControlDataAddress = NetworkAddress(address: c.control.host, port: c.control.port)
-                meta.virtualMachineLocation.groupManagerId = m.id
-                meta.virtualMachineLocation.groupManagerControlDataAddress = NetworkAddress(address: m.control.host, port: m.control.port)
-                meta.groupManagerControlDataAddress = meta.virtualMachineLocation.groupManagerControlDataAddress
-                return meta
+                return Self.running(vm.meta, on: c, under: m)
             }
             if !found.isEmpty { self.record(found, task: taskID) }
         }
@@ -395,11 +384,12 @@ actor SubmissionCoordinator {
 
     /// The manager with the most room (its open controllers' summaries) that can take all of `metas`, other than `avoiding`.
     private func anotherManager(for metas: [VirtualMachineMetaData], avoiding: Set<NodeID>) async -> ManagerInfo? {
-        let need = metas.reduce(ResourceVector.zero) { $0 + $1.requested }
-        let candidates = await managers().values.filter { !avoiding.contains($0.info.id) }.map { record -> (ManagerInfo, CapacitySummary) in
-            (record.info, record.controllers.filter { $0.draining != true }.reduce(CapacitySummary()) { $0 + $1.summary })
-        }.filter { _, s in s.total.vcpus - s.requested.vcpus >= need.vcpus && s.total.memoryKiB - s.requested.memoryKiB >= need.memoryKiB }
-        return candidates.max { $0.1.freeFraction < $1.1.freeFraction }?.0
+        let need = metas.reduce(HostUsage()) { $0 + $1.demand }
+        let candidates = await managers().values.filter { r in
+            let free = r.openSummary.free
+            return !avoiding.contains(r.info.id) && free.vcpus >= need.vcpus && free.memoryMiB >= need.memoryMiB
+        }
+        return candidates.max { $0.openSummary.freeFraction < $1.openSummary.freeFraction }?.info
     }
 
     /// A manager may not have joined a leader just elected: give it the time a join takes before calling it gone.
@@ -421,14 +411,7 @@ actor SubmissionCoordinator {
             for record in current.values {
                 for c in record.controllers {
                     for vm in c.vms where remaining[vm] != nil {
-                        var meta = remaining[vm]!.meta
-                        meta.status = .running
-                        meta.virtualMachineLocation.localControllerId = c.id
-                        meta.virtualMachineLocation.localControllerControlDataAddress = NetworkAddress(address: c.control.host, port: c.control.port)
-                        meta.virtualMachineLocation.groupManagerId = record.info.id
-                        meta.virtualMachineLocation.groupManagerControlDataAddress = NetworkAddress(address: record.info.control.host, port: record.info.control.port)
-                        meta.groupManagerControlDataAddress = meta.virtualMachineLocation.groupManagerControlDataAddress
-                        self.record([meta], task: task)
+                        self.record([Self.running(remaining[vm]!.meta, on: c, under: record.info)], task: task)
                         remaining[vm] = nil
                     }
                 }
@@ -481,6 +464,18 @@ actor SubmissionCoordinator {
         let moved = record.vms.filter { remaining[$0.id] != nil && !$0.isFinal }
         log.warning("re-dispatching VMs of a lost group manager", metadata: ["doze/from": "\(manager)", "doze/to": "\(target.id)", "doze/vms": "\(moved.count)"])
         await dispatch(moved.map { var v = $0; v.manager = target.id; return v }, to: target.id, task: task, retry: true)
+    }
+
+    /// A VM a controller reports: RUNNING there, under that controller's manager.
+    static func running(_ meta: VirtualMachineMetaData, on c: ControllerInfo, under m: ManagerInfo) -> VirtualMachineMetaData {
+        var meta = meta
+        meta.status = .running
+        meta.virtualMachineLocation.localControllerId = c.id
+        meta.virtualMachineLocation.localControllerControlDataAddress = NetworkAddress(address: c.control.host, port: c.control.port)
+        meta.virtualMachineLocation.groupManagerId = m.id
+        meta.virtualMachineLocation.groupManagerControlDataAddress = NetworkAddress(address: m.control.host, port: m.control.port)
+        meta.groupManagerControlDataAddress = meta.virtualMachineLocation.groupManagerControlDataAddress
+        return meta
     }
 
     private func record(_ results: [VirtualMachineMetaData], task: String) {
