@@ -8,10 +8,15 @@
 
 Each `$ command` line runs (in one bash session per target, in order); the lines after it, up to the next
 command or a blank line, are the expected output. `…` in an expected line stands for any text; UUIDs,
-timestamps and the repository path may differ. Exit status 1 on a mismatch, with both texts.
+timestamps and the repository path may differ. Every difference is printed (both texts), then the exit status
+is 1 if there was any.
+
+Nothing here depends on the day or on the printed ports being free: the nodes listen on free ports of the same
+width as the printed ones (so tables keep their columns), commands are rewritten to them and answers rewritten
+back before they are compared.
 usage: check-readme.py DOZE_BINARY
 """
-import os, re, shutil, subprocess, sys, tempfile, time, urllib.request
+import datetime, os, random, re, shutil, socket, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -19,7 +24,8 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 def normalize(text):
     text = UUID.sub("<uuid>", text)
-    text = re.sub(r"\b1[0-9]{9}\b", "<unix>", text)                       # unix seconds
+    text = re.sub(r"\b[12][0-9]{9}\b", "<unix>", text)                       # unix seconds
+    text = re.sub(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?", "<time>", text)   # ISO 8601
     text = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}(:\d{2})?", "<time>", text)
     text = re.sub(r"snap-\d+", "snap-<ms>", text)
     text = re.sub(r"/tmp/doze-readme-cluster\.\w+", "<root>", text)
@@ -61,13 +67,54 @@ def commands(section):
     return cases
 
 
-def replay(cases, prelude, what, cwd=ROOT):
+def port_free(port):
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):   # nodes take HTTP (TCP) and heartbeats (UDP) on one port
+        sock = socket.socket(socket.AF_INET, kind)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        finally:
+            sock.close()
+    return True
+
+
+def free_ports(printed):
+    """Free loopback ports for the printed ones: the same offsets from one base and the same number of digits, so
+    order and column widths are kept."""
+    low, high = min(printed), max(printed)
+    for _ in range(1000):
+        base = random.randrange(6000, 9999 - (high - low))
+        if all(port_free(base + p - low) for p in printed):
+            return {p: base + p - low for p in printed}
+    raise RuntimeError("no free block of loopback ports in 6000-9999")
+
+
+ADDRESS = re.compile(r"(127\.0\.0\.1:)(\d{4})\b")
+PORT_FIELD = re.compile(r'("port":)(\d{4})\b')
+
+
+def to_actual(text, ports):
+    return ADDRESS.sub(lambda m: m.group(1) + str(ports.get(int(m.group(2)), m.group(2))), text)
+
+
+def to_printed(text, ports):
+    back = {actual: printed for printed, actual in ports.items()}
+    swap = lambda m: m.group(1) + str(back.get(int(m.group(2)), m.group(2)))
+    return PORT_FIELD.sub(swap, ADDRESS.sub(swap, text))
+
+
+def replay(cases, prelude, what, ports, cwd=ROOT):
     script = "set +e\n" + prelude + "cd " + cwd + "\n"
     for n, (command, _) in enumerate(cases):
-        script += f"echo '@@{n}@@'\n{command}\necho\n"
-    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300).stdout
+        script += f"echo '@@{n}@@'\n{to_actual(command, ports)}\necho\n"
+    try:
+        out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=300).stdout
+    except subprocess.TimeoutExpired as timeout:
+        out = (timeout.stdout or b"").decode(errors="replace") if isinstance(timeout.stdout, bytes) else (timeout.stdout or "")
+        print(f"README {what} examples: the replay did not end within 300 s; what ran is compared below")
     parts = re.split(r"@@(\d+)@@\n", out)
-    results = {int(parts[i]): parts[i + 1].rstrip("\n") for i in range(1, len(parts), 2)}
+    results = {int(parts[i]): to_printed(parts[i + 1].rstrip("\n"), ports) for i in range(1, len(parts), 2)}
     failed = 0
     for n, (command, expected) in enumerate(cases):
         actual = results.get(n, "")
@@ -80,23 +127,18 @@ def replay(cases, prelude, what, cwd=ROOT):
 
 def check_cluster(binary, readme):
     """Runs the marked sections in a scratch directory that looks like a checkout right after scripts/run.sh:
-    `topology/` linked in, the cluster's state in `.state/cluster-local`, `.build/release/doze` standing for the
+    `topology/` linked in, the cluster's state in `.state/cluster-local`, `.build/debug/doze` standing for the
     binary under test. A `$ cat FILE` of a file the scratch directory lacks creates it from the printed text."""
     cases = [c for section in cluster_sections(readme) for c in commands(section)]
     if not cases:
         return 0
-    for port in range(5000, 5014):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=0.5)
-            print(f"port {port} is taken (a cluster from scripts/run.sh?): stop it with scripts/run.sh --stop, then rerun")
-            return 1
-        except Exception:
-            pass
+    printed = sorted(int(p) for p in re.findall(r"listen: 127\.0\.0\.1:(\d+)", open(os.path.join(ROOT, "topology", "local.yaml")).read()))
+    ports = free_ports(printed)
     work = tempfile.mkdtemp(prefix="doze-readme-cluster.")
     os.symlink(os.path.join(ROOT, "topology"), os.path.join(work, "topology"))
     with open(os.path.join(ROOT, "topology", "local.yaml")) as f:
         topology = f.read()
-    topology = re.sub(r"(?m)^run_dir:.*\n", "", topology)
+    topology = to_actual(re.sub(r"(?m)^run_dir:.*\n", "", topology), ports)
     topology = topology.replace("host: hosts/", f"host: {ROOT}/topology/hosts/") + f"\nrun_dir: {work}/.state/cluster-local\n"
     path = os.path.join(work, "local.yaml")
     with open(path, "w") as f:
@@ -111,20 +153,39 @@ def check_cluster(binary, readme):
         print("cannot start the cluster for the README's cluster examples:\n" + up.stdout + up.stderr)
         return 1
     try:
-        for _ in range(100):   # every controller under a manager (bounded)
-            try:
-                body = urllib.request.urlopen("http://127.0.0.1:5000/bootstrap?getLocalControllerList", timeout=1).read()
-                if body.count(b'"localControllerId"') >= 4:
-                    break
-            except Exception:
-                pass
-            time.sleep(0.1)
-        cases = [(c.replace(".build/release/doze", binary), e) for c, e in cases]
-        prelude = f"doze() {{ {binary} \"$@\"; }}\n"
-        return replay(cases, prelude, "cluster", cwd=work)
+        listed = lambda: urllib.request.urlopen(f"http://127.0.0.1:{ports[5000]}/bootstrap?getLocalControllerList", timeout=1).read()
+        if not wait_for(lambda: listed().count(b'"localControllerId"') >= 4, 15):   # every controller under a manager
+            print("README cluster examples: not every controller joined within 15 s (the replay goes on)")
+        cases = [(c.replace(".build/debug/doze", binary).replace(".build/release/doze", binary), e) for c, e in cases]
+        prelude = f"doze() {{ {binary} \"$@\"; }}\nexport DOZE_BOOTSTRAP=127.0.0.1:{ports[5000]}\n"
+        return replay(cases, prelude, "cluster", ports, cwd=work)
     finally:
         subprocess.run([binary, "cluster", "down", path], capture_output=True, timeout=60)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def wait_for(condition, seconds):
+    """Polls `condition` every 50 ms for at most `seconds`; an exception counts as not yet."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return True
+        except Exception:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def avoid_midnight(margin=90):
+    """The API examples ask for today's and last week's metrics, so the replay (well under `margin` seconds) must
+    not see the day or the week change: a run starting close to local midnight waits until it has passed."""
+    now = datetime.datetime.now()
+    midnight = datetime.datetime.combine(now.date() + datetime.timedelta(days=1), datetime.time())
+    left = (midnight - now).total_seconds()
+    if left < margin:
+        print(f"check-readme: waiting {left:.0f} s for local midnight to pass (today's metrics)")
+        time.sleep(left + 2)
 
 
 def main():
@@ -136,18 +197,22 @@ def main():
     state = "/tmp/doze-demo"
     for path in [state, "/tmp/doze-demo-images", "/tmp/doze-demo-pools"]:
         shutil.rmtree(path, ignore_errors=True)
-    lc = subprocess.Popen([binary, "lc", "--listen", "127.0.0.1:5020", "--hypervisor", f"test://{ROOT}/topology/hosts/host1.xml",
+    avoid_midnight()
+    ports = free_ports([5020])
+    lc = subprocess.Popen([binary, "lc", "--listen", f"127.0.0.1:{ports[5020]}", "--hypervisor", f"test://{ROOT}/topology/hosts/host1.xml",
                            "--state-dir", state, "--xml-dir", f"{ROOT}/topology/xml", "--disk-dir", f"{ROOT}/topology/images",
-                           "--sample-interval", "1", "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           "--sample-interval", "1", "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{ports[5020]}"
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen("http://127.0.0.1:5020/health", timeout=1)
-                break
-            except Exception:
-                time.sleep(0.05)
-        time.sleep(2.2)   # two metrics samples, so today's metrics have a bucket
-        failed = replay(cases, "LC=http://127.0.0.1:5020\n", "API")
+        # Up, and two metrics samples taken, so today's metrics have a bucket (bounded waits).
+        if not wait_for(lambda: urllib.request.urlopen(base + "/health", timeout=1).status == 200 or lc.poll() is not None, 20) or lc.poll() is not None:
+            lc.kill()
+            print("README API examples: the standalone doze lc did not start:\n" + (lc.communicate(timeout=5)[1] or "")[-2000:])
+            failed = 1
+        else:
+            if not wait_for(lambda: b'"memory":{"datas":{}' not in urllib.request.urlopen(base + "/hypervisor/metrics?q=today", timeout=1).read(), 10):
+                print("README API examples: no metrics sample within 10 s (the replay goes on)")
+            failed = replay(cases, f"LC={base}\n", "API", ports)
     finally:
         lc.kill()
         lc.wait()
