@@ -7,23 +7,25 @@
 #   scripts/run.sh --foreground  same, but stay attached (Ctrl-C stops the cluster)
 #   scripts/run.sh --stop        stop the cluster started here
 #   TOPOLOGY=topology/other.yaml scripts/run.sh   another topology
+#   RELEASE=1 scripts/run.sh      an optimized build (.build/release) instead of the debug one scripts/test.sh shares
 #
 # Node state (VMs of the fake hosts, quotas, pools, metrics) lives in .state/cluster-local and survives restarts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOPOLOGY=${TOPOLOGY:-topology/local.yaml}
+CONFIG=()
+[ "${RELEASE:-0}" = 1 ] && CONFIG=(-c release)
 
 build() {
   scripts/setup.sh
-  echo "building doze (release)..." >&2
-  swift build -c release --product doze 2>&1 | grep -E "error|Compiling doze|Build complete" >&2 || true
-  BIN=$(swift build -c release --show-bin-path)/doze
+  scripts/build.sh "${CONFIG[@]}" --product doze
+  BIN=$(swift build "${CONFIG[@]}" --show-bin-path)/doze
   [ -x "$BIN" ] || { echo "build failed: $BIN missing" >&2; exit 1; }
 }
 
 case "${1:-}" in
   --stop)
-    BIN=$(swift build -c release --show-bin-path 2>/dev/null)/doze
+    BIN=$(swift build "${CONFIG[@]}" --show-bin-path 2>/dev/null)/doze
     [ -x "$BIN" ] || { echo "nothing built yet, so nothing runs" >&2; exit 0; }
     exec "$BIN" cluster down "$TOPOLOGY" ;;
   --foreground)

@@ -3,25 +3,49 @@
 # the HTTP API through the real router, the real `doze` binary as processes on loopback, the README's examples,
 # live migration of real guests between real libvirt daemons on network-namespace hosts, and a short chaos run
 # of a cluster elected on etcd (root only).
-set -euo pipefail
+#
+# Every step runs even when an earlier one failed (a README drift must not hide a failing migration), and the
+# summary at the end names each step, its time and its outcome; the exit status is non-zero if any failed.
+# Extra arguments go to `swift test` (e.g. --filter ClusterCoreTests), and then only the Swift tests run.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh --netns --etcd
-swift build --build-tests
-swift test --skip-build "$@"
+scripts/setup.sh --netns --etcd || exit 1
+# The same debug build scripts/run.sh makes: after run.sh only the test targets are left to compile.
+scripts/build.sh --build-tests || { echo "test.sh: the build failed; nothing was tested" >&2; exit 1; }
+BIN=$(swift build --show-bin-path)/doze
 
-# The README's API examples, replayed against the real binary: they must work as printed.
-if [ $# -eq 0 ]; then
-  python3 scripts/check-readme.py "$(swift build --show-bin-path)/doze"
-fi
+results=()
+failed=0
+step() {   # step NAME COMMAND…: runs it, records its time and outcome
+  local name=$1 start=$SECONDS rc
+  shift
+  echo "=== $name"
+  "$@"
+  rc=$?
+  if [ $rc -eq 0 ]; then results+=("ok      $(printf '%5d' $((SECONDS - start))) s  $name")
+  else results+=("FAILED  $(printf '%5d' $((SECONDS - start))) s  $name (exit $rc)"); failed=$((failed + 1)); fi
+}
 
-# Real guests, real daemons, several hosts (topology/netns.yaml): live migration end to end, about 20 s.
+step "swift test" swift test --skip-build "$@"
 if [ $# -eq 0 ]; then
+  # The README's API examples, replayed against the real binary: they must work as printed.
+  step "README examples (scripts/check-readme.py)" python3 scripts/check-readme.py "$BIN"
   if [ "$(id -u)" -eq 0 ]; then
-    scripts/e2e-migration.sh "$(swift build --show-bin-path)/doze"
+    # Real guests, real daemons, several hosts (topology/netns.yaml): live migration end to end, about 20 s.
+    step "live migration end to end (scripts/e2e-migration.sh)" scripts/e2e-migration.sh "$BIN"
     # Leader election and records on etcd under kill -9 and a partition: 150 submissions over 40 s.
-    scripts/chaos.sh --short "$(swift build --show-bin-path)/doze"
+    step "chaos on etcd (scripts/chaos.sh --short)" scripts/chaos.sh --short "$BIN"
   else
     echo "test.sh: skipping scripts/e2e-migration.sh and scripts/chaos.sh --short (network namespaces need root)" >&2
   fi
 fi
+
+echo
+echo "test.sh summary:"
+printf '  %s\n' "${results[@]}"
+if [ $failed -gt 0 ]; then
+  echo "test.sh: $failed of ${#results[@]} steps failed"
+  exit 1
+fi
+echo "test.sh: all ${#results[@]} steps passed"
