@@ -19,7 +19,7 @@ BIN=$(swift build -c release --show-bin-path)/doze
 
 W=$(mktemp -d /tmp/doze-bench-migrate.XXXXXX)
 TOPO=$W/bench.yaml
-BS=127.0.0.1:5191
+BS=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')   # a free port
 cleanup() { "$BIN" cluster down "$TOPO" --run-dir "$W/cluster" >/dev/null 2>&1 || true; rm -rf "$W"; }
 trap cleanup EXIT
 sed -e 's/^name: netns$/name: benchmig/' -e 's#10\.77\.0\.#10.79.0.#g' -e "s#client_listen: 127.0.0.1:5100#client_listen: $BS#" \

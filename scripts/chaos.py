@@ -30,7 +30,7 @@ log_lines = []
 
 def say(text):
     with lock:
-        print(f"[{time.time() - T0:7.2f} s] {text}", flush=True)
+        print(f"[{time.monotonic() - T0:7.2f} s] {text}", flush=True)
 
 
 def http(method, url, body=None, timeout=10):
@@ -66,7 +66,7 @@ def etcd_leader():
 def watch_leader():
     missing_since = None
     while not done.is_set():
-        now = time.time()
+        now = time.monotonic()
         held = etcd_leader()
         if held is None and missing_since is None:
             missing_since = now
@@ -94,13 +94,13 @@ def template(name):
 
 def client(k, count):
     global retried
-    start = time.time()
+    start = time.monotonic()
     for i in range(count):
         # Paced over --duration, so that the chaos meets submissions all along.
-        time.sleep(max(0.0, start + i * args.duration / max(1, count) - time.time()))
+        time.sleep(max(0.0, start + i * args.duration / max(1, count) - time.monotonic()))
         names = ["c%d-%d-%d" % (k, i, j) for j in range(random.randint(1, 5))]
         body = json.dumps({"virtualMachineTemplates": [{"libVirtTemplate": template(n)} for n in names]})
-        deadline, attempt = time.time() + 60, 0
+        deadline, attempt = time.monotonic() + 60, 0
         while True:
             status, text = http("POST", f"http://{BS}/bootstrap?startVirtualCluster", body, timeout=30)
             if status == 200 and re.fullmatch(r"[0-9a-f-]{36}", text.strip()):
@@ -114,7 +114,7 @@ def client(k, count):
             attempt += 1
             with lock:
                 retried += 1
-            if time.time() > deadline:
+            if time.monotonic() > deadline:
                 with lock:
                     failed_submissions.append((names, status, text[:200]))
                 break
@@ -150,7 +150,7 @@ def kill(entry, what):
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    kills.append((time.time(), what, entry["name"]))
+    kills.append((time.monotonic(), what, entry["name"]))
     say(f"kill -9 {what} {entry['name']} (pid {pid})")
     time.sleep(random.uniform(0.5, 1.5))
     restart(entry)
@@ -161,7 +161,7 @@ def partition(entry):
     if not link or not hub:
         say(f"cannot partition {entry['name']}: it has no link of its own")
         return
-    kills.append((time.time(), "partition", entry["name"]))
+    kills.append((time.monotonic(), "partition", entry["name"]))
     say(f"partition: {entry['name']}'s host cut off ({link} down)")
     subprocess.run(["ip", "-n", hub, "link", "set", link, "down"], check=True)
     time.sleep(2 * TTL + 1)
@@ -196,7 +196,7 @@ def chaos():
             kill(random.choice(members), "etcd member")
 
 
-T0 = time.time()
+T0 = time.monotonic()
 say(f"seed {args.seed}: {args.submissions} submissions from {args.clients} clients; bootstrap {BS}; etcd {', '.join(ETCD)}; lease TTL {TTL} s")
 watcher = threading.Thread(target=watch_leader, daemon=True)
 watcher.start()
@@ -229,14 +229,14 @@ time.sleep(2 * TTL)
 # --- checks ----------------------------------------------------------------------------------------------------
 problems = []
 results = {}
-deadline = time.time() + 180
+deadline = time.monotonic() + 180
 for task in list(tasks):
     while True:
         status, text = http("POST", f"http://{BS}/bootstrap?getVirtualClusterResponse&wait=20", task, timeout=30)
         if status == 200 and text.strip():
             results[task] = json.loads(text)
             break
-        if time.time() > deadline:
+        if time.monotonic() > deadline:
             problems.append(f"task {task} has no final result (last answer {status}: {text[:120]})")
             break
         time.sleep(0.5)

@@ -34,6 +34,7 @@ if [ -z "$BIN" ]; then
 fi
 
 W=$(mktemp -d /tmp/doze-chaos.XXXXXX)
+CLIENT_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')   # a free port
 cleanup() {
   local rc=$?
   if [ "${KEEP:-0}" = 1 ]; then echo "kept: $BIN cluster down $W/chaos.yaml --run-dir $W/run"; exit $rc; fi
@@ -53,7 +54,7 @@ done
 cat > "$W/chaos.yaml" <<EOY
 name: chaos
 secret: doze-chaos-secret
-network: { subnet: 10.77.2.0/24, client_listen: 127.0.0.1:5300 }
+network: { subnet: 10.77.2.0/24, client_listen: 127.0.0.1:$CLIENT_PORT }
 vm_subnet: 10.90.0.0/16
 heartbeat: { interval_ms: 250, controller_timeout_ms: 1200, manager_timeout_ms: 1200, leader_timeout_ms: 2000 }
 etcd:

@@ -16,7 +16,7 @@ BIN=${1:-$(swift build --show-bin-path)/doze}
 
 W=$(mktemp -d /tmp/doze-e2e-migration.XXXXXX)
 TOPO=$W/e2e.yaml
-BS=127.0.0.1:5190
+BS=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')   # a free port
 START=$(date +%s%N)
 elapsed() { local ms=$(( ($(date +%s%N) - START) / 1000000 )); printf '%d.%02d' $((ms / 1000)) $((ms % 1000 / 10)); }
 say() { echo "[$(elapsed) s] $*"; }
