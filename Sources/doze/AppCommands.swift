@@ -13,13 +13,8 @@ struct AppCommand: AsyncParsableCommand {
         commandName: "app", abstract: "Create and run kvm-apps: N identical VMs from one image of the hosts' image pools.",
         subcommands: [Create.self, List.self, Show.self, Start.self, Stop.self, Suspend.self, Resume.self, Delete.self])
 
-    struct Options: ParsableArguments {
-        @Option(help: "A bootstrap's HOST:PORT.")
-        var bootstrap = "127.0.0.1:5000"
-
-        @Flag(help: "Print the API's JSON instead of a table.")
-        var json = false
-    }
+    /// `--bootstrap` (default: DOZE_BOOTSTRAP, else 127.0.0.1:5000) and `--json`, as every client command.
+    typealias Options = ClientOptions
 
     // MARK: - create
 
@@ -213,12 +208,12 @@ struct AppCommand: AsyncParsableCommand {
 /// The API's answer decoded; a refusal or an unreachable bootstrap is printed and ends the command.
 private func appCall<T: Decodable>(_ options: AppCommand.Options, _ method: HTTPMethod, _ path: String, body: String? = nil,
                                    as: T.Type, timeout: Duration = .seconds(45)) async throws -> T {
-    guard let endpoint = Endpoint(options.bootstrap) else { throw ValidationError("--bootstrap must be HOST:PORT") }
+    let endpoint = try options.endpoint()
     let status: Int, answer: ByteBuffer
     do {
         (status, answer) = try await PeerClient(timeout: timeout).send(method, endpoint, path, body: body)
     } catch {
-        printError("cannot reach the bootstrap at \(options.bootstrap): \(error)")
+        printError("cannot reach the bootstrap at \(endpoint): \(error)")
         throw ExitCode.failure
     }
     let data = Data(answer.readableBytesView)
@@ -228,7 +223,7 @@ private func appCall<T: Decodable>(_ options: AppCommand.Options, _ method: HTTP
         throw ExitCode.failure
     }
     do { return try JSONDecoder().decode(T.self, from: data) } catch {
-        printError("unreadable answer from \(options.bootstrap)\(path): \(error)")
+        printError("unreadable answer from \(endpoint)\(path): \(error)")
         throw ExitCode.failure
     }
 }

@@ -112,26 +112,23 @@ struct HierarchyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hierarchy", abstract: "Print the cluster's tree: leader, group managers, local controllers, VMs, capacity.")
 
-    @Option(help: "A bootstrap's HOST:PORT.")
-    var bootstrap = "127.0.0.1:5000"
-
-    @Flag(help: "Print Snooze's getCompleteHierarchy JSON instead of a table.")
-    var json = false
+    /// `--bootstrap` (default: DOZE_BOOTSTRAP, else 127.0.0.1:5000); `--json` prints Snooze's getCompleteHierarchy.
+    @OptionGroup var options: ClientOptions
 
     func run() async throws {
-        guard let endpoint = Endpoint(bootstrap) else { throw ValidationError("--bootstrap must be HOST:PORT") }
+        let endpoint = try options.endpoint()
         let (status, body) : (Int, ByteBuffer)
         do {
             (status, body) = try await PeerClient(timeout: .seconds(5)).send(.GET, endpoint, "/bootstrap?getCompleteHierarchy")
         } catch {
-            print("cannot reach the bootstrap at \(bootstrap): \(error)")
+            print("cannot reach the bootstrap at \(endpoint): \(error)")
             throw ExitCode.failure
         }
         guard status == 200 else {
-            print("the bootstrap at \(bootstrap) answered \(status): \(String(buffer: body))")
+            print("the bootstrap at \(endpoint) answered \(status): \(String(buffer: body))")
             throw ExitCode.failure
         }
-        if json {
+        if options.json {
             print(String(buffer: body))
             return
         }

@@ -249,9 +249,12 @@ func submission(_ vms: [(String, String)], rx: Double = 0, tx: Double = 0) -> St
 
     @Test func metricsComeFromSamplesTheControllerTook() async throws {
         let fixture = try await APIFixture.make(domains: [.init(name: "busy")])
-        let now = Date().timeIntervalSince1970
-        await fixture.controller.takeSample(monotonicSeconds: 0, wallTime: now)
-        await fixture.controller.takeSample(monotonicSeconds: 2, wallTime: now + 2)
+        // The server answers for its own "today": keep the day from changing between the samples and the query,
+        // and put both samples in one 5-minute bucket (every time zone's offset is a multiple of 5 minutes).
+        try await awayFromLocalMidnight(margin: .seconds(10))
+        let bucketStart = (Date().timeIntervalSince1970 / 300).rounded(.down) * 300
+        await fixture.controller.takeSample(monotonicSeconds: 0, wallTime: bucketStart)
+        await fixture.controller.takeSample(monotonicSeconds: 2, wallTime: bucketStart + 2)
         try await fixture.run { client in
             let m = try await client.json(MetricsDocument.self, .get, "/hypervisor/metrics?q=today")
             #expect(m.metrics.duration == "today")

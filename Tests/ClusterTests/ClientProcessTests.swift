@@ -174,8 +174,10 @@ extension ProcessTests {
     @Test func errorsBeforeAnyClusterAnswers() async throws {
         let dir = try TemporaryDirectory(prefix: "doze-client")
         defer { dir.remove() }
-        // An unreadable template: said before any network call (nothing listens on port 9).
-        let missing = try await Self.doze(["submit", dir.file("nothing.xml"), "--bootstrap", "127.0.0.1:9"], in: dir)
+        let nobody = try ClosedPort()   // a port that refuses connections
+        defer { withExtendedLifetime(nobody) {} }
+        // An unreadable template: said before any network call.
+        let missing = try await Self.doze(["submit", dir.file("nothing.xml"), "--bootstrap", nobody.address], in: dir)
         #expect(missing.status != 0, "\(missing)")
         #expect(missing.stderr.contains("cannot read template") && missing.stderr.contains("nothing.xml"), "\(missing)")
         #expect(!missing.stderr.contains("cannot reach"), "\(missing)")
@@ -183,14 +185,14 @@ extension ProcessTests {
         let vm = dir.file("vm.xml")
         try TestHostFile.domainXML(name: "vm").write(toFile: vm, atomically: true, encoding: .utf8)
         for arguments in [["submit", vm], ["vm", "list"]] {
-            let down = try await Self.doze(arguments, in: dir, environment: ["DOZE_BOOTSTRAP": "127.0.0.1:9"])
+            let down = try await Self.doze(arguments, in: dir, environment: ["DOZE_BOOTSTRAP": nobody.address])
             #expect(down.status != 0, "\(down)")
-            #expect(down.stderr.contains("cannot reach the bootstrap at 127.0.0.1:9"), "\(down)")
+            #expect(down.stderr.contains("cannot reach the bootstrap at \(nobody.address)"), "\(down)")
         }
         // Copies need a name to number.
         let nameless = dir.file("nameless.xml")
         try "<domain type='kvm'><memory>1024</memory></domain>".write(toFile: nameless, atomically: true, encoding: .utf8)
-        let unnamed = try await Self.doze(["submit", nameless, "--count", "2", "--bootstrap", "127.0.0.1:9"], in: dir)
+        let unnamed = try await Self.doze(["submit", nameless, "--count", "2", "--bootstrap", nobody.address], in: dir)
         #expect(unnamed.status != 0 && unnamed.stderr.contains("no <name>"), "\(unnamed)")
     }
 }

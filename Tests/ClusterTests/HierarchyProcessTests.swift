@@ -66,8 +66,10 @@ extension ProcessTests {
     @Test func multicastFindsTheLeaderWithoutABootstrap() async throws {
         let c = try Cluster()
         defer { c.stop() }
-        c.bootstrap = "127.0.0.1:9"   // nothing listens there: the leader can only be learnt from the group
-        let group = "225.4.5.6:\(20000 + Int(getpid() % 20000))"
+        let nobody = try ClosedPort()
+        defer { withExtendedLifetime(nobody) {} }
+        c.bootstrap = nobody.address   // nothing answers there: the leader can only be learnt from the group
+        let group = "225.4.5.6:\(try ClosedPort().port)"   // a port free a moment ago, so no other run shares the group
         try c.start("gm1", ["gm", "--listen", "127.0.0.1:0", "--state-dir", c.dir.file("gm1"), "--election-dir", c.dir.file("el"),
                             "--multicast", group] + c.common())
         try c.start("gm2", ["gm", "--listen", "127.0.0.1:0", "--state-dir", c.dir.file("gm2"), "--election-dir", c.dir.file("el"),
