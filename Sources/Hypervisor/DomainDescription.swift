@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationXML)
-import FoundationXML
-#endif
 
 /// What the controller reads out of a libvirt domain XML, without changing it. The XML itself is passed to
 /// libvirt exactly as given, so direct-kernel-boot and unikernel domains (`<kernel>`, `<filesystem>`) go
@@ -14,32 +11,25 @@ public struct DomainDescription: Sendable, Equatable {
     public var memoryKiB: UInt64
     public var interfaceTargets: [String]
     public var macAddresses: [String]
-    /// Every host path the domain refers to: disk and filesystem sources, kernel, initrd, loader.
+    /// Every host path the domain refers to: device sources (disks and their backing stores, filesystems,
+    /// serial and console files, channel sockets), device logs, kernel, initrd, loader, NVRAM, device tree.
     public var hostPaths: [(what: String, path: String)]
+    /// Storage volumes named by pool and volume (`<disk type='volume'><source pool=… volume=…/>`).
+    public var volumes: [(pool: String, volume: String)]
+    /// The emulator binary the domain asks for (`<devices><emulator>`), if it names one.
+    public var emulator: String?
 
     public static func == (l: Self, r: Self) -> Bool {
         l.name == r.name && l.uuid == r.uuid && l.type == r.type && l.vcpus == r.vcpus && l.memoryKiB == r.memoryKiB
             && l.interfaceTargets == r.interfaceTargets && l.macAddresses == r.macAddresses
-            && l.hostPaths.map(\.path) == r.hostPaths.map(\.path)
+            && l.hostPaths.map(\.path) == r.hostPaths.map(\.path) && l.emulator == r.emulator
+            && l.volumes.map { $0.pool + "/" + $0.volume } == r.volumes.map { $0.pool + "/" + $0.volume }
     }
 
     /// Parses a domain XML in one streaming pass (a controller reads one per VM it starts: building a DOM cost
     /// more than libvirt's own parse). Throws `.invalidSpec` with a message naming what is wrong.
     public init(xml: String) throws(HypervisorError) {
-        let parser = XMLParser(data: Data(xml.utf8))
-        parser.shouldResolveExternalEntities = false
-        let reader = DomainReader()
-        parser.delegate = reader
-        let parsed = parser.parse()
-        if !parsed {
-            let line = parser.lineNumber, column = parser.columnNumber
-            let reason = parser.parserError.map { Self.describe($0) } ?? "parse error"
-            throw HypervisorError(.invalidSpec, "malformed XML at line \(line), column \(column): \(reason)")
-        }
-        // libxml2's push parser reports success for a document cut off mid-element.
-        guard reader.depth == 0, reader.roots == 1 else {
-            throw HypervisorError(.invalidSpec, "malformed XML: the document is truncated or has no single root element")
-        }
+        let reader = try Self.read(xml)
         guard reader.rootName == "domain" else {
             throw HypervisorError(.invalidSpec, "the root element must be <domain>")
         }
@@ -72,26 +62,33 @@ public struct DomainDescription: Sendable, Equatable {
         self.memoryKiB = kib
         self.interfaceTargets = reader.interfaceTargets
         self.macAddresses = reader.macAddresses
-        self.hostPaths = reader.devicePaths + ["kernel", "initrd", "loader"].compactMap { what in
+        self.hostPaths = reader.devicePaths + ["kernel", "initrd", "loader", "nvram", "dtb"].compactMap { what in
             reader.texts["os/" + what].map { (what, $0) }
         }
+        self.volumes = reader.volumes
+        self.emulator = reader.texts["devices/emulator"]
     }
 
-    /// Checks only that `xml` is one well-formed element tree (`XMLDocument` on Linux recovers from broken input).
+    /// Checks only that `xml` is one well-formed element tree no deeper than `maxDepth` (`XMLDocument` on Linux
+    /// recovers from broken input).
     public static func checkWellFormed(_ xml: String) throws(HypervisorError) {
-        let parser = XMLParser(data: Data(xml.utf8))
-        parser.shouldResolveExternalEntities = false
-        let reader = DomainReader()
-        parser.delegate = reader
-        let parsed = parser.parse()
-        if parsed && (reader.depth != 0 || reader.roots != 1) {
-            throw HypervisorError(.invalidSpec, "malformed XML: the document is truncated or has no single root element")
+        _ = try read(xml)
+    }
+
+    /// The deepest nesting accepted. A real domain is under 10 levels deep; libvirt refuses more than 256, and
+    /// deep documents only cost time, so they are refused here, at once, before libvirt sees them.
+    public static let maxDepth = 64
+
+    /// One streaming pass over `xml`: well-formed, one root, at most `maxDepth` deep, or an error that says what
+    /// is wrong and where.
+    private static func read(_ xml: String) throws(HypervisorError) -> DomainReader {
+        var reader = DomainReader()
+        do {
+            try XMLScanner.scan(xml, maxDepth: maxDepth) { reader.handle($0) }
+        } catch {
+            throw HypervisorError(.invalidSpec, "malformed XML at \(error)")
         }
-        if !parsed {
-            let line = parser.lineNumber, column = parser.columnNumber
-            let reason = parser.parserError.map { Self.describe($0) } ?? "parse error"
-            throw HypervisorError(.invalidSpec, "malformed XML at line \(line), column \(column): \(reason)")
-        }
+        return reader
     }
 
     /// The largest sizes accepted: far above any real host, far below integer overflow.
@@ -116,20 +113,12 @@ public struct DomainDescription: Sendable, Equatable {
         default: return nil
         }
     }
-
-    static func describe(_ error: any Error) -> String {
-        let ns = error as NSError
-        if let detail = ns.userInfo[NSLocalizedDescriptionKey] as? String { return detail }
-        return "\(ns.domain) error \(ns.code)"
-    }
 }
 
-/// Collects what `DomainDescription` needs while libxml2 streams through the document: the texts and attributes
-/// of a few known paths below the root, first match wins (as a DOM lookup of the first child would), and the
-/// element balance (libxml2 reports success for a document cut off mid-element).
-private final class DomainReader: NSObject, XMLParserDelegate {
-    var depth = 0
-    var roots = 0
+/// Collects what `DomainDescription` needs from the scanner's events: the texts and attributes of a few known
+/// paths below the root, first match wins (as a DOM lookup of the first child would), and every host path a
+/// device names. Each event costs constant work: no path is rebuilt from the root.
+private struct DomainReader {
     var rootName: String?
     var rootType: String?
     /// Trimmed texts by path below the root: `name`, `uuid`, `vcpu`, `memory`, `currentMemory`, `os/kernel`, …
@@ -139,59 +128,76 @@ private final class DomainReader: NSObject, XMLParserDelegate {
     var interfaceTargets: [String] = []
     var macAddresses: [String] = []
     var devicePaths: [(String, String)] = []
+    var volumes: [(pool: String, volume: String)] = []
 
-    private static let textPaths: Set<String> = ["name", "uuid", "vcpu", "memory", "currentMemory", "os/kernel", "os/initrd", "os/loader"]
+    /// Texts read, by path; none is deeper than two levels below the root, so keys are built only that far.
+    private static let textPaths: Set<String> = ["name", "uuid", "vcpu", "memory", "currentMemory", "os/kernel", "os/initrd",
+                                                 "os/loader", "os/nvram", "os/dtb", "devices/emulator"]
+    /// Attributes of a device's `<source>` (at any depth: backing stores, chardevs) that name a host path.
+    private static let sourcePathAttributes = ["file", "dev", "dir", "path", "socket"]
+    /// Element names below the root.
     private var path: [String] = []
-    private var capturing: String?
+    private var depth = 0
+    private var capturing: (key: String, depth: Int)?
     private var buffer = ""
-    /// One source (disk, filesystem) and one target and MAC (interface) per device: the first.
+    /// One target and MAC (interface) per device: the first.
     private var deviceSeen: Set<String> = []
 
-    func parser(_ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?,
-                qualifiedName qName: String?, attributes: [String: String] = [:]) {
-        if depth == 0 {
-            roots += 1
-            if roots == 1 {
-                rootName = elementName
-                rootType = attributes["type"]
-            }
+    mutating func handle(_ event: XMLScanner.Event) {
+        switch event {
+        case .start(let name, let attributes): start(name, attributes)
+        case .end: end()
+        case .text(let text): if capturing != nil { buffer += text }
         }
+    }
+
+    private mutating func start(_ elementName: String, _ attributes: [String: String]) {
         depth += 1
-        guard roots == 1, depth > 1 else { return }
-        path.append(elementName)
-        let key = path.joined(separator: "/")
-        if Self.textPaths.contains(key), texts[key] == nil, capturing == nil {
-            capturing = key
-            buffer = ""
-            if key == "vcpu" { vcpuCurrent = attributes["current"] }
-            if key == "memory" || key == "currentMemory" { units[key] = attributes["unit"] }
-        }
-        guard path.count == 3, path[0] == "devices" else {
-            if path.count == 2, path[0] == "devices" { deviceSeen = [] }   // a new device
+        if depth == 1 {
+            rootName = elementName
+            rootType = attributes["type"]
             return
         }
-        switch (path[1], elementName) {
-        case ("interface", "target") where deviceSeen.insert("target").inserted:
+        path.append(elementName)
+        if path.count <= 2, capturing == nil {
+            let key = path.count == 1 ? elementName : path[0] + "/" + elementName
+            if Self.textPaths.contains(key), texts[key] == nil {
+                capturing = (key, path.count)
+                buffer = ""
+                if key == "vcpu" { vcpuCurrent = attributes["current"] }
+                if key == "memory" || key == "currentMemory" { units[key] = attributes["unit"] }
+            }
+        }
+        guard path.count >= 2, path[0] == "devices" else { return }
+        if path.count == 2 { deviceSeen = [] }   // a new device
+        let device = path[1]
+        switch elementName {
+        case "source" where path.count >= 3:
+            for attribute in Self.sourcePathAttributes {
+                // An interface's source dev is a network device (type='direct'), not a file.
+                if attribute == "dev", device == "interface" { continue }
+                if let value = attributes[attribute] { devicePaths.append(("\(device) source", value)) }
+            }
+            if attributes["pool"] != nil || attributes["volume"] != nil {
+                volumes.append((attributes["pool"] ?? "", attributes["volume"] ?? ""))
+            }
+        case "log" where path.count >= 3:
+            if let file = attributes["file"] { devicePaths.append(("\(device) log", file)) }
+        case "host" where path.count >= 4 && path[path.count - 2] == "source":
+            if let socket = attributes["socket"] { devicePaths.append(("\(device) source socket", socket)) }
+        case "target" where path.count == 3 && device == "interface" && deviceSeen.insert("target").inserted:
             if let dev = attributes["dev"] { interfaceTargets.append(dev) }
-        case ("interface", "mac") where deviceSeen.insert("mac").inserted:
+        case "mac" where path.count == 3 && device == "interface" && deviceSeen.insert("mac").inserted:
             if let mac = attributes["address"] { macAddresses.append(mac) }
-        case ("disk", "source") where deviceSeen.insert("source").inserted:
-            for a in ["file", "dev", "dir"] { if let p = attributes[a] { devicePaths.append(("disk source", p)) } }
-        case ("filesystem", "source") where deviceSeen.insert("source").inserted:
-            for a in ["dir", "file"] { if let p = attributes[a] { devicePaths.append(("filesystem source", p)) } }
         default:
             break
         }
     }
 
-    func parser(_ parser: XMLParser, foundCharacters string: String) {
-        if capturing != nil { buffer += string }
-    }
-
-    func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
+    private mutating func end() {
         depth -= 1
-        guard roots == 1, depth >= 1, !path.isEmpty else { return }
-        if let key = capturing, key == path.joined(separator: "/") {
+        guard !path.isEmpty else { return }
+        if let (key, level) = capturing, level == path.count {
             texts[key] = buffer.trimmingCharacters(in: .whitespacesAndNewlines)
             capturing = nil
         }

@@ -40,7 +40,18 @@ func lastError(_ what: String) -> HypervisorError {
     let code = error.pointee.code
     // libvirt's own words, prefixed with what was being done ("Domain not found" alone names nothing).
     let message = error.pointee.message.map { String(cString: $0) } ?? "failed"
-    return HypervisorError(mapCode(code), "\(what): \(message)")
+    return HypervisorError(mapCode(code), "\(what): \(truncatedEcho(message))")
+}
+
+/// The longest libvirt message passed on whole. libvirt's XML errors quote the offending input (its "Excessive
+/// depth" error quotes the whole document): an answer must not echo a client's megabyte back at it.
+let maxEchoedMessage = 400
+
+func truncatedEcho(_ message: String) -> String {
+    guard message.utf8.count > maxEchoedMessage else { return message }
+    var cut = message.utf8.prefix(maxEchoedMessage)
+    while !cut.isEmpty, String(cut) == nil { cut = cut.dropLast() }   // never split a UTF-8 sequence
+    return (String(cut) ?? "") + "… (\(message.utf8.count - cut.count) more bytes)"
 }
 
 func mapCode(_ code: Int32) -> HypervisorError.Code {
