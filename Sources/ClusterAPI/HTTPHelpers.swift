@@ -31,9 +31,9 @@ public enum HTTPBody {
             throw APIError(DozeError(.badRequest, "the request body is empty; a JSON \(T.self) is expected"))
         }
         do {
-            return try WireCoding.decoder().decode(T.self, from: Data(buffer.readableBytesView))
+            return try WireCoding.decode(T.self, from: buffer.readableBytesView)
         } catch let error as DecodingError {
-            throw APIError(DozeError(.badRequest, "malformed JSON for \(T.self): \(describe(error))"))
+            throw APIError(DozeError(.badRequest, "malformed JSON for \(T.self): \(describe(error, in: buffer.readableBytesView))"))
         } catch {
             throw APIError(DozeError(.badRequest, "malformed JSON: \(error)"))
         }
@@ -49,17 +49,54 @@ public enum HTTPBody {
         return text
     }
 
+    /// `describe(_:)`, and when the decoder calls a grammatically valid document "not valid JSON" (what
+    /// Foundation says of 2.5, 1e308 or a 26-digit number where an integer is expected), the numbers to blame.
+    public static func describe(_ error: DecodingError, in document: some Collection<UInt8>) -> String {
+        if case .dataCorrupted(let c) = error, c.codingPath.isEmpty, (try? StrictJSON.check(document)) != nil {
+            let suspects = StrictJSON.nonIntegerNumbers(document)
+            if !suspects.isEmpty {
+                let named = suspects.prefix(3).map { "'\($0.path)' is \($0.text)" }.joined(separator: ", ")
+                return "a number that must be an integer is not one (or does not fit in 64 bits): \(named)"
+            }
+        }
+        return describe(error)
+    }
+
     public static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context) -> String {
             let p = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
             return p.isEmpty ? "" : " at '\(p)'"
         }
         switch error {
-        case .dataCorrupted(let c): return "not valid JSON\(path(c))"
+        case .dataCorrupted(let c) where c.codingPath.isEmpty: return "not valid JSON (\(c.debugDescription))"
+        case .dataCorrupted(let c):
+            // Valid JSON whose value does not fit: Foundation says "Parsed JSON number <2.5> does not fit in Int."
+            let text = c.debugDescription
+            if let fit = text.range(of: "does not fit in ") {
+                let type = text[fit.upperBound...].trimmingCharacters(in: .punctuationCharacters)
+                let number = text.firstRange(of: "<").flatMap { lt in text[lt.upperBound...].firstRange(of: ">").map { text[lt.upperBound..<$0.lowerBound] } }
+                return "\(expectation(type))\(path(c))\(number.map { ", got \($0)" } ?? "")"
+            }
+            return "\(text)\(path(c))"
         case .keyNotFound(let key, let c): return "missing '\(key.stringValue)'\(path(c))"
-        case .typeMismatch(let type, let c): return "expected \(type)\(path(c))"
+        case .typeMismatch(let type, let c): return "\(expectation("\(type)"))\(path(c))"
         case .valueNotFound(let type, let c): return "null where \(type) is expected\(path(c))"
         @unknown default: return "\(error)"
+        }
+    }
+
+    /// What a value of `type` must be, in a client's words.
+    static func expectation(_ type: String) -> String {
+        switch type {
+        case "Int", "Int8", "Int16", "Int32", "Int64", "UInt", "UInt8", "UInt16", "UInt32", "UInt64":
+            return "must be an integer that fits in \(type)"
+        case "Double", "Float": return "must be a number"
+        case "String": return "must be a string"
+        case "Bool": return "must be true or false"
+        default:
+            if type.hasPrefix("Array") { return "must be an array" }
+            if type.hasPrefix("Dictionary") { return "must be an object" }
+            return "expected \(type)"
         }
     }
 }

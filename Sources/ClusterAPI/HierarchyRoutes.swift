@@ -75,8 +75,8 @@ extension Request {
         let text = try await HTTPBody.string(self, limit: limit).trimmingCharacters(in: .whitespacesAndNewlines)
         guard !text.isEmpty else { throw APIError(DozeError(.badRequest, "the request body must carry a VirtualMachineLocation or a VM id")) }
         if text.hasPrefix("{") {
-            do { return try WireCoding.decoder().decode(VirtualMachineLocation.self, from: Data(text.utf8)) } catch let e as DecodingError {
-                throw APIError(DozeError(.badRequest, "malformed JSON for VirtualMachineLocation: \(HTTPBody.describe(e))"))
+            do { return try WireCoding.decode(VirtualMachineLocation.self, from: Data(text.utf8)) } catch let e as DecodingError {
+                throw APIError(DozeError(.badRequest, "malformed JSON for VirtualMachineLocation: \(HTTPBody.describe(e, in: Data(text.utf8)))"))
             }
         }
         var id = text
@@ -161,8 +161,8 @@ public struct GroupManagerRoutes<Backend: GroupManagerBackend>: Sendable {
                 let text = try await HTTPBody.string(request, limit: limit).trimmingCharacters(in: .whitespacesAndNewlines)
                 var options: MigrationOptions?
                 if !text.isEmpty {
-                    do { options = try WireCoding.decoder().decode(MigrationOptions.self, from: Data(text.utf8)) } catch {
-                        throw APIError(DozeError(.badRequest, "malformed JSON for the drain's migration options: \(error)"))
+                    do { options = try WireCoding.decode(MigrationOptions.self, from: Data(text.utf8)) } catch let e as DecodingError {
+                        throw APIError(DozeError(.badRequest, "malformed JSON for the drain's migration options: \(HTTPBody.describe(e, in: Data(text.utf8)))"))
                     }
                 }
                 return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.drainHost(id, options: options) })
@@ -208,8 +208,8 @@ public struct GroupManagerRoutes<Backend: GroupManagerBackend>: Sendable {
             let text = try await HTTPBody.string(request, limit: limit).trimmingCharacters(in: .whitespacesAndNewlines)
             let body: VirtualMachineMetaDataRequest
             if text.hasPrefix("{") {
-                do { body = try WireCoding.decoder().decode(VirtualMachineMetaDataRequest.self, from: Data(text.utf8)) } catch let e as DecodingError {
-                    throw APIError(DozeError(.badRequest, "malformed JSON for VirtualMachineMetaDataRequest: \(HTTPBody.describe(e))"))
+                do { body = try WireCoding.decode(VirtualMachineMetaDataRequest.self, from: Data(text.utf8)) } catch let e as DecodingError {
+                    throw APIError(DozeError(.badRequest, "malformed JSON for VirtualMachineMetaDataRequest: \(HTTPBody.describe(e, in: Data(text.utf8)))"))
                 }
             } else {
                 guard !text.isEmpty else { throw APIError(DozeError(.badRequest, "the request body must carry the VM's location or id")) }

@@ -24,6 +24,9 @@ public struct PeerClient: Sendable {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.timeout.connect = .seconds(2)
+        // Well under the servers' idle timeout (30 s by default): a pooled connection is dropped here before the
+        // peer closes it, so a call never goes out on a connection the peer is closing.
+        configuration.connectionPool.idleTimeout = .seconds(10)
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 
@@ -66,7 +69,7 @@ public struct PeerClient: Sendable {
         }
         if Reply.self == String.self { return String(buffer: bytes) as! Reply }
         do {
-            return try WireCoding.decoder().decode(Reply.self, from: Data(bytes.readableBytesView))
+            return try WireCoding.decode(Reply.self, from: bytes.readableBytesView)
         } catch {
             throw Failure(endpoint: endpoint, status: status, message: "undecodable answer: \(error)")
         }

@@ -10,6 +10,16 @@ extension KeyedDecodingContainer {
 /// The JSON coders every Doze endpoint uses.
 public enum WireCoding {
     public static func decoder() -> JSONDecoder { JSONDecoder() }
+
+    /// Decodes `T` from JSON read off the network: `StrictJSON` first (grammar, depth, no trailing commas, a
+    /// position in the error), then the decoder. A grammar failure is a `DecodingError.dataCorrupted` with an
+    /// empty coding path, like the decoder's own.
+    public static func decode<T: Decodable>(_ type: T.Type, from bytes: some Collection<UInt8>) throws -> T {
+        do { try StrictJSON.check(bytes) } catch {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: error.description))
+        }
+        return try decoder().decode(T.self, from: Data(bytes))
+    }
     public static func encoder() -> JSONEncoder {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

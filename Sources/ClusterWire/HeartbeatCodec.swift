@@ -46,7 +46,7 @@ public struct HeartbeatCodec: Sendable {
         let mac = bytes[Self.magic.count..<(Self.magic.count + Self.macLength)]
         let json = Data(bytes[(Self.magic.count + Self.macLength)...])
         guard HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: json, using: key) else { return .failure(.badMAC) }
-        guard let envelope = try? JSONDecoder().decode(Envelope.self, from: json) else { return .failure(.malformed) }
+        guard let envelope = try? WireCoding.decode(Envelope.self, from: json) else { return .failure(.malformed) }
         guard envelope.v == Self.version else { return .failure(.unsupportedVersion) }
         return .success(Decoded(message: envelope.message, sender: envelope.sender, stamp: envelope.stamp))
     }

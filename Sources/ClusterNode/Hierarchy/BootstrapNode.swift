@@ -147,7 +147,7 @@ public actor BootstrapNode: BootstrapBackend {
         let found = try await callLeader(.post, "/groupmanager?discoverVirtualMachine", body: ByteBuffer(string: vm), timeout: .seconds(5))
         guard found.status == 200 else { return found }
         let where_: VirtualMachineDiscoveryResponse
-        do { where_ = try WireCoding.decoder().decode(VirtualMachineDiscoveryResponse.self, from: Data(found.body.readableBytesView)) } catch {
+        do { where_ = try WireCoding.decode(VirtualMachineDiscoveryResponse.self, from: found.body.readableBytesView) } catch {
             throw DozeError(.unavailable, "the group leader's discoverVirtualMachine answer is unreadable: \(error)")
         }
         let manager = Endpoint(host: where_.groupManagerAddress.address, port: where_.groupManagerAddress.port)
