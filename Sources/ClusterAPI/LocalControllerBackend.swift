@@ -34,9 +34,9 @@ public protocol LocalControllerBackend: Sendable {
     func metrics(_ period: MetricsPeriod) async throws(DozeError) -> MetricsDocument
 
     // Seed 003: single-host VM API
-    func createVM(xml: String) async throws(DozeError) -> VMSummary
+    func createVM(xml: String) async throws(DozeError) -> VMCreation
     /// Reads `fileName` inside the configured XML directory and creates the VM it describes.
-    func createVM(xmlFile fileName: String) async throws(DozeError) -> VMSummary
+    func createVM(xmlFile fileName: String) async throws(DozeError) -> VMCreation
     func listVMs() async throws(DozeError) -> VMListDocument
     func vm(_ name: String) async throws(DozeError) -> VMSummary
     /// Removes the VM: stops it if it runs, then deletes its definition.
@@ -55,4 +55,14 @@ public protocol LocalControllerBackend: Sendable {
     func finishIncomingMigration(_ request: IncomingMigration) async throws(DozeError) -> LocalMigrationStatus
     func restoreMigratedVirtualMachine(_ transfer: OfflineMigrationImage) async throws(DozeError) -> LocalMigrationStatus
     func setDraining(_ draining: Bool) async throws(DozeError)
+}
+
+/// What `POST /vm` made: the VM, and whether it is new (201) or was there with the same definition (200).
+public struct VMCreation: Sendable, Equatable {
+    public var summary: VMSummary
+    public var created: Bool
+    public init(summary: VMSummary, created: Bool) {
+        self.summary = summary
+        self.created = created
+    }
 }

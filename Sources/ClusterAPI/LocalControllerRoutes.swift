@@ -175,7 +175,7 @@ public struct LocalControllerRoutes<Backend: LocalControllerBackend>: Sendable {
         let limit = maxBodyBytes
         router.post("/vm") { request, _ in
             let body = try await HTTPBody.string(request, limit: limit)
-            let summary: VMSummary
+            let summary: VMCreation
             if let fileName = request.optionalQuery("xmlName") {
                 summary = try await api { () async throws(DozeError) in try await backend.createVM(xmlFile: Self.unquote(fileName)) }
             } else {
@@ -185,7 +185,7 @@ public struct LocalControllerRoutes<Backend: LocalControllerBackend>: Sendable {
                 }
                 summary = try await api { () async throws(DozeError) in try await backend.createVM(xml: xml) }
             }
-            return try HTTPReply.json(summary, status: .created)
+            return try HTTPReply.json(summary.summary, status: summary.created ? .created : .ok)
         }
         router.get("/vms") { _, _ in
             try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.listVMs() })

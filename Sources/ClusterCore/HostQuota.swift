@@ -10,10 +10,17 @@ public struct HostQuota: Sendable, Equatable, Codable {
 
     /// Applies a partial update (seed 001: either limit may be changed alone).
     /// A limit below what running VMs already use is refused: it would make the host over quota at once.
-    public func updated(cpuMax: Int?, memoryMaxMiB: Int?, inUse: HostUsage) throws(DozeError) -> HostQuota {
+    /// `ceiling`: the most the host can give (its size times any overcommit ratio the operator set); a limit
+    /// above it would promise what the host does not have.
+    public func updated(cpuMax: Int?, memoryMaxMiB: Int?, inUse: HostUsage,
+                        ceiling: Ceiling? = nil) throws(DozeError) -> HostQuota {
         var next = self
         if let cpuMax {
             guard cpuMax >= 0 else { throw DozeError(.badRequest, "cpu_max must be >= 0, got \(cpuMax)") }
+            if let ceiling, cpuMax > ceiling.quota.cpuMax {
+                throw DozeError(.badRequest, "cpu_max \(cpuMax) is above the \(ceiling.quota.cpuMax) vCPUs this host can give "
+                    + (ceiling.cpuOvercommitted ? "at its overcommit ratio" : "(its CPUs; start the controller with --cpu-overcommit RATIO for more)"))
+            }
             guard cpuMax >= inUse.vcpus else {
                 throw DozeError(.conflict, "cpu_max \(cpuMax) is below the \(inUse.vcpus) vCPUs already in use")
             }
@@ -21,12 +28,30 @@ public struct HostQuota: Sendable, Equatable, Codable {
         }
         if let memoryMaxMiB {
             guard memoryMaxMiB >= 0 else { throw DozeError(.badRequest, "memory_max_mb must be >= 0, got \(memoryMaxMiB)") }
+            if let ceiling, memoryMaxMiB > ceiling.quota.memoryMaxMiB {
+                throw DozeError(.badRequest, "memory_max_mb \(memoryMaxMiB) is above the \(ceiling.quota.memoryMaxMiB) MB this host can give "
+                    + (ceiling.memoryOvercommitted ? "at its overcommit ratio" : "(its memory; start the controller with --memory-overcommit RATIO for more)"))
+            }
             guard memoryMaxMiB >= inUse.memoryMiB else {
                 throw DozeError(.conflict, "memory_max_mb \(memoryMaxMiB) is below the \(inUse.memoryMiB) MB already in use")
             }
             next.memoryMaxMiB = memoryMaxMiB
         }
         return next
+    }
+
+    /// The largest quota a host allows: its own size, times the operator's overcommit ratios.
+    public struct Ceiling: Sendable, Equatable {
+        public var quota: HostQuota
+        public var cpuOvercommitted: Bool
+        public var memoryOvercommitted: Bool
+
+        public init(hostCPUs: Int, hostMemoryMiB: Int, cpuOvercommit: Double?, memoryOvercommit: Double?) {
+            quota = HostQuota(cpuMax: Int((Double(hostCPUs) * (cpuOvercommit ?? 1)).rounded(.down)),
+                              memoryMaxMiB: Int((Double(hostMemoryMiB) * (memoryOvercommit ?? 1)).rounded(.down)))
+            cpuOvercommitted = (cpuOvercommit ?? 1) > 1
+            memoryOvercommitted = (memoryOvercommit ?? 1) > 1
+        }
     }
 
     /// Admission control for starting a VM (or growing one): refused with a message naming the limit.

@@ -13,6 +13,17 @@ public enum Validation {
         try identifier(name, what: "snapshot name")
     }
 
+    /// The largest network demand accepted, in bytes per second: 2^53, the largest integer a JSON double holds
+    /// exactly (far above any link); anything larger would come back as 9.2e18.
+    public static let maxNetworkBytes: Double = 9_007_199_254_740_992
+
+    /// A network capacity demand (`rxBytes`, `txBytes`): finite, from 0 to `maxNetworkBytes`.
+    public static func networkDemand(_ value: Double, what: String) throws(DozeError) {
+        guard value.isFinite, value >= 0, value <= maxNetworkBytes else {
+            throw DozeError(.badRequest, "\(what) must be a number of bytes from 0 to 2^53 (\(Int64(maxNetworkBytes))), got \(value)")
+        }
+    }
+
     static func identifier(_ name: String, what: String) throws(DozeError) {
         guard !name.isEmpty else { throw DozeError(.badRequest, "\(what) is empty") }
         guard name.utf8.count <= 64 else { throw DozeError(.badRequest, "\(what) is longer than 64 bytes") }

@@ -22,7 +22,10 @@ extension LocalController {
         guard body.quota.cpuMax != nil || body.quota.memoryMaxMB != nil else {
             throw DozeError(.badRequest, "give cpu_max, memory_max_mb or both inside \"quota\"")
         }
-        let next = try effectiveQuota.updated(cpuMax: body.quota.cpuMax, memoryMaxMiB: body.quota.memoryMaxMB, inUse: usage)
+        let ceiling = HostQuota.Ceiling(hostCPUs: node.cpus, hostMemoryMiB: HostUsage.memoryMiB(fromKiB: node.memoryKiB),
+                                        cpuOvercommit: settings.cpuOvercommit, memoryOvercommit: settings.memoryOvercommit)
+        let next = try effectiveQuota.updated(cpuMax: body.quota.cpuMax, memoryMaxMiB: body.quota.memoryMaxMB, inUse: usage,
+                                              ceiling: ceiling)
         try updateConfig { $0.quota = next }
         log.info("quota changed", metadata: ["doze/cpu_max": "\(next.cpuMax)", "doze/memory_max_mb": "\(next.memoryMaxMiB)"])
         return try await quota()
@@ -64,12 +67,17 @@ extension LocalController {
         guard change.path != nil || change.maxGB != nil else {
             throw DozeError(.badRequest, "give path, max_gb or both inside \"image-pool\"")
         }
-        let path = change.path.map(PathPolicy.normalize) ?? configuration.imagePool.path
+        var path = configuration.imagePool.path
         if let requested = change.path {
             guard requested.hasPrefix("/") else { throw DozeError(.badRequest, "image-pool path '\(requested)' must be absolute") }
+            path = Self.resolved(requested)
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw DozeError(.badRequest, "image-pool path '\(requested)' does not exist or is not a directory")
+            }
+            if path != Self.resolved(configuration.imagePool.path) {
+                try storagePolicy.checkPool(path, what: "image-pool path",
+                                            others: configuration.pools.map { ("pool '\($0.name)'", Self.resolved($0.path)) })
             }
         }
         let maxGB = change.maxGB ?? configuration.imagePool.maxGB
@@ -98,13 +106,13 @@ extension LocalController {
         try Validation.poolName(name)
         guard rawPath.hasPrefix("/") else { throw DozeError(.badRequest, "pool path '\(rawPath)' must be absolute") }
         guard maxGB > 0 else { throw DozeError(.badRequest, "max_gb must be > 0, got \(maxGB)") }
-        let path = PathPolicy.normalize(rawPath)
-        guard path != "/" else { throw DozeError(.badRequest, "a pool cannot be the root directory") }
+        guard !rawPath.contains("\0") else { throw DozeError(.badRequest, "pool path must not contain NUL") }
+        // Symlinks resolved first: a link to /etc is /etc. The pool keeps the resolved path.
+        let path = Self.resolved(rawPath)
         if configuration.pools.contains(where: { $0.name == name }) { throw DozeError(.conflict, "a pool named '\(name)' exists") }
-        for other in configuration.pools {
-            let overlap = path == other.path || path.hasPrefix(other.path + "/") || other.path.hasPrefix(path + "/")
-            if overlap { throw DozeError(.conflict, "path '\(path)' overlaps pool '\(other.name)' at \(other.path)") }
-        }
+        let others = configuration.pools.map { ("pool '\($0.name)'", Self.resolved($0.path)) }
+            + [("the image pool", Self.resolved(configuration.imagePool.path))]
+        try storagePolicy.checkPool(path, what: "pool path", others: others)
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         } catch {
@@ -145,13 +153,27 @@ extension LocalController {
         return PoolDocument(pool: poolBody(next))
     }
 
+    /// The VMs of this host whose definitions use `pool`: a disk (or any path) inside its directory, or one of its
+    /// volumes by name. Files Doze did not put there do not make a pool "in use".
+    func vmsUsing(_ pool: VolumePool) async -> [String] {
+        let directory = Self.resolved(pool.path)
+        let libvirtName = Self.libvirtPoolName(pool.uuid)
+        var users: [String] = []
+        for name in vms.keys.sorted() {
+            guard let xml = try? await hypervisor.xml(.name(name), secure: false),
+                  let description = try? await Self.describe(xml) else { continue }
+            let byPath = description.hostPaths.contains { StoragePolicy.contains(directory, Self.resolved($0.path)) }
+            let byVolume = description.volumes.contains { $0.pool == libvirtName }
+            if byPath || byVolume { users.append(name) }
+        }
+        return users
+    }
+
     public func deletePool(uuid: String) async throws(DozeError) -> PoolDocument {
         let (_, current) = try pool(uuid)
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: current.path)) ?? []
-        let volumes = (try? await hypervisor.listVolumes(pool: Self.libvirtPoolName(current.uuid))) ?? []
-        let inUse = Set(files).union(volumes.map(\.name))
-        guard inUse.isEmpty else {
-            throw DozeError(.conflict, "pool '\(current.name)' is in use (\(inUse.count) volume(s): \(inUse.sorted().prefix(5).joined(separator: ", "))); only an empty pool can be deleted")
+        let users = await vmsUsing(current)
+        guard users.isEmpty else {
+            throw DozeError(.conflict, "pool '\(current.name)' is in use by \(users.count) VM(s): \(users.prefix(5).joined(separator: ", ")); delete or move them first")
         }
         do {
             try await hypervisor.deleteStoragePool(name: Self.libvirtPoolName(current.uuid))

@@ -7,11 +7,12 @@ import Logging
 
 // Seed 003's single-host VM API.
 extension LocalController {
-    public func createVM(xml: String) async throws(DozeError) -> VMSummary {
-        summary(try await startVM(xml: xml, expectedName: nil))
+    public func createVM(xml: String) async throws(DozeError) -> VMCreation {
+        let (record, created) = try await startVM(xml: xml, expectedName: nil)
+        return VMCreation(summary: summary(record), created: created)
     }
 
-    public func createVM(xmlFile fileName: String) async throws(DozeError) -> VMSummary {
+    public func createVM(xmlFile fileName: String) async throws(DozeError) -> VMCreation {
         let path = try allowedXMLFile(fileName)
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
               attributes[.type] as? FileAttributeType == .typeRegular else {

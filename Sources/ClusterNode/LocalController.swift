@@ -21,6 +21,8 @@ public actor LocalController: LocalControllerBackend {
         var ipAddress: String = ""
         /// What was changed in the submitted template to run it here.
         var adaptations: [String] = []
+        /// SHA-256 of the domain XML the VM was created from: a retried identical create finds it by this.
+        var definitionDigest: String?
 
         var status: VMStatus { LocalController.status(of: info.state) }
 
@@ -31,6 +33,10 @@ public actor LocalController: LocalControllerBackend {
             ipAddress = LocalController.attribute("ip", in: xml) ?? ""
             adaptations = LocalController.attribute("adapted", in: xml).map(LocalController.xmlUnescape)
                 .map { $0.isEmpty ? [] : $0.components(separatedBy: "; ") } ?? []
+            definitionDigest = LocalController.attribute("def", in: xml)
+        }
+        var metadataXML: String {
+            LocalController.metadataXML(rx: rxBytes, tx: txBytes, ip: ipAddress, adapted: adaptations, definition: definitionDigest)
         }
         var usage: HostUsage {
             info.state.isActive ? HostUsage(vcpus: info.vcpus, memoryMiB: HostUsage.memoryMiB(fromKiB: info.memoryKiB)) : HostUsage()
@@ -217,32 +223,71 @@ public actor LocalController: LocalControllerBackend {
             .map(Self.resolved))
     }
 
-    /// The symlink-free form of a path that exists; the path itself otherwise.
-    static func resolved(_ path: String) -> String {
-        guard let real = realpath(path, nil) else { return path }
-        defer { free(real) }
-        return String(cString: real)
+    /// Where pools may be: inside the storage roots, outside the system trees and the state directory.
+    var storagePolicy: StoragePolicy {
+        StoragePolicy(roots: settings.storageRoots.map(Self.resolved), stateDirectory: Self.resolved(settings.stateDirectory),
+                      defaultImagePool: Self.resolved(settings.stateDirectory + "/images"))
     }
 
+    /// The symlink-free form of a path: the longest prefix that exists, resolved, with the rest appended (so a
+    /// directory not made yet under a symlink resolves too). Lexically normalised first.
+    static func resolved(_ path: String) -> String {
+        var existing = PathPolicy.normalize(path)
+        var rest: [String] = []
+        while true {
+            if let real = realpath(existing, nil) {
+                defer { free(real) }
+                let base = String(cString: real)
+                return rest.isEmpty ? base : PathPolicy.normalize(base + "/" + rest.reversed().joined(separator: "/"))
+            }
+            guard existing != "/", let slash = existing.lastIndex(of: "/") else { return PathPolicy.normalize(path) }
+            rest.append(String(existing[existing.index(after: slash)...]))
+            existing = slash == existing.startIndex ? "/" : String(existing[..<slash])
+        }
+    }
+
+    /// Every host path, storage volume and emulator a domain names, checked as given and with symlinks resolved.
     func checkPaths(_ description: DomainDescription) throws(DozeError) {
         let policy = pathPolicy
         for (what, path) in description.hostPaths {
             try policy.check(path, what: what)
             try policy.check(Self.resolved(path), what: what)   // a symlink must not lead outside either
         }
+        let pools = Set(config.pools.map { Self.libvirtPoolName($0.uuid) })
+        for (pool, volume) in description.volumes {
+            try StoragePolicy.checkVolume(pool: pool, volume: volume, pools: pools)
+        }
+        if let emulator = description.emulator {
+            try StoragePolicy.checkEmulator(emulator)
+            try StoragePolicy.checkEmulator(Self.resolved(emulator))
+        }
+    }
+
+    /// Parses a domain XML off the actor: reading a large document must not hold up the host's other requests.
+    @concurrent nonisolated static func describe(_ xml: String) async throws(DozeError) -> DomainDescription {
+        do { return try DomainDescription(xml: xml) } catch {
+            throw DozeError(.badRequest, "invalid domain XML: \(error.message)")
+        }
     }
 
     /// Defines and starts one VM after checking its XML, name, paths and the quota. Nothing is left behind on failure.
+    /// `created` is false when a VM of the same name and the same definition was there already (a retry).
     func startVM(xml: String, expectedName: String?, rxBytes: Double = 0, txBytes: Double = 0,
-                 ipAddress: String = "", adaptations: [String] = []) async throws(DozeError) -> VMRecord {
-        let description: DomainDescription
-        do { description = try DomainDescription(xml: xml) } catch {
-            throw DozeError(.badRequest, "invalid domain XML: \(error.message)")
-        }
+                 ipAddress: String = "", adaptations: [String] = []) async throws(DozeError) -> (record: VMRecord, created: Bool) {
+        let description = try await Self.describe(xml)
         let name = description.name
         try Validation.vmName(name)
         if let expectedName, !expectedName.isEmpty, expectedName != name {
             throw DozeError(.badRequest, "VM id '\(expectedName)' does not match the domain name '\(name)' in its XML")
+        }
+        let digest = Self.digest(xml)
+        if let existing = vms[name], reservations[name] == nil {
+            // A client whose answer was lost retries: the same definition finds the VM it made, a different one is a conflict.
+            guard existing.definitionDigest == digest else {
+                throw DozeError(.conflict, "VM '\(name)' already exists on this host"
+                    + (existing.definitionDigest == nil ? "" : " with a different definition"))
+            }
+            return (existing, false)
         }
         guard vms[name] == nil, reservations[name] == nil else { throw DozeError(.conflict, "VM '\(name)' already exists on this host") }
         if let uuid = description.uuid?.lowercased(), let other = vms.values.first(where: { $0.info.uuid == uuid }) {
@@ -254,10 +299,9 @@ public actor LocalController: LocalControllerBackend {
         reservations[name] = demand
         defer { reservations[name] = nil }
 
-        let metadata = rxBytes > 0 || txBytes > 0 || !ipAddress.isEmpty || !adaptations.isEmpty
-            ? DomainMetadata(xml: Self.metadataXML(rx: rxBytes, tx: txBytes, ip: ipAddress, adapted: adaptations),
-                             key: "doze", namespace: Self.metadataNamespace)
-            : nil
+        let metadata = DomainMetadata(xml: Self.metadataXML(rx: rxBytes, tx: txBytes, ip: ipAddress, adapted: adaptations,
+                                                             definition: digest),
+                                      key: "doze", namespace: Self.metadataNamespace)
         let created: (info: DomainInfo, xml: String)
         do {
             created = try await hypervisor.defineAndStart(xml: xml, metadata: metadata)
@@ -269,10 +313,11 @@ public actor LocalController: LocalControllerBackend {
         record.txBytes = txBytes
         record.ipAddress = ipAddress
         record.adaptations = adaptations
+        record.definitionDigest = digest
         vms[name] = record
         try? journal?.record(created.info, xml: created.xml)
         log.info("started VM", metadata: ["doze/vm": "\(name)", "doze/vcpus": "\(description.vcpus)"])
-        return record
+        return (record, true)
     }
 
     public func startVirtualMachines(_ request: VirtualMachineSubmission, partial: Bool) async throws(DozeError) -> VirtualMachineSubmission {
@@ -284,8 +329,10 @@ public actor LocalController: LocalControllerBackend {
         for var meta in request.virtualMachineMetaData {
             let demand = meta.requested
             do {
+                try Validation.networkDemand(demand.rxBytes, what: "rxBytes")
+                try Validation.networkDemand(demand.txBytes, what: "txBytes")
                 let (xml, adaptations) = try prepareTemplate(meta)
-                let record = try await startVM(xml: xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
+                let (record, _) = try await startVM(xml: xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
                                                rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress,
                                                adaptations: adaptations)
                 let imageId = meta.imageId
@@ -474,6 +521,9 @@ public actor LocalController: LocalControllerBackend {
         guard wanted.memoryKiB <= 0 || (UInt64(exactly: wanted.memoryKiB).map { $0 <= DomainDescription.maxMemoryKiB } ?? false) else {
             throw DozeError(.badRequest, "memory must be whole KiB up to \(DomainDescription.maxMemoryKiB), got \(wanted.memoryKiB)")
         }
+        // -1 keeps a value (Snooze's resize arrays); any other value must be a real demand.
+        if wanted.rxBytes != -1 { try Validation.networkDemand(wanted.rxBytes, what: "rxBytes") }
+        if wanted.txBytes != -1 { try Validation.networkDemand(wanted.txBytes, what: "txBytes") }
         let vcpus = wanted.vcpus > 0 ? Int(wanted.vcpus) : record.info.vcpus
         let memoryKiB = wanted.memoryKiB > 0 ? UInt64(wanted.memoryKiB) : record.info.memoryKiB
         let now = HostUsage(vcpus: record.info.vcpus, memoryMiB: HostUsage.memoryMiB(fromKiB: record.info.memoryKiB))
@@ -499,8 +549,7 @@ public actor LocalController: LocalControllerBackend {
         if wanted.txBytes > 0 { vms[vm]?.txBytes = wanted.txBytes }
         guard let record = vms[vm] else { throw DozeError(.notFound, "VM '\(vm)' went away during the resize") }
         if wanted.rxBytes > 0 || wanted.txBytes > 0 {
-            let meta = Self.metadataXML(rx: record.rxBytes, tx: record.txBytes, ip: record.ipAddress, adapted: record.adaptations)
-            try? await hypervisor.setMetadata(.name(vm), xml: meta, key: "doze", namespace: Self.metadataNamespace)
+            try? await hypervisor.setMetadata(.name(vm), xml: record.metadataXML, key: "doze", namespace: Self.metadataNamespace)
         }
         return await metaData(record)
     }
@@ -547,9 +596,15 @@ extension LocalController {
     }
 
     /// The per-VM metadata element, values escaped: the IP comes from the network.
-    static func metadataXML(rx: Double, tx: Double, ip: String, adapted: [String] = []) -> String {
+    static func metadataXML(rx: Double, tx: Double, ip: String, adapted: [String] = [], definition: String? = nil) -> String {
         let adaptedAttribute = adapted.isEmpty ? "" : " adapted='\(xmlEscape(adapted.joined(separator: "; ")))'"
-        return "<vm rx='\(rx)' tx='\(tx)' ip='\(xmlEscape(ip))'\(adaptedAttribute)/>"
+        let definitionAttribute = definition.map { " def='\($0)'" } ?? ""
+        return "<vm rx='\(rx)' tx='\(tx)' ip='\(xmlEscape(ip))'\(adaptedAttribute)\(definitionAttribute)/>"
+    }
+
+    /// SHA-256 of a domain XML, in hex: the identity of a create request.
+    static func digest(_ xml: String) -> String {
+        Digests.sha256Hex(xml)
     }
 
     static func xmlUnescape(_ s: String) -> String {

@@ -37,7 +37,7 @@ public enum LocalControllerRuntime {
         let log = settings.logger
         let app = Application(
             router: makeRouter(controller: controller, settings: settings, heartbeatStatistics: heartbeatStatistics),
-            server: .lenientHTTP1,
+            server: .lenientHTTP1(limits: settings.httpLimits),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "doze-lc"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? settings.port

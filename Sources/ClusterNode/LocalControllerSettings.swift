@@ -1,3 +1,4 @@
+import ClusterAPI
 import Foundation
 import Logging
 
@@ -14,7 +15,15 @@ public struct LocalControllerSettings: Sendable {
     public var xmlDirectory: String?
     /// Extra directories VM disks, kernels and filesystems may live in (besides the image pool and volume pools).
     public var diskDirectories: [String] = []
+    /// Operator-set allow-roots for volume pools and the image pool (`--storage-root`). Empty: anywhere outside
+    /// the system trees and the state directory (`StoragePolicy`).
+    public var storageRoots: [String] = []
+    /// Whether a quota may exceed the host's own CPUs or memory, and by how much (1.5 = 150 %); nil: it may not.
+    public var cpuOvercommit: Double?
+    public var memoryOvercommit: Double?
     public var maxBodyBytes: Int = 1 << 20
+    /// Read and idle timeouts and the connection cap of the HTTP server.
+    public var httpLimits = HTTPServerLimits()
     /// How often the controller samples CPU, memory and network for `/hypervisor/metrics`.
     public var sampleInterval: Duration = .seconds(60)
     /// Samples older than this are deleted.

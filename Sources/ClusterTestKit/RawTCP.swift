@@ -27,3 +27,47 @@ public func rawTCPExchange(port: Int, _ request: String, timeout: TimeInterval =
     }
     return String(decoding: received, as: UTF8.self)
 }
+
+/// One TCP connection to a loopback port that a test holds open, sends partial requests on, and reads from.
+public final class HeldConnection: @unchecked Sendable {
+    public let fd: Int32
+
+    public init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EMFILE) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            close(fd)
+            throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .ECONNREFUSED)
+        }
+    }
+
+    public func send(_ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
+    /// Everything the peer sends until it closes (`closed`) or `timeout` passes without its closing.
+    public func read(timeout: TimeInterval) -> (text: String, closed: Bool) {
+        let deadline = Date().addingTimeInterval(timeout)
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { return (String(decoding: received, as: UTF8.self), false) }
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, Int32(max(1, left * 1000))) > 0 else { continue }
+            let n = chunk.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { return (String(decoding: received, as: UTF8.self), true) }
+            received += chunk[0..<n]
+        }
+    }
+
+    deinit { close(fd) }
+}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterAPI
 import ClusterCore
 import ClusterNode
 import Foundation
@@ -30,6 +31,24 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "Milliseconds of silence after which a leader is forgotten.")
     var leaderTimeoutMs: Int = 2000
 
+    @Option(help: "Seconds a client has to send a whole request (head and body) once it starts; slower ones get a 408 and are closed.")
+    var readTimeout: Double = 10
+
+    @Option(help: "Seconds a kept-alive connection may sit without a request before it is closed.")
+    var idleTimeout: Double = 30
+
+    @Option(help: "Most HTTP connections open at once; beyond it a new one gets a 503 and is closed (also kept under the open-file limit).")
+    var maxConnections: Int = 4096
+
+    /// The guards of this node's HTTP server (every role has one).
+    func httpLimits() throws -> HTTPServerLimits {
+        guard readTimeout > 0, readTimeout <= 3600 else { throw ValidationError("--read-timeout must be from 0 to 3600 seconds") }
+        guard idleTimeout > 0, idleTimeout <= 86400 else { throw ValidationError("--idle-timeout must be from 0 to 86400 seconds") }
+        guard maxConnections >= 16 else { throw ValidationError("--max-connections must be at least 16") }
+        return HTTPServerLimits(readTimeout: .milliseconds(Int64(readTimeout * 1000)),
+                                idleTimeout: .milliseconds(Int64(idleTimeout * 1000)), maxConnections: maxConnections)
+    }
+
     @Option(help: "Also announce and listen on this multicast GROUP:PORT (e.g. 225.4.5.6:9000), for networks that carry multicast.")
     var multicast: String?
 
@@ -51,6 +70,7 @@ struct ClusterOptions: ParsableArguments {
             throw ValidationError("a cluster needs a secret: --secret, --secret-file or DOZE_SECRET")
         }
         var s = ClusterSettings(secret: secret)
+        s.httpLimits = try httpLimits()
         s.bootstraps = try bootstraps.map { text in
             guard let e = Endpoint(text) else { throw ValidationError("--bootstrap must be HOST:PORT, got '\(text)'") }
             return e

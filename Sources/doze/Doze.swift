@@ -58,6 +58,15 @@ struct LocalControllerCommand: AsyncParsableCommand {
     @Option(help: "An extra directory VM disks, kernels and filesystems may use (repeatable).")
     var diskDir: [String] = []
 
+    @Option(help: "A directory volume pools and the image pool may be created in (repeatable). Without one, pools may be anywhere outside the system trees (/etc, /usr, /proc, /var/lib/libvirt, …) and the state directory.")
+    var storageRoot: [String] = []
+
+    @Option(help: "Let the quota's cpu_max exceed the host's CPUs by this ratio (e.g. 4 for 4 vCPUs per CPU).")
+    var cpuOvercommit: Double?
+
+    @Option(help: "Let the quota's memory_max_mb exceed the host's memory by this ratio (e.g. 1.5).")
+    var memoryOvercommit: Double?
+
     @Option(help: "Accelerator VMs run under: auto (KVM if usable, else TCG), kvm or tcg. Sets the domain type (kvm or qemu).")
     var accelerator: String = "auto"
 
@@ -77,6 +86,9 @@ struct LocalControllerCommand: AsyncParsableCommand {
         _ = try parseListen(listen)
         guard sampleInterval > 0 else { throw ValidationError("--sample-interval must be > 0") }
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be > 0") }
+        for (flag, ratio) in [("--cpu-overcommit", cpuOvercommit), ("--memory-overcommit", memoryOvercommit)] {
+            if let ratio, !(ratio >= 1 && ratio <= 100) { throw ValidationError("\(flag) must be a ratio from 1 to 100, got \(ratio)") }
+        }
         guard LocalControllerSettings.Accelerator(rawValue: accelerator) != nil else {
             throw ValidationError("--accelerator must be auto, kvm or tcg, got '\(accelerator)'")
         }
@@ -96,6 +108,10 @@ struct LocalControllerCommand: AsyncParsableCommand {
         settings.port = port
         settings.xmlDirectory = xmlDir.map(absolute)
         settings.diskDirectories = diskDir.map(absolute)
+        settings.storageRoots = storageRoot.map(absolute)
+        settings.httpLimits = try clusterOptions.httpLimits()
+        settings.cpuOvercommit = cpuOvercommit
+        settings.memoryOvercommit = memoryOvercommit
         settings.sampleInterval = .milliseconds(Int64(sampleInterval * 1000))
         settings.maxBodyBytes = maxBodyBytes
         settings.accelerator = LocalControllerSettings.Accelerator(rawValue: accelerator)!

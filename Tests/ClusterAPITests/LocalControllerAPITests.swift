@@ -236,11 +236,14 @@ func submission(_ vms: [(String, String)], rx: Double = 0, tx: Double = 0) -> St
             try await client.expectError(.put, "/hypervisor/pools/\(uuid)", #"{"pool":{"path":"/elsewhere"}}"#, status: .conflict, "cannot change")
             let renamed = try await client.json(PoolDocument.self, .put, "/hypervisor/pools/\(uuid)", #"{"pool":{"name":"pool2","max_gb":50}}"#)
             #expect(renamed.pool.name == "pool2" && renamed.pool.maxGB == 50 && renamed.pool.path == path)
-            // Never below what it uses; only an empty pool can be deleted.
+            // Never below what it uses; a pool a VM uses cannot be deleted, a file nobody uses does not hold it.
             FileManager.default.createFile(atPath: path + "/disk.img", contents: Data(repeating: 7, count: 4096))
+            FileManager.default.createFile(atPath: path + "/stray.txt", contents: Data("left by someone".utf8))
             try await client.expectError(.put, "/hypervisor/pools/\(uuid)", #"{"pool":{"max_gb":0}}"#, status: .badRequest, "max_gb")
-            try await client.expectError(.delete, "/hypervisor/pools/\(uuid)", "{}", status: .conflict, "only an empty pool")
-            try FileManager.default.removeItem(atPath: path + "/disk.img")
+            let disk = "<disk type='file' device='disk'><source file='\(path)/disk.img'/><target dev='vda'/></disk>"
+            try await client.call(.post, "/vm", xml("user", devices: disk), status: .created)
+            try await client.expectError(.delete, "/hypervisor/pools/\(uuid)", "{}", status: .conflict, "in use by 1 VM(s): user")
+            try await client.call(.delete, "/vm?name=user")
             let deleted = try await client.json(PoolDocument.self, .delete, "/hypervisor/pools/\(uuid)", "{}")
             #expect(deleted.pool.uuid == uuid)
             try await client.expectError(.delete, "/hypervisor/pools/\(uuid)", "{}", status: .notFound, "unknown pool")
@@ -336,7 +339,9 @@ func submission(_ vms: [(String, String)], rx: Double = 0, tx: Double = 0) -> St
                                          status: .forbidden, "filesystem source '/etc'")
             try await client.expectError(.post, "/vm", String(repeating: "x", count: 70 * 1024), status: .contentTooLarge, "exceeds")
             try await client.call(.post, "/vm", xml("dup"), status: .created)
-            try await client.expectError(.post, "/vm", xml("dup"), status: .conflict, "already exists")
+            // A retry of the same create finds the VM it made (200); another definition under the name is a conflict.
+            try await client.call(.post, "/vm", xml("dup"), status: .ok)
+            try await client.expectError(.post, "/vm", xml("dup", vcpus: 2), status: .conflict, "already exists on this host with a different definition")
             try await client.expectError(.get, "/vm?name=ghost", status: .notFound, "unknown VM 'ghost'")
             // Nothing half-created: the refused VMs left no trace.
             #expect(try await client.json(VMListDocument.self, .get, "/vms").vms.map(\.name) == ["dup"])

@@ -15,10 +15,12 @@ extension ProcessTests {
         let base: String
     }
 
-    static func startLC(hostFile: String, state: String, log: String, sampleInterval: String = "0.1") async throws -> Node {
+    static func startLC(hostFile: String, state: String, log: String, sampleInterval: String = "0.1",
+                        extraArguments: [String] = []) async throws -> Node {
         try? FileManager.default.removeItem(atPath: state + "/listen.addr")
         let process = try DozeProcess(arguments: ["lc", "--listen", "127.0.0.1:0", "--hypervisor", "test://" + hostFile,
-                                                  "--state-dir", state, "--sample-interval", sampleInterval], logPath: log)
+                                                  "--state-dir", state, "--sample-interval", sampleInterval] + extraArguments,
+                                      logPath: log)
         @Sendable func address() -> String {
             (try? String(contentsOfFile: state + "/listen.addr", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
         }

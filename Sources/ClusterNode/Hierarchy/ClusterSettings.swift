@@ -1,3 +1,4 @@
+import ClusterAPI
 import ClusterCore
 import Foundation
 import Logging
@@ -27,6 +28,8 @@ public struct ClusterSettings: Sendable {
     /// node listens, so nodes find the leader without a bootstrap. Unicast is always used as well.
     public var multicast: Endpoint?
     public var submission = SubmissionSettings()
+    /// Read and idle timeouts and the connection cap of this node's HTTP server.
+    public var httpLimits = HTTPServerLimits()
     /// Leader election and cluster records on etcd (managers on several hosts); nil: the one-host backend.
     public var etcd: EtcdSettings?
 

@@ -96,9 +96,9 @@ public enum HierarchyRuntime {
                                           gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     }
 
-    static func application(router: Router<BasicRequestContext>, listen: ListenAddress, name: String, logger: Logger,
-                            onListening: @escaping @Sendable (Endpoint) async -> Void) -> some Service {
-        Application(router: router, server: .lenientHTTP1, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: name),
+    static func application(router: Router<BasicRequestContext>, listen: ListenAddress, name: String, limits: HTTPServerLimits,
+                            logger: Logger, onListening: @escaping @Sendable (Endpoint) async -> Void) -> some Service {
+        Application(router: router, server: .lenientHTTP1(limits: limits), configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: name),
                     onServerRunning: { channel in
                         await onListening(Endpoint(host: listen.host, port: channel.localAddress?.port ?? listen.port))
                     }, logger: logger)
@@ -115,7 +115,7 @@ public enum HierarchyRuntime {
         let router = baseRouter(link)
         BootstrapRoutes(backend: node).register(on: router)
         KVMAppForwardingRoutes(backend: node).register(on: router)
-        let app = application(router: router, listen: listen, name: "doze-bootstrap", logger: logger) { endpoint in
+        let app = application(router: router, listen: listen, name: "doze-bootstrap", limits: cluster.httpLimits, logger: logger) { endpoint in
             logger.info("bootstrap listening", metadata: ["doze/address": "\(endpoint)", "doze/heartbeat": "\(channel.localEndpoint)"])
             await onListening(endpoint)
         }
@@ -136,7 +136,7 @@ public enum HierarchyRuntime {
         let router = baseRouter(link)
         GroupManagerRoutes(backend: node).register(on: router)
         KVMAppRoutes(backend: node).register(on: router)
-        let app = application(router: router, listen: listen, name: "doze-gm", logger: logger) { endpoint in
+        let app = application(router: router, listen: listen, name: "doze-gm", limits: cluster.httpLimits, logger: logger) { endpoint in
             await node.setControl(endpoint)
             logger.info("group manager listening", metadata: ["doze/address": "\(endpoint)", "doze/id": "\(identity.id)"])
             await onListening(endpoint)

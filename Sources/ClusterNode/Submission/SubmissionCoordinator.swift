@@ -118,22 +118,15 @@ actor SubmissionCoordinator {
 
     /// Checks the whole request first: a malformed template, a bad name or a duplicate refuses the submission
     /// and creates nothing.
-    func prepare(_ request: VirtualClusterSubmissionRequest, taken: [String: String]) throws(DozeError) -> [Prepared] {
+    func prepare(_ request: VirtualClusterSubmissionRequest, described: [Int: DomainDescription],
+                 taken: [String: String]) throws(DozeError) -> [Prepared] {
         let templates = request.virtualMachineTemplates
-        guard !templates.isEmpty else { throw DozeError(.badRequest, "virtualMachineTemplates is empty: nothing to start") }
-        guard templates.count <= settings.maxVMs else {
-            throw DozeError(.payloadTooLarge, "\(templates.count) VMs in one submission; at most \(settings.maxVMs)")
-        }
         var prepared: [Prepared] = []
         var seen: [String: Int] = [:]
         for (i, t) in templates.enumerated() {
             let where_ = "virtualMachineTemplates[\(i)]"
             var p: Prepared
-            if let xml = t.libVirtTemplate, !xml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-                let d: DomainDescription
-                do { d = try DomainDescription(xml: xml) } catch {
-                    throw DozeError(.badRequest, "\(where_): invalid libVirtTemplate: \(error.message)")
-                }
+            if let xml = t.libVirtTemplate, let d = described[i] {
                 p = Prepared(name: d.name, xml: xml, demand: ResourceVector(vcpus: Double(d.vcpus), memoryKiB: Double(d.memoryKiB)), template: t)
             } else {
                 guard let name = t.name, !name.isEmpty else {
@@ -156,10 +149,10 @@ actor SubmissionCoordinator {
                 p = Prepared(name: name, xml: "", demand: ResourceVector(vcpus: Double(vcpus), memoryKiB: Double(memory)), template: t)
             }
             do { try Validation.vmName(p.name) } catch { throw DozeError(.badRequest, "\(where_): \(error.message)") }
-            guard t.networkCapacityDemand.rxBytes >= 0, t.networkCapacityDemand.txBytes >= 0,
-                  t.networkCapacityDemand.rxBytes.isFinite, t.networkCapacityDemand.txBytes.isFinite else {
-                throw DozeError(.badRequest, "\(where_): networkCapacityDemand must be finite and >= 0")
-            }
+            do {
+                try Validation.networkDemand(t.networkCapacityDemand.rxBytes, what: "networkCapacityDemand.rxBytes")
+                try Validation.networkDemand(t.networkCapacityDemand.txBytes, what: "networkCapacityDemand.txBytes")
+            } catch { throw DozeError(.badRequest, "\(where_): \(error.message)") }
             p.demand.rxBytes = t.networkCapacityDemand.rxBytes
             p.demand.txBytes = t.networkCapacityDemand.txBytes
             if let first = seen[p.name] {
@@ -172,6 +165,25 @@ actor SubmissionCoordinator {
             prepared.append(p)
         }
         return prepared
+    }
+
+    /// Parses the submission's libvirt templates off the actor (a large submission must not hold up the
+    /// leader's other work), refusing an empty or oversized one first. Key: the template's index.
+    @concurrent nonisolated static func describeTemplates(_ request: VirtualClusterSubmissionRequest,
+                                                         maxVMs: Int) async throws(DozeError) -> [Int: DomainDescription] {
+        let templates = request.virtualMachineTemplates
+        guard !templates.isEmpty else { throw DozeError(.badRequest, "virtualMachineTemplates is empty: nothing to start") }
+        guard templates.count <= maxVMs else {
+            throw DozeError(.payloadTooLarge, "\(templates.count) VMs in one submission; at most \(maxVMs)")
+        }
+        var described: [Int: DomainDescription] = [:]
+        for (i, t) in templates.enumerated() {
+            guard let xml = t.libVirtTemplate, !xml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { continue }
+            do { described[i] = try DomainDescription(xml: xml) } catch {
+                throw DozeError(.badRequest, "virtualMachineTemplates[\(i)]: invalid libVirtTemplate: \(error.message)")
+            }
+        }
+        return described
     }
 
     /// Names in use: VMs the heartbeats list, VMs of submissions in flight, VMs that just started. Value: where.
@@ -192,6 +204,7 @@ actor SubmissionCoordinator {
     /// `app`: the kvm-app this submission belongs to (recorded in the task), nil for a plain virtual cluster.
     func submit(_ request: VirtualClusterSubmissionRequest, app: String? = nil) async throws(DozeError) -> String {
         guard active else { throw DozeError(.unavailable, "this node is no longer the group leader") }
+        let described = try await Self.describeTemplates(request, maxVMs: settings.maxVMs)
         try await whenLoaded()
         var managers = await self.managers()
         // Just elected: managers (and their controllers) are still joining; wait for them (bounded) rather than
@@ -201,7 +214,7 @@ actor SubmissionCoordinator {
             try? await Task.sleep(for: .milliseconds(20))
             managers = await self.managers()
         }
-        let prepared = try prepare(request, taken: takenNames(managers))
+        let prepared = try prepare(request, described: described, taken: takenNames(managers))
         let taskID = UUID().uuidString.lowercased()
         var vms: [TaskVM] = []
         var poolChanged = false
