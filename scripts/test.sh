@@ -10,24 +10,40 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+#
+# CLOCK_AHEAD_DAYS=30 scripts/test.sh runs every step with the wall clock of doze and of the Swift tests a month
+# ahead (scripts/clock-ahead.sh, libfaketime): nothing may depend on the day the README or a test was written.
 scripts/setup.sh --netns --etcd || exit 1
 # The same debug build scripts/run.sh makes: after run.sh only the test targets are left to compile.
 scripts/build.sh --build-tests || { echo "test.sh: the build failed; nothing was tested" >&2; exit 1; }
 BIN=$(swift build --show-bin-path)/doze
+ahead=()
+if [ -n "${CLOCK_AHEAD_DAYS:-}" ]; then
+  BIN=$(scripts/clock-ahead.sh "$CLOCK_AHEAD_DAYS" --wrap "$BIN") || exit 1
+  ahead=(scripts/clock-ahead.sh "$CLOCK_AHEAD_DAYS")
+  echo "test.sh: doze and the Swift tests run with the clock at $("${ahead[@]}" date -u +%FT%TZ) (real: $(date -u +%FT%TZ))"
+fi
 
+logs=.build/test-logs
+rm -rf "$logs"; mkdir -p "$logs"
 results=()
+failures=()
 failed=0
-step() {   # step NAME COMMAND…: runs it, records its time and outcome
-  local name=$1 start=$SECONDS rc
+step() {   # step NAME COMMAND…: runs it (its output also kept in .build/test-logs), records its time and outcome
+  local name=$1 start=$SECONDS rc log
   shift
+  log=$logs/$(( ${#results[@]} + 1 )).log
   echo "=== $name"
-  "$@"
-  rc=$?
+  "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
   if [ $rc -eq 0 ]; then results+=("ok      $(printf '%5d' $((SECONDS - start))) s  $name")
-  else results+=("FAILED  $(printf '%5d' $((SECONDS - start))) s  $name (exit $rc)"); failed=$((failed + 1)); fi
+  else results+=("FAILED  $(printf '%5d' $((SECONDS - start))) s  $name (exit $rc)"); failed=$((failed + 1)); failures+=("$name|$log"); fi
 }
 
-step "swift test" swift test --skip-build "$@"
+# Swift Testing's and XCTest's own summaries, and every failed expectation, from a test log
+swift_test_failures() { grep -E "✘|error:|failed|Test run with|Executed [0-9]+ tests" "$1" | tail -n 25; }
+
+step "swift test" "${ahead[@]}" swift test --skip-build "$@"
 if [ $# -eq 0 ]; then
   # The README's API examples, replayed against the real binary: they must work as printed.
   step "README examples (scripts/check-readme.py)" python3 scripts/check-readme.py "$BIN"
@@ -41,6 +57,13 @@ if [ $# -eq 0 ]; then
   fi
 fi
 
+echo
+# Why each failed step failed, here at the end: CI often shows only the end of the output.
+for f in "${failures[@]}"; do
+  name=${f%%|*}; log=${f#*|}
+  echo "--- $name failed; the end of its output ($log):"
+  if [ "$name" = "swift test" ]; then swift_test_failures "$log"; else tail -n 25 "$log"; fi
+done
 echo
 echo "test.sh summary:"
 printf '  %s\n' "${results[@]}"

@@ -45,6 +45,24 @@ func accept(_ g: inout ReplayGuard, _ s: ReplayGuard.Stamp, _ from: String) -> B
         #expect(!accept(&g, S(incarnation: 10, sequence: 99), "n"))  // the old incarnation is over
         #expect(accept(&g, S(incarnation: 1, sequence: 1), "other"))
     }
+
+    /// A node that last started with its clock a month ahead restarts after the clock was corrected: its new
+    /// incarnation still beats the one its peers remember, so they do not drop it as a replay.
+    @Test func restartAfterTheClockWentBackIsStillNewer() {
+        let month: UInt64 = 30 * 86_400 * 1_000_000_000
+        let real: UInt64 = 1_796_000_000 * 1_000_000_000
+        let ahead = ReplayGuard.nextIncarnation(previous: nil, wallClockNanoseconds: real + month)
+        #expect(ahead == real + month)
+        let corrected = ReplayGuard.nextIncarnation(previous: ahead, wallClockNanoseconds: real)
+        #expect(corrected == ahead + 1)
+        var g = ReplayGuard()
+        #expect(accept(&g, S(incarnation: ahead, sequence: 500), "n"))
+        #expect(accept(&g, S(incarnation: corrected, sequence: 0), "n"))
+        // With a sane clock the wall clock leads again; the maximum never lets an incarnation repeat.
+        #expect(ReplayGuard.nextIncarnation(previous: real, wallClockNanoseconds: real + 5) == real + 5)
+        #expect(ReplayGuard.nextIncarnation(previous: real, wallClockNanoseconds: real) == real + 1)
+        #expect(ReplayGuard.nextIncarnation(previous: .max, wallClockNanoseconds: real) == real)
+    }
 }
 
 @Suite struct GroupLeaderStateTests {

@@ -63,6 +63,38 @@ extension ProcessTests {
         #expect(manager(of: "vm-a", in: healed) == before, "a restarted controller goes back to its previous manager")
     }
 
+    /// A controller last started while its clock ran a month ahead (its peers remember that incarnation) restarts
+    /// with the clock corrected: its incarnation, kept in its state directory, still grows, so its manager takes
+    /// its heartbeats instead of dropping them as replays and it comes back with its VM.
+    @Test func restartAfterTheClockWentBackIsHeard() async throws {
+        let c = try Cluster()
+        defer { c.stop() }
+        let month: UInt64 = 30 * 86_400 * 1_000_000_000
+        let file = c.dir.file("lc1") + "/membership/incarnation.json"
+        let ahead = UInt64(Date().timeIntervalSince1970 * 1e9) + month
+        try FileManager.default.createDirectory(atPath: c.dir.file("lc1") + "/membership", withIntermediateDirectories: true)
+        try Data(#"{"incarnation":\#(ahead)}"#.utf8).write(to: URL(fileURLWithPath: file))
+        func recorded() throws -> UInt64 {
+            let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: Any]
+            return try #require((object?["incarnation"] as? NSNumber)?.uint64Value)
+        }
+        try await c.startBootstrap()
+        try c.startManager("gm1")
+        try c.startManager("gm2")
+        try c.startController("lc1", vm: "vm-a")
+        _ = try await c.waitForTree(vms: ["vm-a"])
+        #expect(try recorded() == ahead + 1, "the start a month ahead heartbeats with an incarnation above the recorded one")
+
+        c.processes["lc1"]!.kill9()
+        _ = try await c.waitForTree(vms: [])
+        try c.startController("lc1", vm: "vm-a")
+        _ = try await c.waitForTree(vms: ["vm-a"])
+        #expect(try recorded() == ahead + 2, "the real clock is a month behind the last start: the incarnation still grows")
+        // Joined by HTTP, it must also stay: heartbeats dropped as replays would let its manager time it out.
+        try await Task.sleep(for: .seconds(3))
+        _ = try await c.waitForTree(vms: ["vm-a"], within: .milliseconds(500))
+    }
+
     @Test func multicastFindsTheLeaderWithoutABootstrap() async throws {
         let c = try Cluster()
         defer { c.stop() }

@@ -29,8 +29,8 @@ public struct FailureDetector<ID: Hashable & Sendable>: Sendable {
     public var members: [ID] { Array(lastHeard.keys) }
 }
 
-/// Drops replayed datagrams: per sender, an incarnation (random per process start) and a sequence number
-/// that only grows. A datagram is new if its incarnation is unseen-and-newer or its sequence is higher.
+/// Drops replayed datagrams: per sender, an incarnation (one per process start, higher than the one before) and a
+/// sequence number that only grows. A datagram is new if its incarnation is unseen-and-newer or its sequence is higher.
 public struct ReplayGuard: Sendable {
     public struct Stamp: Sendable, Equatable, Codable {
         public var incarnation: UInt64
@@ -39,6 +39,14 @@ public struct ReplayGuard: Sendable {
             self.incarnation = incarnation
             self.sequence = sequence
         }
+    }
+
+    /// The incarnation of a process start: the wall clock in ns, but never at or below the previous start's
+    /// (`previous`, kept in the node's state directory). The wall clock alone would step back with the machine's
+    /// clock (NTP correcting a clock that booted ahead) and every peer would drop the restarted node as a replay.
+    public static func nextIncarnation(previous: UInt64?, wallClockNanoseconds: UInt64) -> UInt64 {
+        guard let previous, previous < UInt64.max else { return wallClockNanoseconds }
+        return max(previous + 1, wallClockNanoseconds)
     }
 
     private var latest: [NodeID: Stamp] = [:]

@@ -97,4 +97,14 @@ struct NodeIdentity: Codable {
     func save(stateDirectory: String) {
         try? JSONFile<NodeIdentity>(path: stateDirectory + "/node.json").save(self)
     }
+
+    /// This start's heartbeat incarnation, above every earlier start's whatever the clock says now; recorded in
+    /// `incarnation.json` before the first heartbeat goes out. Call after `load` (which holds the directory's lock).
+    static func nextIncarnation(stateDirectory: String, now: Date = Date()) throws -> UInt64 {
+        let file = JSONFile<[String: UInt64]>(path: stateDirectory + "/incarnation.json")
+        let wall = UInt64(max(0, now.timeIntervalSince1970) * 1e9)
+        let next = ReplayGuard.nextIncarnation(previous: try? file.load()?["incarnation"], wallClockNanoseconds: wall)
+        try file.save(["incarnation": next])
+        return next
+    }
 }

@@ -11,8 +11,9 @@ actor HeartbeatLink {
     /// The shared multicast socket, when the cluster uses one; what arrives there is verified the same way.
     nonisolated let multicast: UDPChannel?
     private let codec: HeartbeatCodec
-    /// Process start time in ns: a restarted node's stamps are newer than anything it sent before.
-    private let incarnation = UInt64(Date().timeIntervalSince1970 * 1e9)
+    /// Higher at every start of the node (`NodeIdentity.nextIncarnation`): a restarted node's stamps are newer
+    /// than anything it sent before, even when the clock went back.
+    private let incarnation: UInt64
     private var sequence: UInt64 = 0
     private var replay = ReplayGuard()
     private(set) var dropped: [String: Int] = [:]
@@ -21,8 +22,10 @@ actor HeartbeatLink {
     /// The raw bytes of the last accepted leader announcement (bootstraps relay them verbatim).
     private(set) var lastLeaderDatagram: (term: Term, bytes: [UInt8])?
 
-    init(me: NodeID, channel: UDPChannel, multicast: UDPChannel? = nil, secret: String) {
+    init(me: NodeID, channel: UDPChannel, multicast: UDPChannel? = nil, secret: String,
+         incarnation: UInt64) {
         self.me = me
+        self.incarnation = incarnation
         self.channel = channel
         self.multicast = multicast
         self.codec = HeartbeatCodec(secret: secret)

@@ -69,12 +69,14 @@ public enum HierarchyRuntime {
     }
 
     /// The node's heartbeat link: its own socket, plus the shared multicast socket when the cluster has one.
-    static func makeLink(_ id: NodeID, _ channel: UDPChannel, _ listen: ListenAddress, _ cluster: ClusterSettings) async throws -> HeartbeatLink {
+    static func makeLink(_ id: NodeID, _ channel: UDPChannel, _ listen: ListenAddress, _ cluster: ClusterSettings,
+                         stateDirectory: String) async throws -> HeartbeatLink {
         var multicast: UDPChannel?
         if let group = cluster.multicast {
             multicast = try await UDPChannel.joinMulticast(group: group, interfaceAddress: listen.host)
         }
-        return HeartbeatLink(me: id, channel: channel, multicast: multicast, secret: cluster.secret)
+        return HeartbeatLink(me: id, channel: channel, multicast: multicast, secret: cluster.secret,
+                             incarnation: try NodeIdentity.nextIncarnation(stateDirectory: stateDirectory))
     }
 
     /// A node asked for port 0 serves HTTP on the port its heartbeat socket got, so one number names both.
@@ -110,7 +112,7 @@ public enum HierarchyRuntime {
         let identity = try NodeIdentity.load(stateDirectory: stateDirectory)
         let channel = try await bindHeartbeats(listen, cluster: cluster)
         let listen = sameAsHeartbeat(listen, channel)
-        let link = try await makeLink(identity.id, channel, listen, cluster)
+        let link = try await makeLink(identity.id, channel, listen, cluster, stateDirectory: stateDirectory)
         let node = BootstrapNode(id: identity.id, link: link, cluster: cluster, logger: logger)
         let router = baseRouter(link)
         BootstrapRoutes(backend: node).register(on: router)
@@ -130,7 +132,7 @@ public enum HierarchyRuntime {
         let identity = try NodeIdentity.load(stateDirectory: stateDirectory)
         let channel = try await bindHeartbeats(listen, cluster: cluster)
         let listen = sameAsHeartbeat(listen, channel)
-        let link = try await makeLink(identity.id, channel, listen, cluster)
+        let link = try await makeLink(identity.id, channel, listen, cluster, stateDirectory: stateDirectory)
         let node = GroupManagerNode(id: identity.id, control: Endpoint(host: listen.host, port: listen.port), link: link,
                                     cluster: cluster, election: election, logger: logger)
         let router = baseRouter(link)
@@ -160,7 +162,8 @@ public enum HierarchyRuntime {
         if let cluster, let udp {
             channel = udp
             let identity = try NodeIdentity.load(stateDirectory: settings.stateDirectory + "/membership")
-            let link = try await makeLink(controller.id, udp, ListenAddress(host: settings.host, port: settings.port), cluster)
+            let link = try await makeLink(controller.id, udp, ListenAddress(host: settings.host, port: settings.port), cluster,
+                                          stateDirectory: settings.stateDirectory + "/membership")
             agent = ControllerAgent(controller: controller, link: link,
                                     cluster: cluster, stateDirectory: settings.stateDirectory + "/membership",
                                     previousManager: identity.previousManager, logger: settings.logger)
