@@ -67,6 +67,7 @@ open class TestCluster: @unchecked Sendable {
     }
 
     public func name(ofManager id: String) -> String? { processes.keys.sorted().first { $0.hasPrefix("gm") && nodeID($0) == id } }
+    public func name(ofController id: String) -> String? { processes.keys.sorted().first { controllerID($0) == id } }
 
     public func hierarchy() async -> GroupLeaderRepositoryInformation? {
         var request = HTTPClientRequest(url: "http://\(bootstrap)/bootstrap?getCompleteHierarchy")

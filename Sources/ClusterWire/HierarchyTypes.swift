@@ -73,10 +73,17 @@ public struct LocalControllerDescription: Sendable, Equatable, Codable {
         totalCapacity = info.summary.total.snoozeArray
         usedCapacity = info.summary.used.snoozeArray
         requestedCapacity = info.summary.requested.snoozeArray
+        // The controller's own reports, placed here; a VM it lists but did not describe (it did not answer the
+        // view's question in time) is still located completely, so a client can act on it.
         var metas: [String: VirtualMachineMetaData] = [:]
-        for vm in virtualMachines { metas[vm.virtualMachineLocation.virtualMachineId] = vm }
+        for var vm in virtualMachines {
+            vm.locate(on: info, under: manager)
+            metas[vm.virtualMachineLocation.virtualMachineId] = vm
+        }
         for name in info.vms where metas[name] == nil {
-            metas[name] = VirtualMachineMetaData(location: .init(virtualMachineId: name, localControllerId: info.id))
+            var vm = VirtualMachineMetaData(location: .init(virtualMachineId: name))
+            vm.locate(on: info, under: manager)
+            metas[name] = vm
         }
         virtualMachineMetaData = metas
         assignedVirtualMachines = []

@@ -115,6 +115,30 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
     }
 
     public var requested: ResourceVector { ResourceVector(snoozeArray: requestedCapacity) }
+
+    /// The one place a VM's place in the hierarchy is written: the controller and manager ids and control
+    /// addresses, the assignment flag and Snooze's duplicate of the manager's address. What the VM is (status, IP,
+    /// capacity, XML) stays as the controller reported it.
+    public mutating func locate(on controller: ControllerInfo, under manager: ManagerInfo?) {
+        virtualMachineLocation = VirtualMachineLocation(virtualMachineId: virtualMachineLocation.virtualMachineId,
+                                                        controller: controller, manager: manager)
+        groupManagerControlDataAddress = virtualMachineLocation.groupManagerControlDataAddress
+        isAssigned = true
+    }
+}
+
+extension VirtualMachineLocation {
+    /// Where `vm` runs: every id and address a client needs to act on it through either role.
+    public init(virtualMachineId vm: String, controller: ControllerInfo, manager: ManagerInfo?) {
+        self.init(virtualMachineId: vm, localControllerId: controller.id,
+                  localControllerControlDataAddress: NetworkAddress(controller.control),
+                  groupManagerId: manager?.id ?? "UNKNOWN",
+                  groupManagerControlDataAddress: manager.map { NetworkAddress($0.control) } ?? .init())
+    }
+}
+
+extension NetworkAddress {
+    public init(_ endpoint: Endpoint) { self.init(address: endpoint.host, port: endpoint.port) }
 }
 
 /// `VirtualMachineSubmissionRequest` and `…Response` share this shape.

@@ -224,3 +224,135 @@ extension ProcessTests {
     }
 }
 }
+
+extension ProcessTests.MigrationProcessTests {
+    /// Every view that lists VMs in Snooze's shapes, each VM as that view describes it.
+    func listedVMs(_ c: Cluster) async throws -> [String: [VirtualMachineMetaData]] {
+        func decode<T: Decodable>(_ type: T.Type, _ answer: (status: Int, body: String)) throws -> T {
+            guard answer.status == 200 else { throw TimeoutError(what: "a view answered \(answer.status): \(answer.body)") }
+            return try JSONDecoder().decode(T.self, from: Data(answer.body.utf8))
+        }
+        func metas(_ controllers: [LocalControllerDescription]) -> [VirtualMachineMetaData] {
+            controllers.flatMap { $0.virtualMachineMetaData.values }
+        }
+        var views: [String: [VirtualMachineMetaData]] = [:]
+        let hierarchy = try decode(GroupLeaderRepositoryInformation.self,
+                                   try await c.call(.POST, c.bootstrap, "/bootstrap?getCompleteHierarchy", body: "0"))
+        views["getCompleteHierarchy"] = metas(hierarchy.groupManagerDescriptions.flatMap { $0.localControllers.values })
+        let leader = try #require(hierarchy.groupLeader)
+        let leaderAddress = "\(leader.listenSettings.controlDataAddress.address):\(leader.listenSettings.controlDataAddress.port)"
+        let repository = try decode(GroupLeaderRepositoryInformation.self,
+                                    try await c.call(.POST, leaderAddress, "/groupmanager?getGroupLeaderRepositoryInformation", body: "0"))
+        views["getGroupLeaderRepositoryInformation"] = metas(repository.groupManagerDescriptions.flatMap { $0.localControllers.values })
+        let list = try decode(LocalControllerList.self, try await c.call(.GET, c.bootstrap, "/bootstrap?getLocalControllerList"))
+        views["getLocalControllerList"] = metas(list.localControllers)
+        var managed: [VirtualMachineMetaData] = []
+        for manager in hierarchy.groupManagerDescriptions {
+            let address = "\(manager.listenSettings.controlDataAddress.address):\(manager.listenSettings.controlDataAddress.port)"
+            let own = try decode(GroupManagerRepositoryInformation.self,
+                                 try await c.call(.POST, address, "/groupmanager?getGroupManagerRepositoryInformation", body: "0"))
+            managed += metas(own.localControllerDescriptions)
+        }
+        views["getGroupManagerRepositoryInformation"] = managed
+        var described: [VirtualMachineMetaData] = []
+        for vm in views["getCompleteHierarchy"]! {
+            let location = String(decoding: try JSONEncoder().encode(vm.virtualMachineLocation), as: UTF8.self)
+            described.append(try decode(VirtualMachineMetaData.self,
+                                        try await c.call(.POST, c.bootstrap, "/bootstrap?getVirtualMachineMetaData", body: location)))
+        }
+        views["getVirtualMachineMetaData"] = described
+        return views
+    }
+
+    /// What a Snooze client needs to act on a listed VM: its real state and a location that names live nodes.
+    func incomplete(_ vm: VirtualMachineMetaData, controllers: [String: String], managers: [String: String]) -> String? {
+        let location = vm.virtualMachineLocation
+        let lcAddress = "\(location.localControllerControlDataAddress.address):\(location.localControllerControlDataAddress.port)"
+        let gmAddress = "\(location.groupManagerControlDataAddress.address):\(location.groupManagerControlDataAddress.port)"
+        if vm.status == .unknown { return "status UNKNOWN" }
+        if vm.requested.vcpus <= 0 || vm.requested.memoryKiB <= 0 { return "requested capacity \(vm.requestedCapacity)" }
+        if controllers[location.localControllerId] != lcAddress { return "controller \(location.localControllerId) at \(lcAddress)" }
+        if managers[location.groupManagerId] != gmAddress { return "manager \(location.groupManagerId) at \(gmAddress)" }
+        if vm.groupManagerControlDataAddress != location.groupManagerControlDataAddress || !vm.isAssigned { return "assignment" }
+        return nil
+    }
+
+    /// Lists VMs from every view, then acts on each listed VM using only what that listing said (the manager's
+    /// address and the location it gave): suspend, resume, migrate, and after the move list again and destroy.
+    @Test func everyViewDescribesVMsCompletelyAndItsLocationsWork() async throws {
+        let c = try Cluster()
+        defer { c.stop() }
+        try await c.up()
+        let template = c.dir.file("demo.xml")
+        try ProcessTests.ClientProcessTests.demo.write(toFile: template, atomically: true, encoding: .utf8)
+        let submitted = try await c.doze(["submit", template, "--count", "2", "--wait", "--timeout", "30"])
+        #expect(submitted.status == 0, "\(submitted)\n\(c.logs())")
+
+        func nodes() async throws -> (controllers: [String: String], managers: [String: String]) {
+            let tree = try #require(await c.hierarchy())
+            var controllers: [String: String] = [:], managers: [String: String] = [:]
+            for manager in tree.groupManagerDescriptions {
+                managers[manager.id] = "\(manager.listenSettings.controlDataAddress.address):\(manager.listenSettings.controlDataAddress.port)"
+                for controller in manager.localControllers.values {
+                    controllers[controller.id] = "\(controller.controlDataAddress.address):\(controller.controlDataAddress.port)"
+                }
+            }
+            return (controllers, managers)
+        }
+        func checkViews(_ when: String) async throws -> [String: [VirtualMachineMetaData]] {
+            let (controllers, managers) = try await nodes()
+            // Right after a change the books may lag one heartbeat: wait (bounded) until every view is complete.
+            try await eventually(.seconds(10), "every view complete \(when)") {
+                try await self.listedVMs(c).allSatisfy { _, vms in
+                    vms.count == 2 && vms.allSatisfy { self.incomplete($0, controllers: controllers, managers: managers) == nil }
+                }
+            }
+            let views = try await listedVMs(c)
+            for (view, vms) in views.sorted(by: { $0.key < $1.key }) {
+                #expect(Set(vms.map(\.virtualMachineLocation.virtualMachineId)) == ["demo-1", "demo-2"], "\(view) \(when)")
+                for vm in vms {
+                    let problem = incomplete(vm, controllers: controllers, managers: managers)
+                    #expect(problem == nil, "\(view) \(when): \(vm.virtualMachineLocation.virtualMachineId): \(problem ?? "")")
+                }
+            }
+            return views
+        }
+        func act(_ operation: String, on vm: VirtualMachineMetaData) async throws {
+            let gm = vm.virtualMachineLocation.groupManagerControlDataAddress
+            let body = String(decoding: try JSONEncoder().encode(vm.virtualMachineLocation), as: UTF8.self)
+            let answer = try await c.call(.POST, "\(gm.address):\(gm.port)", "/groupmanager?\(operation)", body: body)
+            #expect(answer.status == 200 && answer.body == "true", "\(operation) \(vm.virtualMachineLocation.virtualMachineId): \(answer)")
+        }
+
+        var views = try await checkViews("after the submission")
+        for (_, vms) in views.sorted(by: { $0.key < $1.key }) {
+            for vm in vms {
+                try await act("suspendVirtualMachine", on: vm)
+                try await act("resumeVirtualMachine", on: vm)
+            }
+        }
+
+        // Migrate demo-1 to a controller the listing names, then act on where the new listing puts it.
+        let listed = try #require(views["getLocalControllerList"]?.first { $0.virtualMachineLocation.virtualMachineId == "demo-1" })
+        let (controllers, _) = try await nodes()
+        let destination = try #require(controllers.keys.sorted().first { $0 != listed.virtualMachineLocation.localControllerId && c.name(ofController: $0) != "tiny" })
+        let moved = try await c.call(.POST, c.bootstrap, "/bootstrap?migrateVirtualMachine",
+                                     body: "{\"virtualMachineId\":\"demo-1\",\"localControllerId\":\"\(destination)\"}")
+        #expect(moved.status == 200 && moved.body == "true", "\(moved)")
+        try await eventually(.seconds(15), "demo-1 listed on its destination") {
+            try await c.meta("demo-1").virtualMachineLocation.localControllerId == destination
+        }
+        views = try await checkViews("after the migration")
+        for vm in try #require(views["getGroupManagerRepositoryInformation"]) {
+            if vm.virtualMachineLocation.virtualMachineId == "demo-1" {
+                #expect(vm.virtualMachineLocation.localControllerId == destination)
+            }
+            try await act("suspendVirtualMachine", on: vm)
+            try await act("destroyVirtualMachine", on: vm)
+        }
+        try await eventually(.seconds(10), "both VMs gone from every view") {
+            // A view may still list a VM its controller just destroyed (one heartbeat): its metadata is then a 404.
+            (try? await self.listedVMs(c))?.allSatisfy { $0.value.isEmpty } ?? false
+        }
+    }
+}

@@ -374,17 +374,18 @@ public actor GroupManagerNode: GroupManagerBackend {
 
     public func localControllerList() async throws(DozeError) -> LocalControllerList {
         let state = try leaderState()
-        return LocalControllerList(localControllers: state.managers.values.flatMap { record in
-            record.controllers.map { LocalControllerDescription($0, manager: record.info) }
-        }.sorted { $0.id < $1.id })
+        let records = Array(state.managers.values)
+        let described = await describeControllers(of: records)
+        return LocalControllerList(localControllers: records.flatMap { described[$0.info.id] ?? [] }.sorted { $0.id < $1.id })
     }
 
     public func groupLeaderRepository() async throws(DozeError) -> GroupLeaderRepositoryInformation {
         let state = try leaderState()
         let stamp = Int64(Date().timeIntervalSince1970 * 1000)
-        let managers = state.managers.values.sorted { $0.info.id < $1.info.id }.map { record in
-            GroupManagerDescription(record.info, term: state.me.term, isLeader: false,
-                                    controllers: record.controllers.map { LocalControllerDescription($0, manager: record.info) },
+        let records = state.managers.values.sorted { $0.info.id < $1.info.id }
+        let described = await describeControllers(of: records)
+        let managers = records.map { record in
+            GroupManagerDescription(record.info, term: state.me.term, isLeader: false, controllers: described[record.info.id] ?? [],
                                     summary: record.summary, timeStamp: stamp)
         }
         return GroupLeaderRepositoryInformation(groupManagerDescriptions: managers, groupLeader: await selfDescription())
@@ -394,10 +395,43 @@ public actor GroupManagerNode: GroupManagerBackend {
         let state = try leaderState()
         if id == self.id { return await selfDescription() }
         guard let record = state.managers[id] else { throw DozeError(.notFound, "unknown group manager '\(id)'") }
-        return GroupManagerDescription(record.info, term: state.me.term, isLeader: false,
-                                       controllers: record.controllers.map { LocalControllerDescription($0, manager: record.info) },
+        let described = await describeControllers(of: [record])
+        return GroupManagerDescription(record.info, term: state.me.term, isLeader: false, controllers: described[id] ?? [],
                                        summary: record.summary, timeStamp: Int64(Date().timeIntervalSince1970 * 1000))
     }
+
+    /// The leader's views of controllers, VMs included: each manager describes its own (asked now, in parallel,
+    /// within `viewTimeout`), so a listed VM carries its real status, IP, capacity and location. A manager that
+    /// does not answer in time has its controllers described from its last summary: VM names, located completely.
+    private func describeControllers(of records: [GroupLeaderState.ManagerRecord]) async -> [NodeID: [LocalControllerDescription]] {
+        let peers = self.peers
+        let timeout = Self.viewTimeout
+        let answers = await withTaskGroup(of: (NodeID, GroupManagerRepositoryInformation?).self) { group in
+            for record in records {
+                group.addTask {
+                    (record.info.id, try? await peers.call(.POST, record.info.control, "/groupmanager?getGroupManagerRepositoryInformation",
+                                                           body: "0", as: GroupManagerRepositoryInformation.self, timeout: timeout))
+                }
+            }
+            var answers: [NodeID: GroupManagerRepositoryInformation] = [:]
+            for await (manager, answer) in group { answers[manager] = answer }
+            return answers
+        }
+        var described: [NodeID: [LocalControllerDescription]] = [:]
+        for record in records {
+            let own = Dictionary((answers[record.info.id]?.localControllerDescriptions ?? []).map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            described[record.info.id] = record.controllers.map { controller in
+                guard let answered = own[controller.id] else { return LocalControllerDescription(controller, manager: record.info) }
+                // The leader's books place the controller; the manager's answer says what its VMs are.
+                return LocalControllerDescription(controller, manager: record.info, hypervisorURI: answered.hypervisorSettings?.uri,
+                                                  virtualMachines: Array(answered.virtualMachineMetaData.values))
+            }
+        }
+        return described
+    }
+
+    /// How long a view waits for a manager's or a controller's own description before falling back to the books.
+    static let viewTimeout: Duration = .seconds(2)
 
     private func requireCoordinator() throws(DozeError) -> SubmissionCoordinator {
         _ = try leaderState()
@@ -426,20 +460,43 @@ public actor GroupManagerNode: GroupManagerBackend {
         for d in directives { apply(d) }
     }
 
-    func describe(_ c: ControllerInfo) -> LocalControllerDescription {
-        // The join-time list, less the VMs the controller's heartbeats no longer report.
-        let listed = Set(c.vms)
-        let vms = (controllerVMs[c.id] ?? []).filter { listed.contains($0.virtualMachineLocation.virtualMachineId) }
-        return LocalControllerDescription(c, manager: me, hypervisorURI: controllerHypervisors[c.id], virtualMachines: vms)
+    /// This manager's controllers as their own reports describe them (asked now, in parallel, within the view
+    /// timeout). A controller that does not answer is described from its last report, less the VMs its
+    /// heartbeats no longer list.
+    func describe(_ controllers: [ControllerInfo]) async -> [LocalControllerDescription] {
+        let peers = self.peers
+        let timeout = Self.viewTimeout / 2   // inside the leader's wait for this manager
+        let answers = await withTaskGroup(of: (NodeID, [VirtualMachineMetaData]?).self) { group in
+            for controller in controllers {
+                group.addTask {
+                    (controller.id, try? await peers.call(.POST, controller.control, "/localcontroller?getVirtualMachines", body: "0",
+                                                          as: [VirtualMachineMetaData].self, timeout: timeout))
+                }
+            }
+            var answers: [NodeID: [VirtualMachineMetaData]] = [:]
+            for await (controller, answer) in group { answers[controller] = answer }
+            return answers
+        }
+        return controllers.map { controller in
+            if let reported = answers[controller.id] {
+                if self.controllerVMs[controller.id] != nil { self.controllerVMs[controller.id] = reported }
+                return LocalControllerDescription(controller, manager: me, hypervisorURI: controllerHypervisors[controller.id],
+                                                  virtualMachines: reported)
+            }
+            let listed = Set(controller.vms)
+            let last = (controllerVMs[controller.id] ?? []).filter { listed.contains($0.virtualMachineLocation.virtualMachineId) }
+            return LocalControllerDescription(controller, manager: me, hypervisorURI: controllerHypervisors[controller.id],
+                                              virtualMachines: last)
+        }
     }
 
     public func groupManagerRepository() async throws(DozeError) -> GroupManagerRepositoryInformation {
-        GroupManagerRepositoryInformation(localControllerDescriptions: try managerState().controllerList.map(describe))
+        GroupManagerRepositoryInformation(localControllerDescriptions: await describe(try managerState().controllerList))
     }
 
     public func localControllerDescription(id: String) async throws(DozeError) -> LocalControllerDescription {
         guard let c = try managerState().controllers[id] else { throw DozeError(.notFound, "unknown local controller '\(id)'") }
-        return describe(c)
+        return await describe([c])[0]
     }
 
     public func selfDescription() async -> GroupManagerDescription {
@@ -448,7 +505,7 @@ public actor GroupManagerNode: GroupManagerBackend {
             return GroupManagerDescription(me, term: state.me.term, isLeader: true)
         case .manager(let state):
             return GroupManagerDescription(me, term: state.leader?.term ?? 0, isLeader: false,
-                                           controllers: state.controllerList.map(describe), summary: state.summary,
+                                           controllers: await describe(state.controllerList), summary: state.summary,
                                            timeStamp: Int64(Date().timeIntervalSince1970 * 1000))
         }
     }
