@@ -46,7 +46,6 @@ let package = Package(
         ]),
         .target(name: "ClusterNode", dependencies: [
             "ClusterCore", "ClusterWire", "Hypervisor", "LibvirtHypervisor", "ClusterAPI", "ClusterTransport",
-            .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -56,8 +55,17 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
+        // `doze cluster up|down`: topology files, node processes, network namespaces, etcd members. Runs nodes,
+        // never is one: nothing here is linked into a role.
+        .target(name: "ClusterLauncher", dependencies: [
+            "ClusterCore", "ClusterWire", "ClusterTransport",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         .executableTarget(name: "doze", dependencies: [
-            "ClusterNode", "ClusterCore", "ClusterWire", "ClusterTransport", "ClusterAPI",
+            "ClusterNode", "ClusterLauncher", "ClusterCore", "ClusterWire", "ClusterTransport", "ClusterAPI",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -79,6 +87,7 @@ let package = Package(
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "ClusterWire"]),
         .testTarget(name: "ClusterTransportTests", dependencies: ["ClusterTransport"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "LibvirtHypervisor", "ClusterTestKit"]),
+        .testTarget(name: "ClusterNodeTests", dependencies: ["ClusterNode", "ClusterCore", "ClusterWire"]),
         .testTarget(name: "ClusterAPITests", dependencies: [
             "ClusterAPI", "ClusterNode", "ClusterTestKit", "LibvirtHypervisor",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -52,7 +52,7 @@ public actor LocalController: LocalControllerBackend {
     let log: Logger
     private let configFile: JSONFile<ControllerConfiguration>
     var config: ControllerConfiguration
-    var journal: TestHostJournal?
+    var journal: TestDriverJournal?
     private let metricsStore: MetricsStore
     var vms: [String: VMRecord] = [:]
     /// Capacity held by VMs being created or grown, by VM name.
@@ -78,7 +78,7 @@ public actor LocalController: LocalControllerBackend {
         try fm.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true)
         // Two controllers on one state directory would fight over its journal and configuration.
         try StateDirectoryLock.acquire(settings.stateDirectory)
-        var journal = TestHostJournal(uri: settings.hypervisorURI, stateDirectory: settings.stateDirectory)
+        var journal = TestDriverJournal(uri: settings.hypervisorURI, stateDirectory: settings.stateDirectory)
         let openURI = try journal?.prepare() ?? settings.hypervisorURI
         let host: any Hypervisor = try await LibvirtHost.open(uri: openURI)
         if var j = journal, !j.isInitialized {
@@ -106,7 +106,7 @@ public actor LocalController: LocalControllerBackend {
 
     private init(settings: LocalControllerSettings, hypervisor: any Hypervisor, node: NodeInfo,
                  config: ControllerConfiguration, configFile: JSONFile<ControllerConfiguration>,
-                 journal: TestHostJournal?, metricsStore: MetricsStore) {
+                 journal: TestDriverJournal?, metricsStore: MetricsStore) {
         self.id = config.id
         self.settings = settings
         self.hypervisor = hypervisor

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ClusterCore
+import ClusterLauncher
 import ClusterNode
 import ClusterTransport
 import ClusterWire

@@ -4,8 +4,10 @@ import Testing
 @Suite struct HostQuotaTests {
     let quota = HostQuota(cpuMax: 4, memoryMaxMiB: 1024)
 
-    @Test func admitsWithinLimits() throws {
-        try quota.admit(HostUsage(vcpus: 2, memoryMiB: 512), onTopOf: HostUsage(vcpus: 2, memoryMiB: 512))
+    @Test func admitsUpToTheLimitsAndNotOneMore() {
+        #expect(throws: Never.self) { try quota.admit(HostUsage(vcpus: 2, memoryMiB: 512), onTopOf: HostUsage(vcpus: 2, memoryMiB: 512)) }
+        #expect(throws: DozeError.self) { try quota.admit(HostUsage(vcpus: 3, memoryMiB: 512), onTopOf: HostUsage(vcpus: 2, memoryMiB: 512)) }
+        #expect(throws: DozeError.self) { try quota.admit(HostUsage(vcpus: 2, memoryMiB: 513), onTopOf: HostUsage(vcpus: 2, memoryMiB: 512)) }
     }
 
     @Test func refusesCPUOverLimitAndNamesIt() {
@@ -64,9 +66,10 @@ import Testing
 @Suite struct PathPolicyTests {
     let policy = PathPolicy(allowedDirectories: ["/var/lib/doze/images", "/data/pool1/"])
 
-    @Test func insideIsAllowed() throws {
-        try policy.check("/var/lib/doze/images/debian.qcow2", what: "disk")
-        try policy.check("/data/pool1/a/b.img", what: "disk")
+    @Test func insideIsAllowed() {
+        #expect(throws: Never.self) { try policy.check("/var/lib/doze/images/debian.qcow2", what: "disk") }
+        #expect(throws: Never.self) { try policy.check("/data/pool1/a/b.img", what: "disk") }
+        #expect(throws: DozeError.self) { try policy.check("/var/lib/doze/imagesX/debian.qcow2", what: "disk") }
     }
 
     @Test func dotDotEscapesAreRefused() {
@@ -89,7 +92,7 @@ import Testing
 
 @Suite struct ValidationTests {
     @Test(arguments: ["vm1", "web-01", "db_2.prod", "A"])
-    func goodNames(_ name: String) throws { try Validation.vmName(name) }
+    func goodNames(_ name: String) { #expect(throws: Never.self) { try Validation.vmName(name) } }
 
     @Test(arguments: ["", "../x", "a/b", "-x", ".hidden", "with space", "x\u{0}y", String(repeating: "a", count: 65), "ünï"])
     func badNames(_ name: String) {
@@ -105,12 +108,10 @@ import Testing
 }
 
 @Suite struct VMOperationTests {
-    @Test func preconditions() throws {
-        try VMOperation.suspend.check(current: .running, vm: "a")
-        try VMOperation.resume.check(current: .paused, vm: "a")
-        try VMOperation.shutdown.check(current: .shutdownPending, vm: "a")
-        try VMOperation.start.check(current: .offline, vm: "a")
-        try VMOperation.destroy.check(current: .paused, vm: "a")
+    @Test(arguments: [(VMOperation.suspend, VMStatus.running), (.resume, .paused), (.shutdown, .shutdownPending),
+                      (.start, .offline), (.destroy, .paused)])
+    func preconditions(_ operation: VMOperation, _ state: VMStatus) {
+        #expect(throws: Never.self) { try operation.check(current: state, vm: "a") }
     }
 
     @Test func resumeOfARunningVMIsAConflictThatSaysSo() {

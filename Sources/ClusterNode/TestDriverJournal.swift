@@ -13,7 +13,8 @@ import FoundationXML
 /// The journal is an append-only JSON-lines log written with one `write(2)` per change on an open file:
 /// creating and renaming a file per change cost ~0.5 ms on these disks, an append ~2 µs. A `kill -9` loses
 /// nothing that was acknowledged (the bytes are in the page cache when the call returns). Each start compacts it.
-struct TestHostJournal {
+/// (Named for libvirt's `test` driver whose hosts it keeps: production code, not a test helper.)
+struct TestDriverJournal {
     static let testNamespace = "http://libvirt.org/schemas/domain/test/1.0"
 
     struct Entry: Codable, Equatable {
