@@ -210,7 +210,7 @@ struct GroupManagerCommand: AsyncParsableCommand {
         let (host, port) = try parseListen(listen)
         guard var cluster = try clusterOptions.settings(required: true) else { return }
         cluster.assignment = GroupLeaderState.AssignmentPolicy(rawValue: assignment)!
-        let election: any LeaderElection
+        let backend: CoordinationBackend
         if let etcd {
             var settings = EtcdSettings(endpoints: etcd.split(separator: ",").map(String.init), prefix: etcdPrefix)
             settings.leaseTTLSeconds = leaseTtl
@@ -223,19 +223,15 @@ struct GroupManagerCommand: AsyncParsableCommand {
                 }
                 settings.tls = EtcdTLS(caFile: etcdCaFile.map(absolutePath), certFile: etcdCertFile.map(absolutePath), keyFile: etcdKeyFile.map(absolutePath))
             }
-            cluster.etcd = settings
-            election = EtcdElection(client: try settings.client(), prefix: etcdPrefix, ttlSeconds: leaseTtl, logger: log)
+            backend = try CoordinationBackend.etcd(settings, logger: log)
         } else {
-            let directory = absolutePath(electionDir!)
-            cluster.electionDirectory = directory
-            cluster.recordDirectory = directory + "/records"
-            election = FlockElection(directory: directory)
+            backend = CoordinationBackend.directory(absolutePath(electionDir!))
         }
         cluster.submission = try submission.settings()
         let state = absolutePath(stateDir)
         try await HierarchyRuntime.runGroupManager(
             listen: ListenAddress(host: host, port: port), stateDirectory: state, cluster: cluster,
-            election: election, logger: log
+            backend: backend, logger: log
         ) { endpoint in announceListening(role: "gm", endpoint: endpoint, stateDirectory: state) }
     }
 }

@@ -18,11 +18,6 @@ public struct ClusterSettings: Sendable {
     public var leaderManagerTimeout: Duration = .milliseconds(1500)
     /// A leader silent this long is forgotten.
     public var leaderTimeout: Duration = .milliseconds(2000)
-    /// Where the one-host election backend keeps its lock and term (shared by every manager on this host).
-    public var electionDirectory: String?
-    /// Where the leader keeps submission records and the IP pool so the next leader finds them
-    /// (with the one-host backend: a directory every group manager shares).
-    public var recordDirectory: String?
     public var assignment: GroupLeaderState.AssignmentPolicy = .roundRobin
     /// A multicast `GROUP:PORT` (e.g. Snooze's 225.4.5.6:9000): the leader also announces itself there and every
     /// node listens, so nodes find the leader without a bootstrap. Unicast is always used as well.
@@ -30,8 +25,6 @@ public struct ClusterSettings: Sendable {
     public var submission = SubmissionSettings()
     /// Read and idle timeouts and the connection cap of this node's HTTP server.
     public var httpLimits = HTTPServerLimits()
-    /// Leader election and cluster records on etcd (managers on several hosts); nil: the one-host backend.
-    public var etcd: EtcdSettings?
 
     public init(secret: String) {
         self.secret = secret

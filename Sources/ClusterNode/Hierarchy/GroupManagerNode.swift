@@ -49,14 +49,15 @@ public actor GroupManagerNode: GroupManagerBackend {
     var apps: KVMAppCoordinator?
     /// Leader side of migrations and drains (Submission/MigrationCoordinator.swift, GroupManagerNode+Migration.swift).
     var migrations: MigrationCoordinator?
-    /// The process's etcd client (TLS set up once), shared by the election and every term's record store.
-    var etcdClient: EtcdClient? { (election as? EtcdElection)?.client }
+    /// Opens the records of one term of leadership (the backend's other half).
+    let openRecords: @Sendable (Term, Logger) throws -> any ClusterRecordStore
 
-    init(id: NodeID, control: Endpoint, link: HeartbeatLink, cluster: ClusterSettings, election: any LeaderElection, logger: Logger) {
+    init(id: NodeID, control: Endpoint, link: HeartbeatLink, cluster: ClusterSettings, backend: CoordinationBackend, logger: Logger) {
         self.id = id
         self.me = ManagerInfo(id: id, control: control, heartbeat: link.channel.localEndpoint)
         self.cluster = cluster
-        self.election = election
+        self.election = backend.election
+        self.openRecords = backend.openRecords
         self.link = link
         var log = logger
         log[metadataKey: "doze/role"] = "gm"
@@ -154,13 +155,8 @@ public actor GroupManagerNode: GroupManagerBackend {
 
     private func startCoordinator(term: Term) {
         var store: (any ClusterRecordStore)?
-        if let etcd = cluster.etcd {
-            store = EtcdRecordStore(client: etcdClient ?? EtcdClient(endpoints: etcd.endpoints), prefix: etcd.prefix, term: Int64(term), logger: log)
-        } else if let directory = cluster.recordDirectory {
-            do { store = try DirectoryRecordStore(directory: directory) } catch {
-                log.error("cannot open the cluster records; submissions will not survive a failover",
-                          metadata: ["doze/dir": "\(directory)", "error": "\(error)"])
-            }
+        do { store = try openRecords(term, log) } catch {
+            log.error("cannot open the cluster records; submissions will not survive a failover", metadata: ["error": "\(error)"])
         }
         let coordinator = SubmissionCoordinator(
             settings: cluster.submission, store: store, settleTime: cluster.heartbeatInterval * 3, logger: log

@@ -127,14 +127,14 @@ public enum HierarchyRuntime {
 
     /// `doze gm`.
     public static func runGroupManager(listen: ListenAddress, stateDirectory: String, cluster: ClusterSettings,
-                                       election: any LeaderElection, logger: Logger,
+                                       backend: CoordinationBackend, logger: Logger,
                                        onListening: @escaping @Sendable (Endpoint) async -> Void = { _ in }) async throws {
         let identity = try NodeIdentity.load(stateDirectory: stateDirectory)
         let channel = try await bindHeartbeats(listen, cluster: cluster)
         let listen = sameAsHeartbeat(listen, channel)
         let link = try await makeLink(identity.id, channel, listen, cluster, stateDirectory: stateDirectory)
         let node = GroupManagerNode(id: identity.id, control: Endpoint(host: listen.host, port: listen.port), link: link,
-                                    cluster: cluster, election: election, logger: logger)
+                                    cluster: cluster, backend: backend, logger: logger)
         let router = baseRouter(link)
         GroupManagerRoutes(backend: node).register(on: router)
         KVMAppRoutes(backend: node).register(on: router)
