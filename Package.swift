@@ -45,7 +45,7 @@ let package = Package(
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
         ]),
         .target(name: "ClusterNode", dependencies: [
-            "ClusterCore", "ClusterWire", "Hypervisor", "LibvirtHypervisor", "ClusterAPI", "ClusterTransport",
+            "ClusterCore", "ClusterWire", "Hypervisor", "ClusterAPI", "ClusterTransport",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -65,7 +65,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
         .executableTarget(name: "doze", dependencies: [
-            "ClusterNode", "ClusterLauncher", "ClusterCore", "ClusterWire", "ClusterTransport", "ClusterAPI",
+            "ClusterNode", "ClusterLauncher", "LibvirtHypervisor", "ClusterCore", "ClusterWire", "ClusterTransport", "ClusterAPI",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

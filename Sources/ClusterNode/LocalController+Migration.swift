@@ -4,7 +4,6 @@ import ClusterTransport
 import ClusterWire
 import Foundation
 import Hypervisor
-import LibvirtHypervisor
 import Logging
 import NIOHTTP1
 
@@ -127,12 +126,12 @@ extension LocalController {
         parameters.copyStorage = command.options.copyStorage ?? false
         // The migration call blocks its connection's thread for the whole move: it gets a connection of its own,
         // and the controller's connection stays free for progress, abort and everything else.
-        let connection: LibvirtHost
+        let connection: any Hypervisor
         if let spare = spareMigrationConnection {
             spareMigrationConnection = nil
             connection = spare
         } else {
-            do { connection = try await LibvirtHost.open(uri: settings.hypervisorURI) } catch {
+            do { connection = try await settings.openHypervisor(settings.hypervisorURI) } catch {
                 await cancelIncoming(at: destination, command)
                 finish(command.id, .failed, error: "cannot open a second connection to \(settings.hypervisorURI): \(error.message)")
                 return
@@ -157,7 +156,7 @@ extension LocalController {
     /// Opens the connection the next live migration will use, unless one is ready (real daemons only).
     func prepareSpareConnection() async {
         guard !isTestDriver, spareMigrationConnection == nil,
-              let connection = try? await LibvirtHost.open(uri: settings.hypervisorURI) else { return }
+              let connection = try? await settings.openHypervisor(settings.hypervisorURI) else { return }
         if spareMigrationConnection == nil { spareMigrationConnection = connection } else { await connection.close() }
     }
 

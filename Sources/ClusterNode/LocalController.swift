@@ -3,7 +3,6 @@ import ClusterCore
 import ClusterWire
 import Foundation
 import Hypervisor
-import LibvirtHypervisor
 import Logging
 
 /// The local-controller role: manages every VM of one hypervisor host.
@@ -64,7 +63,7 @@ public actor LocalController: LocalControllerBackend {
     /// Whoever waits for a migration of this host to end, by migration id.
     var migrationWaiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
     /// A libvirt connection opened ahead of the next live migration (opening one is on the migration's critical path).
-    var spareMigrationConnection: LibvirtHost?
+    var spareMigrationConnection: (any Hypervisor)?
     private var lastReading: HostReading?
     private var lastPrune: Double = 0
     /// Where clients reach this controller; filled in once the HTTP server listens.
@@ -80,7 +79,7 @@ public actor LocalController: LocalControllerBackend {
         try StateDirectoryLock.acquire(settings.stateDirectory)
         var journal = TestDriverJournal(uri: settings.hypervisorURI, stateDirectory: settings.stateDirectory)
         let openURI = try journal?.prepare() ?? settings.hypervisorURI
-        let host: any Hypervisor = try await LibvirtHost.open(uri: openURI)
+        let host = try await settings.openHypervisor(openURI)
         if var j = journal, !j.isInitialized {
             var existing: [(DomainInfo, String)] = []
             for d in try await host.listDomains() { existing.append((d, try await host.xml(.name(d.name), secure: false))) }

@@ -1,5 +1,6 @@
 import ClusterAPI
 import Foundation
+import Hypervisor
 import Logging
 
 /// Everything a local controller is started with. `doze lc` maps its options here in one place.
@@ -43,8 +44,12 @@ public struct LocalControllerSettings: Sendable {
         case tcg
     }
 
-    public init(hypervisorURI: String, stateDirectory: String) {
+    /// Opens the hypervisor connections: the controller's own and one per live migration.
+    public var openHypervisor: HypervisorFactory
+
+    public init(hypervisorURI: String, stateDirectory: String, openHypervisor: @escaping HypervisorFactory) {
         self.hypervisorURI = hypervisorURI
         self.stateDirectory = stateDirectory
+        self.openHypervisor = openHypervisor
     }
 }

@@ -1,8 +1,14 @@
 /// One hypervisor host: what a local controller needs from it. Every method returns `Sendable` values;
 /// implementations keep their handles to themselves.
+/// Opens a connection to the hypervisor at a URI. A local controller is given one (libvirt's, in `doze`) and
+/// never names the concrete type: it opens its own connection and one more per live migration through it.
+public typealias HypervisorFactory = @Sendable (_ uri: String) async throws(HypervisorError) -> any Hypervisor
+
 public protocol Hypervisor: Sendable {
     /// The URI this connection was opened with.
     var uri: String { get }
+    /// Closes the connection; nothing may be called on it afterwards.
+    func close() async
 
     func nodeInfo() async throws(HypervisorError) -> NodeInfo
     func hostname() async throws(HypervisorError) -> String

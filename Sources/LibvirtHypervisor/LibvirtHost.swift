@@ -22,6 +22,9 @@ public actor LibvirtHost: Hypervisor {
     }
 
     /// Opens a connection. The open itself runs on the connection's thread.
+    /// What a local controller is given to open its connections with (`LocalControllerSettings.openHypervisor`).
+    public static let factory: HypervisorFactory = { uri async throws(HypervisorError) in try await LibvirtHost.open(uri: uri) }
+
     public static func open(uri: String) async throws(HypervisorError) -> LibvirtHost {
         LibvirtRuntime.ensureStarted()
         let host = LibvirtHost(uri: uri, executor: ThreadExecutor(name: "libvirt-conn"))
@@ -549,22 +552,6 @@ public actor LibvirtHost: Hypervisor {
         callbackIDs.append(id)
         return stream
     }
-}
-
-public func xmlEscape(_ s: String) -> String {
-    var out = ""
-    out.reserveCapacity(s.count)
-    for c in s {
-        switch c {
-        case "&": out += "&amp;"
-        case "<": out += "&lt;"
-        case ">": out += "&gt;"
-        case "'": out += "&apos;"
-        case "\"": out += "&quot;"
-        default: out.append(c)
-        }
-    }
-    return out
 }
 
 /// Holds the stream continuation for a C callback; released by libvirt through `releaseEventBox`.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ClusterNode
 import Foundation
+import LibvirtHypervisor
 import Logging
 
 @main
@@ -103,7 +104,7 @@ struct LocalControllerCommand: AsyncParsableCommand {
         func absolute(_ path: String) -> String {
             path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         }
-        var settings = LocalControllerSettings(hypervisorURI: hypervisor, stateDirectory: absolute(stateDir))
+        var settings = LocalControllerSettings(hypervisorURI: hypervisor, stateDirectory: absolute(stateDir), openHypervisor: LibvirtHost.factory)
         settings.host = host
         settings.port = port
         settings.xmlDirectory = xmlDir.map(absolute)

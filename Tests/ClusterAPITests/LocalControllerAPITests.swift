@@ -6,6 +6,7 @@ import ClusterWire
 import Foundation
 import Hummingbird
 import HummingbirdTesting
+import LibvirtHypervisor
 import Testing
 
 /// Drives the local controller's real router (no sockets) on a fresh test-driver host per test.
@@ -18,7 +19,7 @@ struct APIFixture {
                      configure: (inout LocalControllerSettings) -> Void = { _ in }) async throws -> APIFixture {
         let dir = try TemporaryDirectory()
         let uri = try TestHostFile.write(to: dir.file("host.xml"), cpus: cpus, memoryMiB: memoryMiB, domains: domains)
-        var settings = LocalControllerSettings(hypervisorURI: uri, stateDirectory: dir.file("state"))
+        var settings = LocalControllerSettings(hypervisorURI: uri, stateDirectory: dir.file("state"), openHypervisor: LibvirtHost.factory)
         settings.maxBodyBytes = 64 * 1024
         configure(&settings)
         let controller = try await LocalController.start(settings: settings)
@@ -363,7 +364,7 @@ func submission(_ vms: [(String, String)], rx: Double = 0, tx: Double = 0) -> St
     @Test func oneStateDirectoryServesOneController() async throws {
         let fixture = try await APIFixture.make()
         defer { fixture.dir.remove() }
-        var settings = LocalControllerSettings(hypervisorURI: "test://" + fixture.dir.file("host.xml"), stateDirectory: fixture.dir.file("state"))
+        var settings = LocalControllerSettings(hypervisorURI: "test://" + fixture.dir.file("host.xml"), stateDirectory: fixture.dir.file("state"), openHypervisor: LibvirtHost.factory)
         settings.port = 0
         do {
             _ = try await LocalController.start(settings: settings)
