@@ -36,7 +36,7 @@ let package = Package(
         // The hypervisor protocol and its value types.
         .target(name: "Hypervisor", dependencies: ["ClusterCore"]),
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
-        .target(name: "LibvirtHypervisor", dependencies: ["Hypervisor", "CLibvirt"]),
+        .target(name: "LibvirtHypervisor", dependencies: ["Hypervisor", "ClusterCore", "CLibvirt"]),
         .target(name: "ClusterAPI", dependencies: [
             "ClusterCore", "ClusterWire", "ClusterTransport",
             .product(name: "Hummingbird", package: "hummingbird"),

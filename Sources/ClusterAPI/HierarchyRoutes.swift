@@ -108,11 +108,11 @@ public struct GroupManagerRoutes<Backend: GroupManagerBackend>: Sendable {
 
     public static var operations: [String] {
         ["startVirtualCluster", "getVirtualClusterResponse", "discoverVirtualMachine", "joinGroupLeader", "assignLocalController",
-         "getLocalControllerList", "getGroupLeaderRepositoryInformation", "getGroupManagerDescription",
-         "startVirtualMachines", "suspendVirtualMachine", "resumeVirtualMachine", "shutdownVirtualMachine",
-         "rebootVirtualMachine", "destroyVirtualMachine", "startVirtualMachine", "resizeVirtualMachine", "getVirtualMachineMetaData",
-         "searchVirtualMachine", "getVirtualMachineDescriptions", "joinGroupManager", "getGroupManagerRepositoryInformation",
-         "getLocalControllerDescription", "getSelfDescription", "migrateVirtualMachine", "virtualMachineMoved"]
+         "getLocalControllerList", "getGroupLeaderRepositoryInformation", "getGroupManagerDescription", "startVirtualMachines"]
+            + VMControl.allCases.map(\.snoozeOperation)
+            + ["resizeVirtualMachine", "getVirtualMachineMetaData", "searchVirtualMachine", "getVirtualMachineDescriptions",
+               "joinGroupManager", "getGroupManagerRepositoryInformation", "getLocalControllerDescription", "getSelfDescription",
+               "migrateVirtualMachine", "virtualMachineMoved"]
     }
 
     public func register<Context: RequestContext>(on router: Router<Context>) {
@@ -282,9 +282,9 @@ public struct BootstrapRoutes<Backend: BootstrapBackend>: Sendable {
 
     public static var operations: [String] {
         ["getGroupLeaderDescription", "getCompleteHierarchy", "getLocalControllerList", "startVirtualCluster",
-         "getVirtualClusterResponse", "suspendVirtualMachine", "resumeVirtualMachine", "shutdownVirtualMachine",
-         "rebootVirtualMachine", "destroyVirtualMachine", "startVirtualMachine", "resizeVirtualMachine", "getVirtualMachineMetaData",
-         "getVirtualMachineDescriptions", "migrateVirtualMachine"]
+         "getVirtualClusterResponse"]
+            + VMControl.allCases.map(\.snoozeOperation)
+            + ["resizeVirtualMachine", "getVirtualMachineMetaData", "getVirtualMachineDescriptions", "migrateVirtualMachine"]
     }
 
     public func register<Context: RequestContext>(on router: Router<Context>) {

@@ -27,10 +27,10 @@ public struct LocalControllerRoutes<Backend: LocalControllerBackend>: Sendable {
     // MARK: - Snooze
 
     static var snoozeOperations: [String] {
-        ["startVirtualMachines", "suspendVirtualMachineOnRequest", "resumeVirtualMachine", "shutdownVirtualMachine",
-         "rebootVirtualMachine", "destroyVirtualMachine", "resizeVirtualMachine", "getVirtualMachines", "getVirtualMachineMetaData",
-         "startVirtualMachine", "migrateVirtualMachine", "getMigration", "abortMigration", "prepareIncomingMigration",
-         "cancelIncomingMigration", "finishIncomingMigration", "restoreMigratedVirtualMachine", "setDraining"]
+        ["startVirtualMachines"] + VMControl.allCases.map(\.localControllerOperation)
+            + ["resizeVirtualMachine", "getVirtualMachines", "getVirtualMachineMetaData", "migrateVirtualMachine", "getMigration",
+               "abortMigration", "prepareIncomingMigration", "cancelIncomingMigration", "finishIncomingMigration",
+               "restoreMigratedVirtualMachine", "setDraining"]
     }
 
     func snooze(_ request: Request) async throws -> Response {

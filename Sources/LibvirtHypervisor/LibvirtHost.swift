@@ -1,4 +1,5 @@
 import CLibvirt
+import ClusterCore
 import Foundation
 import Hypervisor
 

@@ -62,29 +62,31 @@ extension TemplateAdaptation {
                                  mac: String?, vncPassword: String? = nil) -> String {
         let disk: String
         if format == "iso" {
-            disk = "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='\(escape(imagePath))'/><target dev='hdc' bus='ide'/><readonly/></disk>"
+            disk = "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='\(xmlEscape(imagePath))'/><target dev='hdc' bus='ide'/><readonly/></disk>"
         } else {
-            disk = "<disk type='file' device='disk'><driver name='qemu' type='\(format)'/><source file='\(escape(imagePath))'/><target dev='vda' bus='virtio'/></disk>"
+            disk = "<disk type='file' device='disk'><driver name='qemu' type='\(format)'/><source file='\(xmlEscape(imagePath))'/><target dev='vda' bus='virtio'/></disk>"
         }
         let nic = mac.map { "<interface type='network'><mac address='\($0)'/><source network='default'/><model type='virtio'/></interface>" } ?? ""
-        let vnc = vncPassword.map { "<graphics type='vnc' port='-1' autoport='yes' listen='0.0.0.0' passwd='\(escape($0))'/>" } ?? ""
-        return "<domain type='\(type)'><name>\(escape(name))</name><memory unit='KiB'>\(memoryKiB)</memory><vcpu>\(vcpus)</vcpu>"
+        let vnc = vncPassword.map { "<graphics type='vnc' port='-1' autoport='yes' listen='0.0.0.0' passwd='\(xmlEscape($0))'/>" } ?? ""
+        return "<domain type='\(type)'><name>\(xmlEscape(name))</name><memory unit='KiB'>\(memoryKiB)</memory><vcpu>\(vcpus)</vcpu>"
             + "<os><type arch='x86_64'>hvm</type><boot dev='\(format == "iso" ? "cdrom" : "hd")'/></os>"
             + "<devices>\(disk)\(nic)\(vnc)<serial type='pty'/><console type='pty'/></devices></domain>"
     }
+}
 
-    static func escape(_ s: String) -> String {
-        var out = ""
-        for c in s {
-            switch c {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "'": out += "&apos;"
-            case "\"": out += "&quot;"
-            default: out.append(c)
-            }
+/// `s` as XML character data or an attribute value in either quote: the five predefined entities escaped.
+public func xmlEscape(_ s: String) -> String {
+    var out = ""
+    out.reserveCapacity(s.count)
+    for c in s {
+        switch c {
+        case "&": out += "&amp;"
+        case "<": out += "&lt;"
+        case ">": out += "&gt;"
+        case "'": out += "&apos;"
+        case "\"": out += "&quot;"
+        default: out.append(c)
         }
-        return out
     }
+    return out
 }
