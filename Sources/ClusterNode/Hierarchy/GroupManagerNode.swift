@@ -27,8 +27,9 @@ public actor GroupManagerNode: GroupManagerBackend {
     private let started: ContinuousClock.Instant
     var mode: Mode
     private var leadership: (any Leadership)?
-    /// VMs each managed controller reported when it joined.
+    /// What each managed controller last said of its VMs (when it joined, or when a view last asked it), and when.
     private var controllerVMs: [NodeID: [VirtualMachineMetaData]] = [:]
+    private var controllerVMsAt: [NodeID: MonotonicTime] = [:]
     private var controllerHypervisors: [NodeID: String] = [:]
     private var joinInFlight = false
     private(set) var electedAt: MonotonicTime = .zero
@@ -130,6 +131,7 @@ public actor GroupManagerNode: GroupManagerBackend {
         mode = .leader(GroupLeaderState(me: info, settings: settings))
         electedAt = now
         controllerVMs = [:]
+        controllerVMsAt = [:]
         log.notice("elected group leader", metadata: ["doze/term": "\(won.term)"])
         startCoordinator(term: won.term)
         announce()
@@ -271,6 +273,7 @@ public actor GroupManagerNode: GroupManagerBackend {
             joinLeader(leader)
         case .controllerDown(let c):
             controllerVMs[c.id] = nil
+            controllerVMsAt[c.id] = nil
             log.warning("local controller down", metadata: ["doze/lc": "\(c.id)", "doze/address": "\(c.control)"])
         case .controllerJoined(let c):
             log.info("local controller joined", metadata: ["doze/lc": "\(c.id)", "doze/vms": "\(c.vms.count)"])
@@ -403,7 +406,8 @@ public actor GroupManagerNode: GroupManagerBackend {
         let peers = self.peers
         let timeout = Self.viewTimeout
         let answers = await withTaskGroup(of: (NodeID, GroupManagerRepositoryInformation?).self) { group in
-            for record in records {
+            // A manager whose controllers run no VM has nothing to add to the books.
+            for record in records where record.controllers.contains(where: { !$0.vms.isEmpty }) {
                 group.addTask {
                     (record.info.id, try? await peers.call(.POST, record.info.control, "/groupmanager?getGroupManagerRepositoryInformation",
                                                            body: "0", as: GroupManagerRepositoryInformation.self, timeout: timeout))
@@ -428,6 +432,9 @@ public actor GroupManagerNode: GroupManagerBackend {
 
     /// How long a view waits for a manager's or a controller's own description before falling back to the books.
     static let viewTimeout: Duration = .seconds(2)
+    /// A controller's VM report younger than this (and listing the names its heartbeats list) serves a view as it
+    /// is: statuses in views lag by at most this much.
+    static let reportMaxAge: Duration = .seconds(1)
 
     private func requireCoordinator() throws(DozeError) -> SubmissionCoordinator {
         _ = try leaderState()
@@ -452,6 +459,7 @@ public actor GroupManagerNode: GroupManagerBackend {
         let directives = state.onController(request.controller, now: now)
         mode = .manager(state)
         controllerVMs[request.controller.id] = request.virtualMachines
+        controllerVMsAt[request.controller.id] = now
         controllerHypervisors[request.controller.id] = request.hypervisorURI
         for d in directives { apply(d) }
     }
@@ -462,8 +470,18 @@ public actor GroupManagerNode: GroupManagerBackend {
     func describe(_ controllers: [ControllerInfo]) async -> [LocalControllerDescription] {
         let peers = self.peers
         let timeout = Self.viewTimeout / 2   // inside the leader's wait for this manager
+        // Ask only where the last report may be out of date: a controller with VMs whose heartbeats list other
+        // names than that report, or whose report is older than `reportMaxAge`. At 200 controllers, asking each
+        // on every view cost 20x the view itself.
+        let now = self.now
+        let stale = controllers.filter { controller in
+            guard !controller.vms.isEmpty else { return false }
+            guard let last = controllerVMs[controller.id], let at = controllerVMsAt[controller.id],
+                  now - at <= Self.reportMaxAge else { return true }
+            return Set(last.map(\.virtualMachineLocation.virtualMachineId)) != Set(controller.vms)
+        }
         let answers = await withTaskGroup(of: (NodeID, [VirtualMachineMetaData]?).self) { group in
-            for controller in controllers {
+            for controller in stale {
                 group.addTask {
                     (controller.id, try? await peers.call(.POST, controller.control, "/localcontroller?getVirtualMachines", body: "0",
                                                           as: [VirtualMachineMetaData].self, timeout: timeout))
@@ -475,7 +493,11 @@ public actor GroupManagerNode: GroupManagerBackend {
         }
         return controllers.map { controller in
             if let reported = answers[controller.id] {
-                if self.controllerVMs[controller.id] != nil { self.controllerVMs[controller.id] = reported }
+                // Kept only for a controller still managed here (it may have been dropped during the question).
+                if case .manager(let state) = mode, state.controllers[controller.id] != nil {
+                    self.controllerVMs[controller.id] = reported
+                    self.controllerVMsAt[controller.id] = now
+                }
                 return LocalControllerDescription(controller, manager: me, hypervisorURI: controllerHypervisors[controller.id],
                                                   virtualMachines: reported)
             }
