@@ -6,23 +6,9 @@ import Foundation
 import Logging
 import NIOHTTP1
 
-/// A peer's JSON error (`{"error":{"code","message"}}`) back as the `DozeError` it was, so a local controller's
-/// refusal reaches the client with its own words and kind; a peer that did not answer is `unavailable`.
-func remoteError(_ error: any Error, _ what: String) -> DozeError {
-    struct Body: Decodable {
-        struct Detail: Decodable { var code: String; var message: String }
-        var error: Detail
-    }
-    if let failure = error as? PeerClient.Failure, failure.status != nil,
-       let body = try? JSONDecoder().decode(Body.self, from: Data(failure.message.utf8)) {
-        return DozeError(DozeError.Kind(rawValue: body.error.code) ?? .unavailable, body.error.message)
-    }
-    return DozeError(.unavailable, "\(what): \(error)")
-}
-
 /// The manager side of submissions and VM control: placement on this manager's local controllers, and
 /// forwarding of VM operations to the controller that runs the VM.
-extension GroupManagerNode {
+extension ManagerRole {
     /// Outcomes are kept per task and VM (a name reused by a later task is a new VM), long enough for any leader
     /// to re-ask after a failover.
     static let outcomeMemory: Duration = .seconds(600)
@@ -34,7 +20,7 @@ extension GroupManagerNode {
         guard !controllerPlacement.reservations.isEmpty else { return }
         let listed = Set(controller.vms)
         let now = self.now
-        for (key, r) in controllerPlacement.reservations where r.candidate == controller.id {
+        for (key, reservation) in controllerPlacement.reservations where reservation.candidate == controller.id {
             let covered = listed.contains(key) || startAnsweredAt[key].map { now - $0 >= cluster.heartbeatInterval } == true
             guard covered else { continue }
             controllerPlacement.settle(key)
@@ -56,14 +42,14 @@ extension GroupManagerNode {
 
     /// Places and starts VMs on this manager's controllers; answers every VM's outcome, matched by id.
     /// Idempotent per VM id: a VM already started (or starting) here is answered, never placed twice.
-    public func startVirtualMachines(_ submission: VirtualMachineSubmission, task: String?, retry: Bool) async throws(DozeError) -> VirtualMachineSubmission {
-        let state = try managerState()
+    func startVirtualMachines(_ submission: VirtualMachineSubmission, task: String?, retry: Bool) async throws(DozeError) -> VirtualMachineSubmission {
+        let state = try following()
         guard !submission.virtualMachineMetaData.isEmpty else {
             throw DozeError(.badRequest, "virtualMachineMetaData is empty: nothing to start")
         }
         let controllers = state.controllers
-        let candidates = controllers.values.map { c in
-            PlacementCandidate(id: c.id, free: c.summary.free, schedulable: c.draining != true)
+        let candidates = controllers.values.map { controller in
+            PlacementCandidate(id: controller.id, free: controller.summary.free, schedulable: controller.draining != true)
         }
         var batches: [NodeID: [VirtualMachineMetaData]] = [:]
         var immediate: [String: VirtualMachineMetaData] = [:]
@@ -185,12 +171,12 @@ extension GroupManagerNode {
     /// VMs whose controller could not be reached: placed again on the others (pinned ones fail).
     private func placeElsewhere(_ metas: [VirtualMachineMetaData], avoiding: Set<NodeID>, reason: String) async -> [String: VirtualMachineMetaData] {
         var out: [String: VirtualMachineMetaData] = [:]
-        guard case .manager(let state) = mode else {
+        guard !nodeIsLeading else {
             for meta in metas { out[meta.virtualMachineLocation.virtualMachineId] = Self.error(meta, .unableToStartOnLocalController, reason) }
             return out
         }
-        let candidates = state.controllers.values.filter { !avoiding.contains($0.id) }.map { c in
-            PlacementCandidate(id: c.id, free: c.summary.free, schedulable: c.draining != true)
+        let candidates = state.controllers.values.filter { !avoiding.contains($0.id) }.map { controller in
+            PlacementCandidate(id: controller.id, free: controller.summary.free, schedulable: controller.draining != true)
         }
         var batches: [NodeID: [VirtualMachineMetaData]] = [:]
         for var meta in metas {
@@ -230,18 +216,18 @@ extension GroupManagerNode {
 
     /// The controller running `location`'s VM: the one the location names, else whichever heartbeat lists it.
     func controller(for location: VirtualMachineLocation) throws(DozeError) -> ControllerInfo {
-        let state = try managerState()
+        let state = try following()
         let vm = location.virtualMachineId
         guard !vm.isEmpty else { throw DozeError(.badRequest, "virtualMachineLocation.virtualMachineId is missing") }
-        if let c = state.controllers[location.localControllerId] { return c }
-        if let c = state.controllers.values.first(where: { $0.vms.contains(vm) }) { return c }
+        if let named = state.controllers[location.localControllerId] { return named }
+        if let holder = state.controllers.values.first(where: { $0.vms.contains(vm) }) { return holder }
         throw DozeError(.notFound, "VM '\(vm)' is not on any local controller of group manager \(id)")
     }
 
-    public func controlVirtualMachine(_ operation: VMControl, _ location: VirtualMachineLocation) async throws(DozeError) {
-        let c = try controller(for: location)
+    func controlVirtualMachine(_ operation: VMControl, _ location: VirtualMachineLocation) async throws(DozeError) {
+        let holder = try controller(for: location)
         do {
-            _ = try await peers.call(.POST, c.control, "/localcontroller?\(operation.localControllerOperation)",
+            _ = try await peers.call(.POST, holder.control, "/localcontroller?\(operation.localControllerOperation)",
                                      body: location.virtualMachineId, as: String.self, timeout: .seconds(60))
             if operation == .destroy {
                 // Gone: whatever room was still held for it while heartbeats caught up is free now.
@@ -250,39 +236,39 @@ extension GroupManagerNode {
                 startAnsweredAt[location.virtualMachineId] = nil
             }
         } catch {
-            throw remoteError(error, "local controller \(c.id) at \(c.control) did not answer")
+            throw remoteError(error, "local controller \(holder.id) at \(holder.control) did not answer")
         }
     }
 
-    public func resizeVirtualMachine(_ request: ResizeRequest) async throws(DozeError) -> VirtualMachineMetaData {
-        let c = try controller(for: request.virtualMachineLocation)
+    func resizeVirtualMachine(_ request: ResizeRequest) async throws(DozeError) -> VirtualMachineMetaData {
+        let holder = try controller(for: request.virtualMachineLocation)
         do {
-            var meta = try await peers.call(.POST, c.control, "/localcontroller?resizeVirtualMachine", body: request,
+            var meta = try await peers.call(.POST, holder.control, "/localcontroller?resizeVirtualMachine", body: request,
                                             as: VirtualMachineMetaData.self, timeout: .seconds(60))
             stampManager(&meta)
             return meta
         } catch {
-            throw remoteError(error, "local controller \(c.id) at \(c.control) did not answer")
+            throw remoteError(error, "local controller \(holder.id) at \(holder.control) did not answer")
         }
     }
 
     /// Snooze answered an unknown VM with an OFFLINE stub; so does this.
-    public func virtualMachineMetaData(_ request: VirtualMachineMetaDataRequest) async throws(DozeError) -> VirtualMachineMetaData {
+    func virtualMachineMetaData(_ request: VirtualMachineMetaDataRequest) async throws(DozeError) -> VirtualMachineMetaData {
         let location = request.virtualMachineLocation
-        let c: ControllerInfo
-        do { c = try controller(for: location) } catch {
+        let holder: ControllerInfo
+        do { holder = try controller(for: location) } catch {
             if error.kind == .notFound { return VirtualMachineMetaData(location: location, status: .offline) }
             throw error
         }
         do {
-            var meta = try await peers.call(.POST, c.control, "/localcontroller?getVirtualMachineMetaData",
+            var meta = try await peers.call(.POST, holder.control, "/localcontroller?getVirtualMachineMetaData",
                                             body: location.virtualMachineId, as: VirtualMachineMetaData.self)
             stampManager(&meta)
             return meta
         } catch {
-            let e = remoteError(error, "local controller \(c.id) at \(c.control) did not answer")
-            if e.kind == .notFound { return VirtualMachineMetaData(location: location, status: .offline) }
-            throw e
+            let failure = remoteError(error, "local controller \(holder.id) at \(holder.control) did not answer")
+            if failure.kind == .notFound { return VirtualMachineMetaData(location: location, status: .offline) }
+            throw failure
         }
     }
 
@@ -294,45 +280,27 @@ extension GroupManagerNode {
     }
 
     /// `searchVirtualMachine`: the local controller holding the VM, if one of ours does.
-    public func searchVirtualMachine(_ vm: String) async throws(DozeError) -> String? {
-        try managerState().controllers.values.first(where: { $0.vms.contains(vm) })?.id
+    func searchVirtualMachine(_ vm: String) async throws(DozeError) -> String? {
+        try following().controllers.values.first(where: { $0.vms.contains(vm) })?.id
     }
 
-    /// Every VM on this manager's controllers (a plain manager), or on the whole cluster (the leader asks every manager).
-    public func virtualMachineDescriptions() async throws(DozeError) -> VirtualMachineList {
-        switch mode {
-        case .manager(let state):
-            let controllers = Array(state.controllers.values)
-            let peers = self.peers
-            let lists = await withTaskGroup(of: [VirtualMachineMetaData].self) { group in
-                for c in controllers {
-                    group.addTask {
-                        (try? await peers.call(.POST, c.control, "/localcontroller?getVirtualMachines", body: "0",
-                                               as: [VirtualMachineMetaData].self)) ?? []
-                    }
+    /// Every VM on this manager's controllers, each asked now.
+    func virtualMachineDescriptions() async throws(DozeError) -> VirtualMachineList {
+        let controllers = Array(try following().controllers.values)
+        let peers = self.peers
+        let lists = await withTaskGroup(of: [VirtualMachineMetaData].self) { group in
+            for controller in controllers {
+                group.addTask {
+                    (try? await peers.call(.POST, controller.control, "/localcontroller?getVirtualMachines", body: "0",
+                                           as: [VirtualMachineMetaData].self)) ?? []
                 }
-                var all: [VirtualMachineMetaData] = []
-                for await list in group { all += list }
-                return all
             }
-            var stamped = lists
-            for i in stamped.indices { stampManager(&stamped[i]) }
-            return VirtualMachineList(virtualMachines: stamped.sorted { $0.virtualMachineLocation.virtualMachineId < $1.virtualMachineLocation.virtualMachineId })
-        case .leader(let state):
-            let managers = state.managers.values.map(\.info)
-            let peers = self.peers
-            let lists = await withTaskGroup(of: [VirtualMachineMetaData].self) { group in
-                for m in managers {
-                    group.addTask {
-                        (try? await peers.call(.POST, m.control, "/groupmanager?getVirtualMachineDescriptions", body: "{}",
-                                               as: VirtualMachineList.self, timeout: .seconds(10)))?.virtualMachines ?? []
-                    }
-                }
-                var all: [VirtualMachineMetaData] = []
-                for await list in group { all += list }
-                return all
-            }
-            return VirtualMachineList(virtualMachines: lists.sorted { $0.virtualMachineLocation.virtualMachineId < $1.virtualMachineLocation.virtualMachineId })
+            var all: [VirtualMachineMetaData] = []
+            for await list in group { all += list }
+            return all
         }
+        var stamped = lists
+        for index in stamped.indices { stampManager(&stamped[index]) }
+        return VirtualMachineList(virtualMachines: stamped.sorted { $0.virtualMachineLocation.virtualMachineId < $1.virtualMachineLocation.virtualMachineId })
     }
 }
