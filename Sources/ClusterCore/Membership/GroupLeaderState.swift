@@ -16,6 +16,10 @@ public struct GroupLeaderState: Sendable {
     public struct ManagerRecord: Sendable, Equatable {
         public var info: ManagerInfo
         public var controllers: [ControllerInfo]
+        public init(info: ManagerInfo, controllers: [ControllerInfo]) {
+            self.info = info
+            self.controllers = controllers
+        }
         public var summary: CapacitySummary { controllers.reduce(CapacitySummary()) { $0 + $1.summary } }
         /// The same over the controllers that take new VMs (drained ones do not).
         public var openSummary: CapacitySummary {

@@ -9,7 +9,9 @@ import NIOHTTP1
 
 /// The leader's submission pipeline: checks a virtual cluster, gives its VMs addresses and group managers,
 /// records it (so the next leader can finish it), dispatches it, merges the managers' answers by VM id and wakes
-/// whoever waits for the result. Decisions on the book are `TaskBook`'s and `Placement`'s; this actor does the IO.
+/// whoever waits for the result. The decisions are pure: `SubmissionPlanner` gives addresses and managers,
+/// `ManagerDispatch` and `LostManagerRecovery` say what each outcome of a dispatch leads to, `TaskBook` keeps the
+/// results. This actor does the IO they ask for and feeds back what happened.
 actor SubmissionCoordinator {
     typealias Managers = @Sendable () async -> [NodeID: GroupLeaderState.ManagerRecord]
 
@@ -23,20 +25,13 @@ actor SubmissionCoordinator {
     private let clock = ContinuousClock()
     private let started: ContinuousClock.Instant
     private var book: TaskBook
-    private var pool: IPPool?
-    private var dispatch: Placement
-    /// Dispatch reservations by VM id, until the manager's summary lists the VM.
-    private var dispatchedAt: [String: Duration] = [:]
-    /// When a manager answered a dispatched VM; summaries a few intervals later reflect it (listed or gone).
-    private var answeredAt: [String: Duration] = [:]
-    /// First time a VM holding an address was seen nowhere; its address is released after `addressGrace`.
-    private var absentSince: [String: Duration] = [:]
+    /// Addresses, placement reservations, and where VMs go.
+    private var planner: SubmissionPlanner
     private var waiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
     /// Recently started VMs (task/VM keys: a name can be started again by a later task) the heartbeats have
     /// listed since: from then on the listings alone say whether the name is taken and where the VM is.
     private var reported: Set<String> = []
     private var active = true
-    static let addressGrace: Duration = .seconds(10)
     /// How long a VM that just started keeps its name taken before heartbeats list it.
     static let reportGrace: Duration = .seconds(5)
 
@@ -50,8 +45,9 @@ actor SubmissionCoordinator {
         self.settleTime = settleTime
         self.log = logger
         self.book = TaskBook(resultTTL: settings.resultTTL)
-        self.pool = nil
-        self.dispatch = Placement(policy: settings.dispatch)
+        var plannerSettings = SubmissionPlanner.Settings(settleTime: settleTime)
+        plannerSettings.reservationTimeout = Self.reportGrace + .seconds(5)
+        self.planner = SubmissionPlanner(policy: settings.dispatch, settings: plannerSettings)
         self.started = clock.now
     }
 
@@ -70,7 +66,7 @@ actor SubmissionCoordinator {
             if let old = pool { log.warning("the VM subnet changed; addresses are handed out afresh", metadata: ["doze/old": "\(old.subnet)"]) }
             pool = try? IPPool(subnet: subnet)
         }
-        self.pool = pool
+        planner.pool = pool
         loaded = true
     }
 
@@ -114,6 +110,7 @@ actor SubmissionCoordinator {
         var xml: String
         var demand: ResourceVector
         var template: VirtualMachineTemplate
+        var request: SubmissionPlanner.VMRequest { .init(name: name, demand: demand, pinnedHost: template.pinnedHost) }
     }
 
     /// Checks the whole request first: a malformed template, a bad name or a duplicate refuses the submission
@@ -123,46 +120,46 @@ actor SubmissionCoordinator {
         let templates = request.virtualMachineTemplates
         var prepared: [Prepared] = []
         var seen: [String: Int] = [:]
-        for (i, t) in templates.enumerated() {
-            let where_ = "virtualMachineTemplates[\(i)]"
-            var p: Prepared
-            if let xml = t.libVirtTemplate, let d = described[i] {
-                p = Prepared(name: d.name, xml: xml, demand: ResourceVector(vcpus: Double(d.vcpus), memoryKiB: Double(d.memoryKiB)), template: t)
+        for (index, template) in templates.enumerated() {
+            let field = "virtualMachineTemplates[\(index)]"
+            var vm: Prepared
+            if let xml = template.libVirtTemplate, let description = described[index] {
+                vm = Prepared(name: description.name, xml: xml, demand: ResourceVector(vcpus: Double(description.vcpus), memoryKiB: Double(description.memoryKiB)), template: template)
             } else {
-                guard let name = t.name, !name.isEmpty else {
-                    throw DozeError(.badRequest, "\(where_): give a libVirtTemplate, or a name and an imageId")
+                guard let name = template.name, !name.isEmpty else {
+                    throw DozeError(.badRequest, "\(field): give a libVirtTemplate, or a name and an imageId")
                 }
-                guard let image = t.imageId, !image.isEmpty else {
-                    throw DozeError(.badRequest, "\(where_): VM '\(name)' has no libVirtTemplate, so it needs an imageId")
+                guard let image = template.imageId, !image.isEmpty else {
+                    throw DozeError(.badRequest, "\(field): VM '\(name)' has no libVirtTemplate, so it needs an imageId")
                 }
                 guard !image.contains("/"), !image.hasPrefix(".") else {
-                    throw DozeError(.badRequest, "\(where_): imageId '\(image)' must be a file name in the hosts' image pool")
+                    throw DozeError(.badRequest, "\(field): imageId '\(image)' must be a file name in the hosts' image pool")
                 }
-                let vcpus = t.vcpus ?? 1
-                let memory = t.memory ?? 131_072
+                let vcpus = template.vcpus ?? 1
+                let memory = template.memory ?? 131_072
                 guard (1...DomainDescription.maxVCPUs).contains(vcpus) else {
-                    throw DozeError(.badRequest, "\(where_): vcpus must be 1...\(DomainDescription.maxVCPUs), got \(vcpus)")
+                    throw DozeError(.badRequest, "\(field): vcpus must be 1...\(DomainDescription.maxVCPUs), got \(vcpus)")
                 }
                 guard memory >= 1024, UInt64(memory) <= DomainDescription.maxMemoryKiB else {
-                    throw DozeError(.badRequest, "\(where_): memory is in KiB, from 1024 to \(DomainDescription.maxMemoryKiB), got \(memory)")
+                    throw DozeError(.badRequest, "\(field): memory is in KiB, from 1024 to \(DomainDescription.maxMemoryKiB), got \(memory)")
                 }
-                p = Prepared(name: name, xml: "", demand: ResourceVector(vcpus: Double(vcpus), memoryKiB: Double(memory)), template: t)
+                vm = Prepared(name: name, xml: "", demand: ResourceVector(vcpus: Double(vcpus), memoryKiB: Double(memory)), template: template)
             }
-            do { try Validation.vmName(p.name) } catch { throw DozeError(.badRequest, "\(where_): \(error.message)") }
+            do { try Validation.vmName(vm.name) } catch { throw DozeError(.badRequest, "\(field): \(error.message)") }
             do {
-                try Validation.networkDemand(t.networkCapacityDemand.rxBytes, what: "networkCapacityDemand.rxBytes")
-                try Validation.networkDemand(t.networkCapacityDemand.txBytes, what: "networkCapacityDemand.txBytes")
-            } catch { throw DozeError(.badRequest, "\(where_): \(error.message)") }
-            p.demand.rxBytes = t.networkCapacityDemand.rxBytes
-            p.demand.txBytes = t.networkCapacityDemand.txBytes
-            if let first = seen[p.name] {
-                throw DozeError(.conflict, "VM name '\(p.name)' appears twice in the submission (templates \(first) and \(i)); names are unique")
+                try Validation.networkDemand(template.networkCapacityDemand.rxBytes, what: "networkCapacityDemand.rxBytes")
+                try Validation.networkDemand(template.networkCapacityDemand.txBytes, what: "networkCapacityDemand.txBytes")
+            } catch { throw DozeError(.badRequest, "\(field): \(error.message)") }
+            vm.demand.rxBytes = template.networkCapacityDemand.rxBytes
+            vm.demand.txBytes = template.networkCapacityDemand.txBytes
+            if let first = seen[vm.name] {
+                throw DozeError(.conflict, "VM name '\(vm.name)' appears twice in the submission (templates \(first) and \(index)); names are unique")
             }
-            seen[p.name] = i
-            if let holder = taken[p.name] {
-                throw DozeError(.conflict, "a VM named '\(p.name)' already exists (\(holder)); names are unique in the cluster")
+            seen[vm.name] = index
+            if let holder = taken[vm.name] {
+                throw DozeError(.conflict, "a VM named '\(vm.name)' already exists (\(holder)); names are unique in the cluster")
             }
-            prepared.append(p)
+            prepared.append(vm)
         }
         return prepared
     }
@@ -206,109 +203,70 @@ actor SubmissionCoordinator {
         guard active else { throw DozeError(.unavailable, "this node is no longer the group leader") }
         let described = try await Self.describeTemplates(request, maxVMs: settings.maxVMs)
         try await whenLoaded()
-        var managers = await self.managers()
-        // Just elected: managers (and their controllers) are still joining; wait for them (bounded) rather than
-        // fail the submission for want of room.
-        let deadline = now + settleTime * 3
-        while managers.values.allSatisfy({ $0.controllers.isEmpty }) && now < deadline {
-            try? await Task.sleep(for: .milliseconds(20))
-            managers = await self.managers()
-        }
+        let managers = await joinedManagers()
         let prepared = try prepare(request, described: described, taken: takenNames(managers))
+        // No suspension from here to `book.add`: a concurrent submission sees these names taken, this room reserved.
+        let plans = planner.plan(prepared.map(\.request), managers: managers, now: now)
+        let vms = zip(prepared, plans).map { Self.taskVM($0, planned: $1) }
         let taskID = UUID().uuidString.lowercased()
-        var vms: [TaskVM] = []
-        var poolChanged = false
-        // Which manager holds which controller (for `hostId` naming a controller).
-        var managerOf: [NodeID: NodeID] = [:]
-        for record in managers.values { for c in record.controllers { managerOf[c.id] = record.info.id } }
-        // Drained hosts take no new VMs: their room is not the manager's to offer.
-        let candidates = managers.values.map { PlacementCandidate(id: $0.info.id, free: $0.openSummary.free) }
-        for p in prepared {
-            var meta = VirtualMachineMetaData(location: VirtualMachineLocation(virtualMachineId: p.name), status: .unknown,
-                                              xmlRepresentation: p.xml, requestedCapacity: p.demand,
-                                              imageId: p.xml.isEmpty ? p.template.imageId : nil)
-            if p.xml.isEmpty { meta.vncPassword = p.template.vncPassword }
-            var vm = TaskVM(meta: meta, manager: nil, pinnedController: nil, isFinal: false)
-            func fail(_ code: VMErrorCode, _ message: String) {
-                vm.meta.status = .error
-                vm.meta.errorCode = code
-                vm.meta.errorMessage = message
-                vm.isFinal = true
-            }
-            if var pool {
-                do {
-                    meta.ipAddress = try pool.allocate(for: p.name)
-                    self.pool = pool
-                    poolChanged = true
-                    vm.meta.ipAddress = meta.ipAddress
-                    if !p.xml.isEmpty, let mac = IPPool.mac(for: meta.ipAddress) {
-                        vm.meta.xmlRepresentation = TemplateAdaptation.settingMAC(mac, in: p.xml)
-                    }
-                } catch {
-                    fail(.notEnoughIPAddresses, "the VM subnet \(pool.subnet) has no free address left")
-                }
-            }
-            if !vm.isFinal {
-                var pinnedManager: NodeID?
-                if let host = p.template.pinnedHost {
-                    if managers[host] != nil {
-                        pinnedManager = host
-                    } else if let m = managerOf[host] {
-                        pinnedManager = m
-                        vm.pinnedController = host
-                        vm.meta.virtualMachineLocation.localControllerId = host
-                    } else {
-                        fail(.invalidHostID, "hostId '\(host)' names no group manager or local controller of this cluster")
-                    }
-                }
-                if !vm.isFinal {
-                    let demand = HostUsage(vcpus: Int(p.demand.vcpus), memoryMiB: Int((p.demand.memoryKiB + 1023) / 1024))
-                    // A manager qualifies only if one of its controllers could hold the VM on its own.
-                    let able = candidates.filter { cand in
-                        managers[cand.id]?.controllers.contains { c in
-                            c.summary.total.vcpus >= p.demand.vcpus && c.summary.total.memoryKiB >= p.demand.memoryKiB
-                        } ?? false
-                    }
-                    if managers.isEmpty {
-                        fail(.notEnoughGroupManagerCapacity, "no group manager has joined the leader")
-                    } else {
-                        switch dispatch.place(p.name, demand: demand, among: pinnedManager == nil ? able : candidates, pinned: pinnedManager) {
-                        case .success(let m):
-                            let info = managers[m]!.info
-                            vm.manager = m
-                            vm.meta.virtualMachineLocation.groupManagerId = m
-                            vm.meta.virtualMachineLocation.groupManagerControlDataAddress = NetworkAddress(address: info.control.host, port: info.control.port)
-                            vm.meta.groupManagerControlDataAddress = vm.meta.virtualMachineLocation.groupManagerControlDataAddress
-                            dispatchedAt[p.name] = now
-                        case .failure(.notEnoughCapacity(let d, let largest)):
-                            let room = largest.map { "the roomiest group manager has \($0.vcpus) vCPUs and \($0.memoryMiB) MiB free" } ?? "no group manager has a local controller that large"
-                            fail(.notEnoughGroupManagerCapacity, "not enough capacity for VM '\(p.name)' (\(d.vcpus) vCPUs, \(d.memoryMiB) MiB): \(room)")
-                        case .failure(.unknownHost(let h)), .failure(.hostUnschedulable(let h)):
-                            fail(.invalidHostID, "group manager '\(h)' cannot take VMs")
-                        }
-                    }
-                }
-            }
-            if vm.isFinal, vm.meta.status == .error { self.pool?.release(vm: p.name) }
-            vms.append(vm)
-        }
         var record = TaskRecord(id: taskID, createdAt: Self.wallMillis, vms: vms, app: app)
         if managers.isEmpty { record.clusterError = .groupManagersMissing }
         if record.isFinal { record.finishedAt = Self.wallMillis }
         book.add(record)
         do {
             try store?.saveTask(record)
-            if poolChanged, let pool { try store?.saveIPPool(pool) }
+            if plans.contains(where: { $0.ipAddress != nil }), let pool = planner.pool { try store?.saveIPPool(pool) }
             try await store?.flush()
         } catch {
             // Unrecorded, it could not survive a failover: refuse rather than promise what we cannot keep.
             book.fail(vms.map(\.id), in: taskID, code: .unableToStartOnGroupManager, message: "cannot record the submission: \(error)", nowMillis: Self.wallMillis)
-            for vm in vms { self.pool?.release(vm: vm.id); dispatch.settle(vm.id) }
+            planner.onNotRecorded(vms.map(\.id))
             throw DozeError(.unavailable, "cannot record the submission in the cluster records: \(error)")
         }
         log.info("virtual cluster submitted", metadata: ["doze/task": "\(taskID)", "doze/vms": "\(vms.count)"])
         if !record.isFinal { Task { await self.run(taskID) } }
         return taskID
+    }
+
+    /// The leader's view of the managers. Just elected, managers (and their controllers) are still joining: wait
+    /// for them (bounded) rather than fail a submission for want of room.
+    private func joinedManagers() async -> SubmissionPlanner.Managers {
+        var managers = await self.managers()
+        let deadline = now + settleTime * 3
+        while managers.values.allSatisfy({ $0.controllers.isEmpty }) && now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+            managers = await self.managers()
+        }
+        return managers
+    }
+
+    /// A VM as its task records it: the template's metadata with what the plan gave it.
+    static func taskVM(_ prepared: Prepared, planned: SubmissionPlanner.VMPlan) -> TaskVM {
+        var meta = VirtualMachineMetaData(location: VirtualMachineLocation(virtualMachineId: prepared.name), status: .unknown,
+                                          xmlRepresentation: prepared.xml, requestedCapacity: prepared.demand,
+                                          imageId: prepared.xml.isEmpty ? prepared.template.imageId : nil)
+        if prepared.xml.isEmpty { meta.vncPassword = prepared.template.vncPassword }
+        if let address = planned.ipAddress {
+            meta.ipAddress = address
+            if !prepared.xml.isEmpty, let mac = IPPool.mac(for: address) {
+                meta.xmlRepresentation = TemplateAdaptation.settingMAC(mac, in: prepared.xml)
+            }
+        }
+        if let controller = planned.pinnedController { meta.virtualMachineLocation.localControllerId = controller }
+        var vm = TaskVM(meta: meta, manager: nil, pinnedController: planned.pinnedController, isFinal: false)
+        switch planned.directive {
+        case .dispatch(let manager):
+            vm.manager = manager.id
+            vm.meta.virtualMachineLocation.groupManagerId = manager.id
+            vm.meta.virtualMachineLocation.groupManagerControlDataAddress = NetworkAddress(manager.control)
+            vm.meta.groupManagerControlDataAddress = NetworkAddress(manager.control)
+        case .fail(let code, let message):
+            vm.meta.status = .error
+            vm.meta.errorCode = code
+            vm.meta.errorMessage = message
+            vm.isFinal = true
+        }
+        return vm
     }
 
     // MARK: - Dispatching
@@ -320,10 +278,12 @@ actor SubmissionCoordinator {
         // manager that has since restarted and forgotten it): record it, never ask for it again.
         var listed: [String: (ControllerInfo, ManagerInfo)] = [:]
         if retry {
-            for m in await managers().values { for c in m.controllers { for vm in c.vms { listed[vm] = (c, m.info) } } }
+            for manager in await managers().values {
+                for controller in manager.controllers { for vm in controller.vms { listed[vm] = (controller, manager.info) } }
+            }
             let found: [VirtualMachineMetaData] = record.vms.filter { !$0.isFinal && listed[$0.id] != nil }.map { vm in
-                let (c, m) = listed[vm.id]!
-                return Self.running(vm.meta, on: c, under: m)
+                let (controller, manager) = listed[vm.id]!
+                return Self.running(vm.meta, on: controller, under: manager)
             }
             if !found.isEmpty { self.record(found, task: taskID) }
         }
@@ -336,73 +296,57 @@ actor SubmissionCoordinator {
         }
     }
 
+    /// Carries out a `ManagerDispatch`: the calls, pauses and records it asks for.
     private func dispatch(_ vms: [TaskVM], to manager: NodeID, task: String, retry: Bool, tried: Set<NodeID> = []) async {
         let body = VirtualMachineSubmission(virtualMachineMetaData: vms.map { vm in
             var meta = vm.meta
             if vm.pinnedController == nil { meta.virtualMachineLocation.localControllerId = "UNKNOWN" }
             return meta
         })
-        var lastError = ""
-        var gone = false
-        // Starting is idempotent per VM id on the manager, so asking again never starts a VM twice.
-        for attempt in 0..<4 {
-            guard active else { return }
-            guard let info = await awaitManager(manager) else {
-                lastError = "group manager \(manager) is gone"
-                gone = true
-                break
+        var attempt = ManagerDispatch(manager: manager, vms: vms.map { .init(id: $0.id, pinned: $0.pinnedController != nil) }, tried: tried)
+        var directives = attempt.start()
+        var answer: [VirtualMachineMetaData] = []
+        while active, !directives.isEmpty {
+            switch directives.removeFirst() {
+            case .send(let number):
+                guard let info = await awaitManager(manager) else {
+                    directives += attempt.onManagerGone()
+                    continue
+                }
+                do {
+                    let target = "/groupmanager?startVirtualMachines&task=\(task)" + (retry || number > 0 ? "&retry" : "")
+                    answer = try await peers.call(.POST, info.control, target, body: body, as: VirtualMachineSubmission.self,
+                                                  timeout: .seconds(60) + .milliseconds(20 * vms.count)).virtualMachineMetaData
+                    let answers = answer.map { ManagerDispatch.Answer(vm: $0.virtualMachineLocation.virtualMachineId, errorCode: $0.errorCode, demand: $0.demand) }
+                    let view = attempt.needsManagersView(for: answers) ? await managers() : [:]
+                    directives += attempt.onAnswer(answers, managers: view)
+                } catch {
+                    let message = remoteError(error, "group manager \(manager) at \(info.control) did not answer").message
+                    log.warning("dispatch to a group manager failed", metadata: ["doze/gm": "\(manager)", "attempt": "\(number)", "error": "\(message)"])
+                    directives += attempt.onCallFailed(message)
+                }
+            case .backOff(let pause):
+                try? await Task.sleep(for: pause)
+                directives += attempt.onBackoffElapsed()
+            case .record(let ids):
+                let recorded = Set(ids)
+                record(answer.filter { recorded.contains($0.virtualMachineLocation.virtualMachineId) }, task: task)
+            case .fail(let ids, let code, let message):
+                fail(ids, in: task, code, message)
+            case .move(let ids, let target, let tried):
+                for id in ids { book.setManager(target.id, for: id, in: task, address: NetworkAddress(target.control)) }
+                persist(task)   // a next leader must re-ask the manager that has them now
+                log.info("a group manager had no room; its VMs go to another", metadata: ["doze/from": "\(manager)", "doze/to": "\(target.id)", "doze/vms": "\(ids.count)"])
+                let moved = vms.filter { ids.contains($0.id) }.map { vm in
+                    var vm = vm
+                    vm.manager = target.id
+                    return vm
+                }
+                await dispatch(moved, to: target.id, task: task, retry: true, tried: tried)
+            case .recover(let reason):
+                await recoverFromLostManager(vms, manager: manager, task: task, reason: reason)
             }
-            do {
-                let target = "/groupmanager?startVirtualMachines&task=\(task)" + (retry || attempt > 0 ? "&retry" : "")
-                let answer = try await peers.call(.POST, info.control, target, body: body,
-                                                  as: VirtualMachineSubmission.self, timeout: .seconds(60) + .milliseconds(20 * vms.count))
-                // A manager whose view was out of date (its controllers just left or re-joined) found no room: its
-                // unpinned VMs get one more chance on another manager with room, instead of failing at once.
-                let pinned = Set(vms.filter { $0.pinnedController != nil }.map(\.id))
-                let refused = answer.virtualMachineMetaData.filter {
-                    $0.errorCode == .notEnoughLocalControllerCapacity && !pinned.contains($0.virtualMachineLocation.virtualMachineId)
-                }
-                if !refused.isEmpty, tried.count < 2, let target = await anotherManager(for: refused, avoiding: tried.union([manager])) {
-                    let ids = Set(refused.map { $0.virtualMachineLocation.virtualMachineId })
-                    record(answer.virtualMachineMetaData.filter { !ids.contains($0.virtualMachineLocation.virtualMachineId) }, task: task)
-                    for id in ids { book.setManager(target.id, for: id, in: task, address: NetworkAddress(address: target.control.host, port: target.control.port)) }
-                    persist(task)   // a next leader must re-ask the manager that has them now
-                    log.info("a group manager had no room; its VMs go to another", metadata: ["doze/from": "\(manager)", "doze/to": "\(target.id)", "doze/vms": "\(ids.count)"])
-                    await dispatch(vms.filter { ids.contains($0.id) }.map { var v = $0; v.manager = target.id; return v },
-                                   to: target.id, task: task, retry: true, tried: tried.union([manager]))
-                    return
-                }
-                record(answer.virtualMachineMetaData, task: task)
-                let answered = Set(answer.virtualMachineMetaData.map { $0.virtualMachineLocation.virtualMachineId })
-                let missing = vms.map(\.id).filter { !answered.contains($0) }
-                if !missing.isEmpty {
-                    fail(missing, in: task, .invalidSubmissionResponse, "group manager \(manager) did not answer for these VMs")
-                }
-                return
-            } catch {
-                lastError = remoteError(error, "group manager \(manager) at \(info.control) did not answer").message
-                log.warning("dispatch to a group manager failed", metadata: ["doze/gm": "\(manager)", "attempt": "\(attempt)", "error": "\(lastError)"])
-                try? await Task.sleep(for: .milliseconds(250 * (attempt + 1)))
-            }
         }
-        guard active else { return }
-        guard gone else {
-            fail(vms.map(\.id), in: task, .unableToStartOnGroupManager, lastError)
-            return
-        }
-        // The manager died with the VMs in hand. Its controllers re-join other managers and report what they run:
-        // a VM that shows up started; one that does not goes to another manager.
-        await recoverFromLostManager(vms, manager: manager, task: task, reason: lastError)
-    }
-
-    /// The manager with the most room (its open controllers' summaries) that can take all of `metas`, other than `avoiding`.
-    private func anotherManager(for metas: [VirtualMachineMetaData], avoiding: Set<NodeID>) async -> ManagerInfo? {
-        let need = metas.reduce(HostUsage()) { $0 + $1.demand }
-        let candidates = await managers().values.filter { r in
-            let free = r.openSummary.free
-            return !avoiding.contains(r.info.id) && free.vcpus >= need.vcpus && free.memoryMiB >= need.memoryMiB
-        }
-        return candidates.max { $0.openSummary.freeFraction < $1.openSummary.freeFraction }?.info
     }
 
     /// A manager may not have joined a leader just elected: give it the time a join takes before calling it gone.
@@ -416,67 +360,81 @@ actor SubmissionCoordinator {
         return nil
     }
 
+    /// Carries out a `LostManagerRecovery`: the manager died with `vms` in hand.
     private func recoverFromLostManager(_ vms: [TaskVM], manager: NodeID, task: String, reason: String) async {
-        let deadline = now + settleTime + .seconds(3)
-        var remaining = Dictionary(uniqueKeysWithValues: vms.map { ($0.id, $0) })
-        while !remaining.isEmpty && now < deadline && active {
-            let current = await managers()
-            for record in current.values {
-                for c in record.controllers {
-                    for vm in c.vms where remaining[vm] != nil {
-                        self.record([Self.running(remaining[vm]!.meta, on: c, under: record.info)], task: task)
-                        remaining[vm] = nil
-                    }
+        let batch = Dictionary(uniqueKeysWithValues: vms.map { ($0.id, $0) })
+        var recovery = LostManagerRecovery(manager: manager, vms: vms.map(\.id), reason: reason,
+                                           settings: .init(settleTime: settleTime), now: now)
+        var directives = recovery.start()
+        while active, !directives.isEmpty {
+            switch directives.removeFirst() {
+            case .lookInHeartbeats:
+                let found = await recordListed(Set(recovery.remaining), from: batch, task: task)
+                directives += recovery.onLookedInHeartbeats(found: found)
+            case .pause(let pause):
+                try? await Task.sleep(for: pause)
+                directives += recovery.onPauseElapsed(now: now)
+            case .askControllers:
+                let (found, asked, silent) = await askControllers(for: Set(recovery.remaining), task: task)
+                directives += recovery.onAskedControllers(found: found, asked: asked, silent: silent, now: now)
+            case .chooseManager:
+                directives += recovery.onManagersView(await managers())
+            case .fail(let ids, let code, let message):
+                fail(ids, in: task, code, message)
+            case .move(let ids, let target):
+                for id in ids { book.setManager(target.id, for: id, in: task, address: NetworkAddress(target.control)) }
+                persist(task)
+                guard let record = book.records[task] else { return }
+                let moved = record.vms.filter { ids.contains($0.id) && !$0.isFinal }
+                log.warning("re-dispatching VMs of a lost group manager", metadata: ["doze/from": "\(manager)", "doze/to": "\(target.id)", "doze/vms": "\(moved.count)"])
+                await dispatch(moved.map { vm in
+                    var vm = vm
+                    vm.manager = target.id
+                    return vm
+                }, to: target.id, task: task, retry: true)
+            }
+        }
+    }
+
+    /// Records as running the VMs of `wanted` the heartbeats list; returns them.
+    private func recordListed(_ wanted: Set<String>, from batch: [String: TaskVM], task: String) async -> Set<String> {
+        var found: Set<String> = []
+        for manager in await managers().values {
+            for controller in manager.controllers {
+                for vm in controller.vms where wanted.contains(vm) && !found.contains(vm) {
+                    record([Self.running(batch[vm]!.meta, on: controller, under: manager.info)], task: task)
+                    found.insert(vm)
                 }
             }
-            try? await Task.sleep(for: .milliseconds(250))
         }
-        guard !remaining.isEmpty, active else { return }
-        // Not in any heartbeat yet. Before starting them elsewhere, ask every controller itself: one that started a
-        // VM may not have re-joined a manager yet. While any controller cannot be asked, nothing is re-placed (a VM
-        // started twice is worse than one that failed); after a bound the VMs fail with that reason.
-        let askDeadline = now + .seconds(20)
-        while active {
-            let current = await managers()
-            let controllers = current.values.flatMap(\.controllers)
-            var silent = 0
-            for c in controllers {
-                guard let answer = try? await peers.call(.POST, c.control, "/localcontroller?getVirtualMachines", body: "0",
-                                                         as: [VirtualMachineMetaData].self, timeout: .seconds(2)) else { silent += 1; continue }
-                for var meta in answer where remaining[meta.virtualMachineLocation.virtualMachineId] != nil {
-                    let vm = meta.virtualMachineLocation.virtualMachineId
-                    if let owner = current.values.first(where: { $0.controllers.contains { $0.id == c.id } })?.info {
-                        meta.virtualMachineLocation.groupManagerId = owner.id
-                        meta.virtualMachineLocation.groupManagerControlDataAddress = NetworkAddress(address: owner.control.host, port: owner.control.port)
-                        meta.groupManagerControlDataAddress = meta.virtualMachineLocation.groupManagerControlDataAddress
-                    }
-                    self.record([meta], task: task)
-                    remaining[vm] = nil
-                }
-            }
-            if remaining.isEmpty { return }
-            if silent == 0 && !controllers.isEmpty { break }
-            guard now < askDeadline else {
-                fail(Array(remaining.keys), in: task, .unableToStartOnGroupManager,
-                     "group manager \(manager) was lost with these VMs (\(reason)), and \(silent) local controller(s) could not be asked whether they run them")
-                return
-            }
-            try? await Task.sleep(for: .milliseconds(500))
-        }
-        guard active else { return }
-        // Place the rest on another manager, once.
+        return found
+    }
+
+    /// Asks every controller what it runs and records the VMs of `wanted` found, under the manager that holds
+    /// the controller now. Returns them, how many controllers were asked and how many did not answer.
+    private func askControllers(for wanted: Set<String>, task: String) async -> (found: Set<String>, asked: Int, silent: Int) {
         let current = await managers()
-        let others = current.filter { $0.key != manager }
-        guard let target = others.values.min(by: { $0.summary.freeFraction > $1.summary.freeFraction })?.info else {
-            fail(Array(remaining.keys), in: task, .unableToStartOnGroupManager, "group manager \(manager) unreachable (\(reason)) and no other manager is left")
-            return
+        let controllers = current.values.flatMap(\.controllers)
+        var found: Set<String> = []
+        var silent = 0
+        for controller in controllers {
+            guard let answer = try? await peers.call(.POST, controller.control, "/localcontroller?getVirtualMachines", body: "0",
+                                                     as: [VirtualMachineMetaData].self, timeout: .seconds(2)) else {
+                silent += 1
+                continue
+            }
+            for var meta in answer where wanted.contains(meta.virtualMachineLocation.virtualMachineId)
+                && !found.contains(meta.virtualMachineLocation.virtualMachineId) {
+                if let owner = current.values.first(where: { $0.controllers.contains { $0.id == controller.id } })?.info {
+                    meta.virtualMachineLocation.groupManagerId = owner.id
+                    meta.virtualMachineLocation.groupManagerControlDataAddress = NetworkAddress(owner.control)
+                    meta.groupManagerControlDataAddress = meta.virtualMachineLocation.groupManagerControlDataAddress
+                }
+                record([meta], task: task)
+                found.insert(meta.virtualMachineLocation.virtualMachineId)
+            }
         }
-        for id in remaining.keys { book.setManager(target.id, for: id, in: task, address: NetworkAddress(address: target.control.host, port: target.control.port)) }
-        persist(task)
-        guard let record = book.records[task] else { return }
-        let moved = record.vms.filter { remaining[$0.id] != nil && !$0.isFinal }
-        log.warning("re-dispatching VMs of a lost group manager", metadata: ["doze/from": "\(manager)", "doze/to": "\(target.id)", "doze/vms": "\(moved.count)"])
-        await dispatch(moved.map { var v = $0; v.manager = target.id; return v }, to: target.id, task: task, retry: true)
+        return (found, controllers.count, silent)
     }
 
     /// A VM a controller reports: RUNNING there, under that controller's manager.
@@ -495,17 +453,16 @@ actor SubmissionCoordinator {
         guard active else { return }
         let finished = book.apply(results, to: task, nowMillis: Self.wallMillis)
         var released = false
-        for r in results where r.status != .error && dispatchedAt[r.virtualMachineLocation.virtualMachineId] != nil {
-            answeredAt[r.virtualMachineLocation.virtualMachineId] = now
+        for result in results {
+            let vm = result.virtualMachineLocation.virtualMachineId
+            if result.status == .error {
+                planner.onFailed(vm)
+                released = true
+            } else {
+                planner.onAnswered(vm, now: now)
+            }
         }
-        for r in results where r.status == .error {
-            let vm = r.virtualMachineLocation.virtualMachineId
-            dispatch.settle(vm)
-            dispatchedAt[vm] = nil
-            pool?.release(vm: vm)
-            released = true
-        }
-        if released, let pool { try? store?.saveIPPool(pool) }
+        if released, let pool = planner.pool { try? store?.saveIPPool(pool) }
         // Progress is not written: after a failover the managers answer again (idempotently) for what they did.
         if finished {
             persist(task)
@@ -617,37 +574,18 @@ actor SubmissionCoordinator {
         guard active, loaded else { return }
         let current = await managers()
         var listed: [String: NodeID] = [:]
-        for record in current.values { for c in record.controllers { for vm in c.vms { listed[vm] = record.info.id } } }
-        let now = self.now
-        for (vm, at) in dispatchedAt where listed[vm] != nil || now - at > Self.reportGrace + .seconds(5)
-            || answeredAt[vm].map({ now - $0 > settleTime }) == true {
-            dispatch.settle(vm)
-            dispatchedAt[vm] = nil
-            answeredAt[vm] = nil
+        for record in current.values {
+            for controller in record.controllers { for vm in controller.vms { listed[vm] = record.info.id } }
         }
+        let now = self.now
+        planner.onSummaries(listing: Set(listed.keys), now: now)
         for id in book.expire(nowMillis: Self.wallMillis) { try? store?.deleteTask(id) }
         let recentStarts = book.recentlyStarted(since: Self.wallMillis - TaskBook.millis(Self.reportGrace)).values
         let recentKeys = Set(recentStarts.map(\.key))
         reported = reported.intersection(recentKeys).union(recentStarts.filter { listed[$0.vm.id] != nil }.map(\.key))
-        guard now > settleTime * 4, var pool else { return }
+        guard planner.pool != nil else { return }
         let recent = book.recentlyStarted(since: Self.wallMillis - TaskBook.millis(Self.reportGrace))
-        var changed = false
-        for vm in Set(pool.allocated.values) {
-            if listed[vm] != nil || book.pendingVMs[vm] != nil || recent[vm] != nil {
-                absentSince[vm] = nil
-            } else if let since = absentSince[vm] {
-                if now - since >= Self.addressGrace {
-                    pool.release(vm: vm)
-                    absentSince[vm] = nil
-                    changed = true
-                }
-            } else {
-                absentSince[vm] = now
-            }
-        }
-        if changed {
-            self.pool = pool
-            try? store?.saveIPPool(pool)
-        }
+        let inUse = Set(listed.keys).union(book.pendingVMs.keys).union(recent.keys)
+        if planner.reclaimAddresses(inUse: inUse, now: now), let pool = planner.pool { try? store?.saveIPPool(pool) }
     }
 }
