@@ -402,8 +402,8 @@ extension LocalController {
             throw DozeError(.notFound, "VM '\(vm)' is not on this host after its migration")
         }
         var updated = record
-        if let meta = try? await hypervisor.metadata(.name(vm), namespace: Self.metadataNamespace) {
-            updated.apply(metadata: meta)
+        if let element = try? await hypervisor.metadata(.name(vm), namespace: DozeDomainMetadata.namespace) {
+            updated.metadata = DozeDomainMetadata(decoding: element)
         }
         vms[vm] = updated
         log.info("VM arrived by migration", metadata: ["doze/vm": "\(vm)"])

@@ -11,32 +11,14 @@ import Logging
 /// goes to the hypervisor's own thread; capacity for a VM being started is reserved before the first
 /// `await`, so concurrent starts can never together exceed the quota.
 public actor LocalController: LocalControllerBackend {
-    static let metadataNamespace = "urn:doze:vm:1"
-
     struct VMRecord: Sendable {
         var info: DomainInfo
-        var rxBytes: Double = 0
-        var txBytes: Double = 0
-        var ipAddress: String = ""
-        /// What was changed in the submitted template to run it here.
-        var adaptations: [String] = []
-        /// SHA-256 of the domain XML the VM was created from: a retried identical create finds it by this.
-        var definitionDigest: String?
+        /// Doze's metadata element of the domain: what it carries from host to host and across restarts.
+        var metadata = DozeDomainMetadata()
 
         var status: VMStatus { LocalController.status(of: info.state) }
-
-        /// Doze's metadata element (`metadataXML`): what a domain carries from host to host and across restarts.
-        mutating func apply(metadata xml: String) {
-            rxBytes = LocalController.attribute("rx", in: xml).flatMap(Double.init) ?? 0
-            txBytes = LocalController.attribute("tx", in: xml).flatMap(Double.init) ?? 0
-            ipAddress = LocalController.attribute("ip", in: xml) ?? ""
-            adaptations = LocalController.attribute("adapted", in: xml).map(LocalController.xmlUnescape)
-                .map { $0.isEmpty ? [] : $0.components(separatedBy: "; ") } ?? []
-            definitionDigest = LocalController.attribute("def", in: xml)
-        }
-        var metadataXML: String {
-            LocalController.metadataXML(rx: rxBytes, tx: txBytes, ip: ipAddress, adapted: adaptations, definition: definitionDigest)
-        }
+        var rxBytes: Double { metadata.rxBytes }
+        var txBytes: Double { metadata.txBytes }
         var usage: HostUsage {
             info.state.isActive ? HostUsage(vcpus: info.vcpus, memoryMiB: HostUsage.memoryMiB(fromKiB: info.memoryKiB)) : HostUsage()
         }
@@ -129,8 +111,8 @@ public actor LocalController: LocalControllerBackend {
         var adopted: [String: VMRecord] = [:]
         for info in try await hypervisor.listDomains() {
             var record = VMRecord(info: info)
-            if let meta = try? await hypervisor.metadata(.uuid(info.uuid), namespace: Self.metadataNamespace) {
-                record.apply(metadata: meta)
+            if let element = try? await hypervisor.metadata(.uuid(info.uuid), namespace: DozeDomainMetadata.namespace) {
+                record.metadata = DozeDomainMetadata(decoding: element)
             }
             adopted[info.name] = record
         }
@@ -271,20 +253,21 @@ public actor LocalController: LocalControllerBackend {
 
     /// Defines and starts one VM after checking its XML, name, paths and the quota. Nothing is left behind on failure.
     /// `created` is false when a VM of the same name and the same definition was there already (a retry).
-    func startVM(xml: String, expectedName: String?, rxBytes: Double = 0, txBytes: Double = 0,
-                 ipAddress: String = "", adaptations: [String] = []) async throws(DozeError) -> (record: VMRecord, created: Bool) {
+    /// `metadata` is what the submission said (its definition digest is filled in here).
+    func startVM(xml: String, expectedName: String?,
+                 metadata submitted: DozeDomainMetadata = DozeDomainMetadata()) async throws(DozeError) -> (record: VMRecord, created: Bool) {
         let description = try await Self.describe(xml)
         let name = description.name
         try Validation.vmName(name)
         if let expectedName, !expectedName.isEmpty, expectedName != name {
             throw DozeError(.badRequest, "VM id '\(expectedName)' does not match the domain name '\(name)' in its XML")
         }
-        let digest = Self.digest(xml)
+        let digest = Digests.sha256Hex(xml)
         if let existing = vms[name], reservations[name] == nil {
             // A client whose answer was lost retries: the same definition finds the VM it made, a different one is a conflict.
-            guard existing.definitionDigest == digest else {
+            guard existing.metadata.definitionDigest == digest else {
                 throw DozeError(.conflict, "VM '\(name)' already exists on this host"
-                    + (existing.definitionDigest == nil ? "" : " with a different definition"))
+                    + (existing.metadata.definitionDigest == nil ? "" : " with a different definition"))
             }
             return (existing, false)
         }
@@ -298,21 +281,15 @@ public actor LocalController: LocalControllerBackend {
         reservations[name] = demand
         defer { reservations[name] = nil }
 
-        let metadata = DomainMetadata(xml: Self.metadataXML(rx: rxBytes, tx: txBytes, ip: ipAddress, adapted: adaptations,
-                                                             definition: digest),
-                                      key: "doze", namespace: Self.metadataNamespace)
+        var metadata = submitted
+        metadata.definitionDigest = digest
         let created: (info: DomainInfo, xml: String)
         do {
-            created = try await hypervisor.defineAndStart(xml: xml, metadata: metadata)
+            created = try await hypervisor.defineAndStart(xml: xml, metadata: metadata.domainMetadata)
         } catch {
             throw Self.map(error, doing: "hypervisor refused to start '\(name)'")
         }
-        var record = VMRecord(info: created.info)
-        record.rxBytes = rxBytes
-        record.txBytes = txBytes
-        record.ipAddress = ipAddress
-        record.adaptations = adaptations
-        record.definitionDigest = digest
+        let record = VMRecord(info: created.info, metadata: metadata)
         vms[name] = record
         try? journal?.record(created.info, xml: created.xml)
         log.info("started VM", metadata: ["doze/vm": "\(name)", "doze/vcpus": "\(description.vcpus)"])
@@ -331,9 +308,10 @@ public actor LocalController: LocalControllerBackend {
                 try Validation.networkDemand(demand.rxBytes, what: "rxBytes")
                 try Validation.networkDemand(demand.txBytes, what: "txBytes")
                 let (xml, adaptations) = try prepareTemplate(meta)
+                let submitted = DozeDomainMetadata(rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress,
+                                                   adaptations: adaptations)
                 let (record, _) = try await startVM(xml: xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
-                                               rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress,
-                                               adaptations: adaptations)
+                                                    metadata: submitted)
                 let imageId = meta.imageId
                 meta = await metaData(record, xml: xml)
                 meta.imageId = imageId
@@ -436,10 +414,10 @@ public actor LocalController: LocalControllerBackend {
         return VirtualMachineMetaData(
             location: VirtualMachineLocation(virtualMachineId: record.info.name, localControllerId: id,
                                              localControllerControlDataAddress: advertisedAddress),
-            status: record.status, errorCode: .none, ipAddress: record.ipAddress, xmlRepresentation: liveXML,
+            status: record.status, errorCode: .none, ipAddress: record.metadata.ipAddress, xmlRepresentation: liveXML,
             requestedCapacity: ResourceVector(vcpus: Double(record.info.vcpus), memoryKiB: Double(record.info.memoryKiB),
                                               rxBytes: record.rxBytes, txBytes: record.txBytes),
-            isAssigned: true, adaptations: record.adaptations.isEmpty ? nil : record.adaptations)
+            isAssigned: true, adaptations: record.metadata.adaptations.isEmpty ? nil : record.metadata.adaptations)
     }
 
     // MARK: - VM operations
@@ -544,11 +522,12 @@ public actor LocalController: LocalControllerBackend {
         }
         // The VM may have been deleted meanwhile: never write a record back that refresh removed.
         guard try await refresh(vm, xmlChanged: true) != nil else { throw DozeError(.notFound, "VM '\(vm)' went away during the resize") }
-        if wanted.rxBytes > 0 { vms[vm]?.rxBytes = wanted.rxBytes }
-        if wanted.txBytes > 0 { vms[vm]?.txBytes = wanted.txBytes }
+        if wanted.rxBytes > 0 { vms[vm]?.metadata.rxBytes = wanted.rxBytes }
+        if wanted.txBytes > 0 { vms[vm]?.metadata.txBytes = wanted.txBytes }
         guard let record = vms[vm] else { throw DozeError(.notFound, "VM '\(vm)' went away during the resize") }
         if wanted.rxBytes > 0 || wanted.txBytes > 0 {
-            try? await hypervisor.setMetadata(.name(vm), xml: record.metadataXML, key: "doze", namespace: Self.metadataNamespace)
+            try? await hypervisor.setMetadata(.name(vm), xml: record.metadata.encode(), key: DozeDomainMetadata.key,
+                                              namespace: DozeDomainMetadata.namespace)
         }
         return await metaData(record)
     }
@@ -585,33 +564,6 @@ public actor LocalController: LocalControllerBackend {
 // MARK: - Small helpers
 
 extension LocalController {
-    static func attribute(_ name: String, in xml: String) -> String? {
-        for quote in ["'", "\""] {
-            guard let start = xml.range(of: " \(name)=\(quote)") else { continue }
-            guard let end = xml.range(of: quote, range: start.upperBound..<xml.endIndex) else { continue }
-            return String(xml[start.upperBound..<end.lowerBound])
-        }
-        return nil
-    }
-
-    /// The per-VM metadata element, values escaped: the IP comes from the network.
-    static func metadataXML(rx: Double, tx: Double, ip: String, adapted: [String] = [], definition: String? = nil) -> String {
-        let adaptedAttribute = adapted.isEmpty ? "" : " adapted='\(xmlEscape(adapted.joined(separator: "; ")))'"
-        let definitionAttribute = definition.map { " def='\($0)'" } ?? ""
-        return "<vm rx='\(rx)' tx='\(tx)' ip='\(xmlEscape(ip))'\(adaptedAttribute)\(definitionAttribute)/>"
-    }
-
-    /// SHA-256 of a domain XML, in hex: the identity of a create request.
-    static func digest(_ xml: String) -> String {
-        Digests.sha256Hex(xml)
-    }
-
-    static func xmlUnescape(_ s: String) -> String {
-        s.replacingOccurrences(of: "&apos;", with: "'").replacingOccurrences(of: "&quot;", with: "\"")
-            .replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
-            .replacingOccurrences(of: "&amp;", with: "&")
-    }
-
     static func libvirtPoolName(_ uuid: String) -> String { "doze-" + uuid.prefix(8) }
 
     func summary(_ record: VMRecord) -> VMSummary {
