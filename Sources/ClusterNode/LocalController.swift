@@ -26,8 +26,8 @@ public actor LocalController: LocalControllerBackend {
 
     public nonisolated let id: String
     public nonisolated let hypervisor: any Hypervisor
-    /// Domain types this host runs, best first; chosen once at start from `settings.accelerator`.
-    nonisolated let supportedDomainTypes: [String]
+    /// Builds the domain XML of submitted VMs for the domain types this host runs (chosen once at start).
+    nonisolated let preparation: DomainPreparation
     let settings: LocalControllerSettings
     let node: NodeInfo
     let log: Logger
@@ -100,9 +100,9 @@ public actor LocalController: LocalControllerBackend {
         log[metadataKey: "doze/role"] = "lc"
         log[metadataKey: "doze/node"] = "\(config.id)"
         self.log = log
-        let (types, reason) = Self.domainTypes(uri: settings.hypervisorURI, accelerator: settings.accelerator)
-        self.supportedDomainTypes = types
-        log.info("accelerator: \(reason)", metadata: ["doze/domain-types": "\(types)",
+        let choice = DomainTypeChoice.choose(uri: settings.hypervisorURI, accelerator: settings.accelerator)
+        self.preparation = DomainPreparation(supportedDomainTypes: choice.types)
+        log.info("accelerator: \(choice.reason)", metadata: ["doze/domain-types": "\(choice.types)",
                                                        "doze/migration-uri": "\(settings.migrationURI ?? "none")"])
     }
 
@@ -307,13 +307,14 @@ public actor LocalController: LocalControllerBackend {
             do {
                 try Validation.networkDemand(demand.rxBytes, what: "rxBytes")
                 try Validation.networkDemand(demand.txBytes, what: "txBytes")
-                let (xml, adaptations) = try prepareTemplate(meta)
+                let submission = DomainPreparation.Submission(meta)
+                let prepared = try preparation.prepare(submission, imagePool: Self.listImagePool(config.imagePool.path))
                 let submitted = DozeDomainMetadata(rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress,
-                                                   adaptations: adaptations)
-                let (record, _) = try await startVM(xml: xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
+                                                   adaptations: prepared.adaptations)
+                let (record, _) = try await startVM(xml: prepared.xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
                                                     metadata: submitted)
                 let imageId = meta.imageId
-                meta = await metaData(record, xml: xml)
+                meta = await metaData(record, xml: prepared.xml)
                 meta.imageId = imageId
             } catch {
                 failures.append(error)
@@ -333,65 +334,14 @@ public actor LocalController: LocalControllerBackend {
         return VirtualMachineSubmission(virtualMachineMetaData: results)
     }
 
-    /// Domain types a host runs, best first (a template written for another gets its type adapted), and why.
-    ///
-    /// `/dev/kvm` alone proves nothing: a nested, paravirtual KVM (kvm_pvm) opens fine and accepts `type='kvm'`
-    /// domains, but boots no stock kernel. So `auto` takes KVM only with a hardware KVM module loaded as well.
-    /// Checked on this machine: a controller of a remote hypervisor should be given `--accelerator`.
-    static func domainTypes(uri: String, accelerator: LocalControllerSettings.Accelerator) -> (types: [String], reason: String) {
-        if uri.hasPrefix("test:") { return (["test"], "test driver") }
-        switch accelerator {
-        case .kvm: return (["kvm", "qemu"], "kvm (configured)")
-        case .tcg: return (["qemu"], "tcg (configured)")
-        case .auto:
-            let fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)
-            if fd >= 0 { close(fd) }
-            let module = ["kvm_intel", "kvm_amd"].first { FileManager.default.fileExists(atPath: "/sys/module/\($0)") }
-            switch (fd >= 0, module) {
-            case (true, let module?): return (["kvm", "qemu"], "kvm (/dev/kvm opens read-write, \(module) is loaded)")
-            case (true, nil): return (["qemu"], "tcg (/dev/kvm opens, but neither kvm_intel nor kvm_amd is loaded)")
-            case (false, _): return (["qemu"], "tcg (/dev/kvm cannot be opened read-write)")
-            }
-        }
-    }
-
-    /// The XML this host will run for a submitted VM: the template with its domain type adapted, or, for an
-    /// image-based VM (no XML, an `imageId`), a domain built around that image of this host's image pool.
-    func prepareTemplate(_ meta: VirtualMachineMetaData) throws(DozeError) -> (String, [String]) {
-        if meta.xmlRepresentation.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            guard let imageId = meta.imageId, !imageId.isEmpty else {
-                throw DozeError(.badRequest, "VM '\(meta.virtualMachineLocation.virtualMachineId)' has neither a libvirt template nor an imageId")
-            }
-            let (path, format) = try resolveImage(imageId)
-            let capacity = meta.requested
-            let mac = meta.ipAddress.isEmpty ? nil : IPPool.mac(for: meta.ipAddress)
-            let xml = TemplateAdaptation.domainXML(
-                name: meta.virtualMachineLocation.virtualMachineId, type: supportedDomainTypes[0],
-                vcpus: max(1, Int(capacity.vcpus)), memoryKiB: max(1024, Int(capacity.memoryKiB)),
-                imagePath: path, format: format, mac: mac, vncPassword: meta.vncPassword)
-            return (xml, [])
-        }
-        let (xml, change) = TemplateAdaptation.adapt(meta.xmlRepresentation, supported: supportedDomainTypes)
-        return (xml, change.map { [$0.description] } ?? [])
-    }
-
-    /// An image of this host's image pool, by file name (with or without its extension).
-    func resolveImage(_ imageId: String) throws(DozeError) -> (path: String, format: String) {
-        guard !imageId.contains("/"), !imageId.hasPrefix("."), imageId.utf8.count <= 255 else {
-            throw DozeError(.badRequest, "imageId '\(imageId)' must be a file name in the image pool, without '/'")
-        }
-        let pool = config.imagePool.path
-        for candidate in [imageId, imageId + ".qcow2", imageId + ".img", imageId + ".raw", imageId + ".iso"] {
-            let path = pool + "/" + candidate
+    /// What the image pool directory holds: every entry, and which of them are files (symlinks followed).
+    static func listImagePool(_ path: String) -> ImagePoolListing {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        let files = entries.filter { entry in
             var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
-                let ext = (candidate as NSString).pathExtension.lowercased()
-                return (path, ext == "qcow2" ? "qcow2" : ext == "iso" ? "iso" : "raw")
-            }
+            return FileManager.default.fileExists(atPath: path + "/" + entry, isDirectory: &isDirectory) && !isDirectory.boolValue
         }
-        let available = ((try? FileManager.default.contentsOfDirectory(atPath: pool)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
-        throw DozeError(.notFound, "image '\(imageId)' is not in this host's image pool \(pool)"
-            + (available.isEmpty ? " (the pool is empty)" : " (it holds: \(available.prefix(10).joined(separator: ", ")))"))
+        return ImagePoolListing(path: path, entries: entries, files: Set(files))
     }
 
     /// One VM's current meta data (Snooze's `getVirtualMachineMetaData`, asked by its group manager).
@@ -558,6 +508,14 @@ public actor LocalController: LocalControllerBackend {
             default: _ = try? await refresh(event.domain)
             }
         }
+    }
+}
+
+extension DomainPreparation.Submission {
+    init(_ meta: VirtualMachineMetaData) {
+        let capacity = meta.requested
+        self.init(name: meta.virtualMachineLocation.virtualMachineId, template: meta.xmlRepresentation, imageId: meta.imageId,
+                  vcpus: capacity.vcpus, memoryKiB: capacity.memoryKiB, ipAddress: meta.ipAddress, vncPassword: meta.vncPassword)
     }
 }
 
