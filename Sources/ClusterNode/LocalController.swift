@@ -38,14 +38,10 @@ public actor LocalController: LocalControllerBackend {
     var vms: [String: VMRecord] = [:]
     /// Capacity held by VMs being created or grown, by VM name.
     var reservations: [String: HostUsage] = [:]
-    /// Migrations this host runs as the source, by id (LocalController+Migration.swift).
-    var migrationJobs: [String: MigrationJob] = [:]
-    /// Room held for VMs on their way here, by VM name.
+    /// Migrations this host runs as the source.
+    nonisolated let migrations: MigrationRunner
+    /// Room held for VMs on their way here, by VM name: part of the capacity books (LocalController+Migration.swift).
     var incomingMigrations: [String: IncomingHold] = [:]
-    /// Whoever waits for a migration of this host to end, by migration id.
-    var migrationWaiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
-    /// A libvirt connection opened ahead of the next live migration (opening one is on the migration's critical path).
-    var spareMigrationConnection: (any Hypervisor)?
     private var lastReading: HostReading?
     private var lastPrune: Double = 0
     /// Where clients reach this controller; filled in once the HTTP server listens.
@@ -81,7 +77,7 @@ public actor LocalController: LocalControllerBackend {
             metricsStore: try MetricsStore(directory: settings.stateDirectory + "/metrics"))
         try await controller.adoptDomains()
         try await controller.reconcilePools()
-        Task { await controller.prepareSpareConnection() }
+        Task { await controller.migrations.prepareSpareConnection() }
         return controller
     }
 
@@ -100,6 +96,7 @@ public actor LocalController: LocalControllerBackend {
         log[metadataKey: "doze/role"] = "lc"
         log[metadataKey: "doze/node"] = "\(config.id)"
         self.log = log
+        self.migrations = MigrationRunner(hypervisor: hypervisor, settings: settings, log: log)
         let choice = DomainTypeChoice.choose(uri: settings.hypervisorURI, accelerator: settings.accelerator)
         self.preparation = DomainPreparation(supportedDomainTypes: choice.types)
         log.info("accelerator: \(choice.reason)", metadata: ["doze/domain-types": "\(choice.types)",
@@ -162,7 +159,7 @@ public actor LocalController: LocalControllerBackend {
             info = try await hypervisor.domain(.name(name))
         } catch {
             guard error.code == .notFound else { throw Self.map(error, doing: "read VM '\(name)'") }
-            if let gone = vms.removeValue(forKey: name) { journal?.forget(uuid: gone.info.uuid) }
+            forget(name)
             return nil
         }
         var record = vms[name] ?? VMRecord(info: info)
@@ -173,6 +170,11 @@ public actor LocalController: LocalControllerBackend {
             try? journal?.record(info, xml: xml)
         }
         return record
+    }
+
+    /// The VM is no longer on this host (gone, or migrated away): out of the books and the test-host journal.
+    func forget(_ name: String) {
+        if let gone = vms.removeValue(forKey: name) { journal?.forget(uuid: gone.info.uuid) }
     }
 
     /// The current record of a VM, fresh from the hypervisor; `.notFound` if the host has no such VM.
@@ -373,7 +375,7 @@ public actor LocalController: LocalControllerBackend {
     // MARK: - VM operations
 
     public func suspend(vm: String) async throws(DozeError) {
-        try refuseWhileMigrating(vm)
+        try await refuseWhileMigrating(vm)
         try VMOperation.suspend.check(current: try await current(vm).status, vm: vm)
         do { try await hypervisor.suspend(.name(vm)) } catch { throw Self.map(error, doing: "suspend '\(vm)'") }
         try await refresh(vm)
@@ -386,14 +388,14 @@ public actor LocalController: LocalControllerBackend {
     }
 
     public func shutdown(vm: String) async throws(DozeError) {
-        try refuseWhileMigrating(vm)
+        try await refuseWhileMigrating(vm)
         try VMOperation.shutdown.check(current: try await current(vm).status, vm: vm)
         do { try await hypervisor.shutdown(.name(vm)) } catch { throw Self.map(error, doing: "shut down '\(vm)'") }
         try await refresh(vm)
     }
 
     public func reboot(vm: String) async throws(DozeError) {
-        try refuseWhileMigrating(vm)
+        try await refuseWhileMigrating(vm)
         try VMOperation.reboot.check(current: try await current(vm).status, vm: vm)
         do { try await hypervisor.reboot(.name(vm)) } catch { throw Self.map(error, doing: "reboot '\(vm)'") }
         try await refresh(vm)
@@ -412,7 +414,7 @@ public actor LocalController: LocalControllerBackend {
     }
 
     public func destroy(vm: String) async throws(DozeError) {
-        try refuseWhileMigrating(vm)
+        try await refuseWhileMigrating(vm)
         _ = try await remove(vm)
     }
 
@@ -437,7 +439,7 @@ public actor LocalController: LocalControllerBackend {
     }
 
     public func resize(_ request: ResizeRequest) async throws(DozeError) -> VirtualMachineMetaData {
-        try refuseWhileMigrating(request.virtualMachineLocation.virtualMachineId)
+        try await refuseWhileMigrating(request.virtualMachineLocation.virtualMachineId)
         let vm = request.virtualMachineLocation.virtualMachineId
         let record = try await current(vm)
         try VMOperation.resize.check(current: record.status, vm: vm)
