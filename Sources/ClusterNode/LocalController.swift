@@ -31,10 +31,12 @@ public actor LocalController: LocalControllerBackend {
     let settings: LocalControllerSettings
     let node: NodeInfo
     let log: Logger
-    private let configFile: JSONFile<ControllerConfiguration>
-    var config: ControllerConfiguration
+    private var configStore: ControllerConfigStore
+    var config: ControllerConfiguration { configStore.current }
     var journal: TestDriverJournal?
-    private let metricsStore: MetricsStore
+    /// Samples for `/hypervisor/metrics`, made from successive readings by `metricsSeries` (LocalController+Metrics.swift).
+    let metrics: MetricsStore
+    var metricsSeries: HostMetricsSeries
     var vms: [String: VMRecord] = [:]
     /// Capacity held by VMs being created or grown, by VM name.
     var reservations: [String: HostUsage] = [:]
@@ -42,8 +44,6 @@ public actor LocalController: LocalControllerBackend {
     nonisolated let migrations: MigrationRunner
     /// Room held for VMs on their way here, by VM name: part of the capacity books (LocalController+Migration.swift).
     var incomingMigrations: [String: IncomingHold] = [:]
-    private var lastReading: HostReading?
-    private var lastPrune: Double = 0
     /// Where clients reach this controller; filled in once the HTTP server listens.
     private var advertisedAddress = NetworkAddress()
 
@@ -51,30 +51,25 @@ public actor LocalController: LocalControllerBackend {
 
     /// Opens the hypervisor, loads (or creates) the state directory and adopts every domain already on the host.
     public static func start(settings: LocalControllerSettings) async throws -> LocalController {
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true)
         // Two controllers on one state directory would fight over its journal and configuration.
         try StateDirectoryLock.acquire(settings.stateDirectory)
         var journal = TestDriverJournal(uri: settings.hypervisorURI, stateDirectory: settings.stateDirectory)
         let openURI = try journal?.prepare() ?? settings.hypervisorURI
         let host = try await settings.openHypervisor(openURI)
-        if var j = journal, !j.isInitialized {
+        if var newJournal = journal, !newJournal.isInitialized {
             var existing: [(DomainInfo, String)] = []
-            for d in try await host.listDomains() { existing.append((d, try await host.xml(.name(d.name), secure: false))) }
-            try j.initialize(with: existing)
-            journal = j
+            for domain in try await host.listDomains() {
+                existing.append((domain, try await host.xml(.name(domain.name), secure: false)))
+            }
+            try newJournal.initialize(with: existing)
+            journal = newJournal
         }
         let node = try await host.nodeInfo()
-        let configFile = JSONFile<ControllerConfiguration>(path: settings.stateDirectory + "/controller.json")
-        let defaultImages = settings.stateDirectory + "/images"
-        var config = try configFile.load() ?? ControllerConfiguration(
-            id: UUID().uuidString.lowercased(), imagePool: .init(path: defaultImages))
-        if config.imagePool.path == defaultImages { try fm.createDirectory(atPath: defaultImages, withIntermediateDirectories: true) }
-        if config.id.isEmpty { config.id = UUID().uuidString.lowercased() }
-        try configFile.save(config)
+        let configStore = try ControllerConfigStore.open(stateDirectory: settings.stateDirectory)
         let controller = LocalController(
-            settings: settings, hypervisor: host, node: node, config: config, configFile: configFile, journal: journal,
-            metricsStore: try MetricsStore(directory: settings.stateDirectory + "/metrics"))
+            settings: settings, hypervisor: host, node: node, configStore: configStore, journal: journal,
+            metrics: try MetricsStore(directory: settings.stateDirectory + "/metrics"))
         try await controller.adoptDomains()
         try await controller.reconcilePools()
         Task { await controller.migrations.prepareSpareConnection() }
@@ -82,19 +77,18 @@ public actor LocalController: LocalControllerBackend {
     }
 
     private init(settings: LocalControllerSettings, hypervisor: any Hypervisor, node: NodeInfo,
-                 config: ControllerConfiguration, configFile: JSONFile<ControllerConfiguration>,
-                 journal: TestDriverJournal?, metricsStore: MetricsStore) {
-        self.id = config.id
+                 configStore: ControllerConfigStore, journal: TestDriverJournal?, metrics: MetricsStore) {
+        self.id = configStore.current.id
         self.settings = settings
         self.hypervisor = hypervisor
         self.node = node
-        self.config = config
-        self.configFile = configFile
+        self.configStore = configStore
         self.journal = journal
-        self.metricsStore = metricsStore
+        self.metrics = metrics
+        self.metricsSeries = HostMetricsSeries(retentionDays: settings.metricsRetentionDays)
         var log = settings.logger
         log[metadataKey: "doze/role"] = "lc"
-        log[metadataKey: "doze/node"] = "\(config.id)"
+        log[metadataKey: "doze/node"] = "\(configStore.current.id)"
         self.log = log
         self.migrations = MigrationRunner(hypervisor: hypervisor, settings: settings, log: log)
         let choice = DomainTypeChoice.choose(uri: settings.hypervisorURI, accelerator: settings.accelerator)
@@ -143,7 +137,7 @@ public actor LocalController: LocalControllerBackend {
 
     var usage: HostUsage {
         // A VM arriving by migration shows up (paused) before it has arrived: its room is already reserved.
-        vms.reduce(HostUsage()) { incomingMigrations[$1.key] == nil ? $0 + $1.value.usage : $0 }
+        vms.reduce(HostUsage()) { total, entry in incomingMigrations[entry.key] == nil ? total + entry.value.usage : total }
             + reservations.values.reduce(HostUsage(), +)
     }
 
@@ -199,52 +193,6 @@ public actor LocalController: LocalControllerBackend {
     }
 
     // MARK: - Starting VMs
-
-    /// Every directory a VM may refer to: the image pool, the volume pools and the configured disk directories.
-    var pathPolicy: PathPolicy {
-        PathPolicy(allowedDirectories: ([config.imagePool.path] + config.pools.map(\.path) + settings.diskDirectories)
-            .map(Self.resolved))
-    }
-
-    /// Where pools may be: inside the storage roots, outside the system trees and the state directory.
-    var storagePolicy: StoragePolicy {
-        StoragePolicy(roots: settings.storageRoots.map(Self.resolved), stateDirectory: Self.resolved(settings.stateDirectory),
-                      defaultImagePool: Self.resolved(settings.stateDirectory + "/images"))
-    }
-
-    /// The symlink-free form of a path: the longest prefix that exists, resolved, with the rest appended (so a
-    /// directory not made yet under a symlink resolves too). Lexically normalised first.
-    static func resolved(_ path: String) -> String {
-        var existing = PathPolicy.normalize(path)
-        var rest: [String] = []
-        while true {
-            if let real = realpath(existing, nil) {
-                defer { free(real) }
-                let base = String(cString: real)
-                return rest.isEmpty ? base : PathPolicy.normalize(base + "/" + rest.reversed().joined(separator: "/"))
-            }
-            guard existing != "/", let slash = existing.lastIndex(of: "/") else { return PathPolicy.normalize(path) }
-            rest.append(String(existing[existing.index(after: slash)...]))
-            existing = slash == existing.startIndex ? "/" : String(existing[..<slash])
-        }
-    }
-
-    /// Every host path, storage volume and emulator a domain names, checked as given and with symlinks resolved.
-    func checkPaths(_ description: DomainDescription) throws(DozeError) {
-        let policy = pathPolicy
-        for (what, path) in description.hostPaths {
-            try policy.check(path, what: what)
-            try policy.check(Self.resolved(path), what: what)   // a symlink must not lead outside either
-        }
-        let pools = Set(config.pools.map { Self.libvirtPoolName($0.uuid) })
-        for (pool, volume) in description.volumes {
-            try StoragePolicy.checkVolume(pool: pool, volume: volume, pools: pools)
-        }
-        if let emulator = description.emulator {
-            try StoragePolicy.checkEmulator(emulator)
-            try StoragePolicy.checkEmulator(Self.resolved(emulator))
-        }
-    }
 
     /// Parses a domain XML off the actor: reading a large document must not hold up the host's other requests.
     @concurrent nonisolated static func describe(_ xml: String) async throws(DozeError) -> DomainDescription {
@@ -532,81 +480,7 @@ extension LocalController {
                   persistent: record.info.persistent)
     }
 
-    func saveConfig() throws(DozeError) {
-        do { try configFile.save(config) } catch {
-            throw DozeError(.unavailable, "cannot write \(configFile.path): \(error)")
-        }
-    }
-
     func updateConfig(_ change: (inout ControllerConfiguration) -> Void) throws(DozeError) {
-        var next = config
-        change(&next)
-        let previous = config
-        config = next
-        do { try saveConfig() } catch {
-            config = previous
-            throw error
-        }
-    }
-
-    var configuration: ControllerConfiguration { config }
-
-    func allowedXMLFile(_ fileName: String) throws(DozeError) -> String {
-        guard let dir = settings.xmlDirectory else {
-            throw DozeError(.badRequest, "this controller has no XML directory: start it with --xml-dir DIR")
-        }
-        try Validation.fileName(fileName)
-        let path = dir + "/" + fileName
-        try PathPolicy(allowedDirectories: [Self.resolved(dir)]).check(Self.resolved(path), what: "XML file")
-        return path
-    }
-
-    // MARK: Metrics sampling
-
-    /// Reads the counters of every active VM and, from the second reading on, stores one sample.
-    public func takeSample(monotonicSeconds: Double, wallTime: Double) async {
-        var domains: [String: HostReading.DomainCounters] = [:]
-        var memory: UInt64 = 0
-        for record in vms.values where record.info.state.isActive {
-            guard let s = try? await hypervisor.stats(.uuid(record.info.uuid)) else { continue }
-            domains[record.info.uuid] = .init(cpuTimeNs: s.cpuTimeNs, rxBytes: s.rxBytes, txBytes: s.txBytes)
-            memory += s.memoryKiB
-        }
-        let reading = HostReading(monotonicSeconds: monotonicSeconds, domains: domains, activeMemoryKiB: memory)
-        defer { lastReading = reading }
-        guard let previous = lastReading,
-              let sample = HostReading.sample(from: previous, to: reading, hostCPUs: node.cpus, wallTime: wallTime)
-        else { return }
-        do { try metricsStore.append(sample) } catch {
-            log.warning("cannot store a metrics sample", metadata: ["error": "\(error)"])
-        }
-        if wallTime - lastPrune > 86400 {
-            metricsStore.prune(olderThan: wallTime - Double(settings.metricsRetentionDays) * 86400)
-            lastPrune = wallTime
-        }
-    }
-
-    var metrics: MetricsStore { metricsStore }
-}
-
-/// An exclusive `flock` on `STATE/lock`, held for the life of the process (the kernel drops it on exit).
-enum StateDirectoryLock {
-    static let held = NSLock()
-    nonisolated(unsafe) static var descriptors: [String: Int32] = [:]   // guarded by `held`
-
-    static func acquire(_ directory: String) throws {
-        try held.withLock {
-            let fd = open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw DozeError(.unavailable, "cannot open \(directory)/lock") }
-            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-                close(fd)
-                let holder = (try? String(contentsOfFile: directory + "/lock", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-                throw DozeError(.conflict, "state directory \(directory) is in use by another doze process (pid \(holder))")
-            }
-            ftruncate(fd, 0)
-            let pid = "\(getpid())\n"
-            _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
-            descriptors[directory] = fd
-        }
+        try configStore.update(change)
     }
 }
