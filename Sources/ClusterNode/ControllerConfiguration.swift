@@ -40,3 +40,34 @@ struct JSONFile<Value: Codable>: Sendable {
         guard rename(tmp, path) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
     }
 }
+
+/// The controller's configuration and the file it lives in: a change counts only once it is written, so a
+/// change that cannot be written is not made.
+struct ControllerConfigStore: Sendable {
+    private let file: JSONFile<ControllerConfiguration>
+    private(set) var current: ControllerConfiguration
+
+    /// The state directory's configuration, or a new one (a fresh id, the image pool inside the state directory),
+    /// written back at once.
+    static func open(stateDirectory: String) throws -> ControllerConfigStore {
+        let file = JSONFile<ControllerConfiguration>(path: stateDirectory + "/controller.json")
+        let defaultImages = stateDirectory + "/images"
+        var config = try file.load() ?? ControllerConfiguration(
+            id: UUID().uuidString.lowercased(), imagePool: .init(path: defaultImages))
+        if config.imagePool.path == defaultImages {
+            try FileManager.default.createDirectory(atPath: defaultImages, withIntermediateDirectories: true)
+        }
+        if config.id.isEmpty { config.id = UUID().uuidString.lowercased() }
+        try file.save(config)
+        return ControllerConfigStore(file: file, current: config)
+    }
+
+    mutating func update(_ change: (inout ControllerConfiguration) -> Void) throws(DozeError) {
+        var next = current
+        change(&next)
+        do { try file.save(next) } catch {
+            throw DozeError(.unavailable, "cannot write \(file.path): \(error)")
+        }
+        current = next
+    }
+}

@@ -14,8 +14,8 @@ extension LocalController {
     }
 
     public func quota() async throws(DozeError) -> QuotaDocument {
-        let q = effectiveQuota
-        return QuotaDocument(quota: .init(cpuMax: q.cpuMax, memoryMaxMB: q.memoryMaxMiB))
+        let quota = effectiveQuota
+        return QuotaDocument(quota: .init(cpuMax: quota.cpuMax, memoryMaxMB: quota.memoryMaxMiB))
     }
 
     public func updateQuota(_ body: QuotaDocument) async throws(DozeError) -> QuotaDocument {
@@ -32,8 +32,8 @@ extension LocalController {
     }
 
     public func network() async throws(DozeError) -> NetworkDocument {
-        let n = configuration.network
-        return NetworkDocument(network: .init(bridge: n.bridge, bridgeInterface: n.bridgeInterface))
+        let network = config.network
+        return NetworkDocument(network: .init(bridge: network.bridge, bridgeInterface: network.bridgeInterface))
     }
 
     public func updateNetwork(_ body: NetworkDocument) async throws(DozeError) -> NetworkDocument {
@@ -43,9 +43,9 @@ extension LocalController {
         for (what, value) in [("bridge", body.network.bridge), ("bridge_interface", body.network.bridgeInterface)] {
             if let value { try Self.checkInterfaceName(value, what: what) }
         }
-        try updateConfig { c in
-            if let b = body.network.bridge { c.network.bridge = b }
-            if let i = body.network.bridgeInterface { c.network.bridgeInterface = i }
+        try updateConfig { config in
+            if let bridge = body.network.bridge { config.network.bridge = bridge }
+            if let bridgeInterface = body.network.bridgeInterface { config.network.bridgeInterface = bridgeInterface }
         }
         return try await network()
     }
@@ -58,8 +58,8 @@ extension LocalController {
     }
 
     public func imagePool() async throws(DozeError) -> ImagePoolDocument {
-        let p = configuration.imagePool
-        return ImagePoolDocument(imagePool: .init(path: p.path, maxGB: p.maxGB, usedGB: Self.usedGB(p.path)))
+        let imagePool = config.imagePool
+        return ImagePoolDocument(imagePool: .init(path: imagePool.path, maxGB: imagePool.maxGB, usedGB: Self.usedGB(imagePool.path)))
     }
 
     public func updateImagePool(_ body: ImagePoolDocument) async throws(DozeError) -> ImagePoolDocument {
@@ -67,7 +67,7 @@ extension LocalController {
         guard change.path != nil || change.maxGB != nil else {
             throw DozeError(.badRequest, "give path, max_gb or both inside \"image-pool\"")
         }
-        var path = configuration.imagePool.path
+        var path = config.imagePool.path
         if let requested = change.path {
             guard requested.hasPrefix("/") else { throw DozeError(.badRequest, "image-pool path '\(requested)' must be absolute") }
             path = Self.resolved(requested)
@@ -75,12 +75,12 @@ extension LocalController {
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw DozeError(.badRequest, "image-pool path '\(requested)' does not exist or is not a directory")
             }
-            if path != Self.resolved(configuration.imagePool.path) {
+            if path != Self.resolved(config.imagePool.path) {
                 try storagePolicy.checkPool(path, what: "image-pool path",
-                                            others: configuration.pools.map { ("pool '\($0.name)'", Self.resolved($0.path)) })
+                                            others: config.pools.map { ("pool '\($0.name)'", Self.resolved($0.path)) })
             }
         }
-        let maxGB = change.maxGB ?? configuration.imagePool.maxGB
+        let maxGB = change.maxGB ?? config.imagePool.maxGB
         guard maxGB > 0 else { throw DozeError(.badRequest, "max_gb must be > 0, got \(maxGB)") }
         let used = Self.usedGB(path)
         guard maxGB >= used else { throw DozeError(.conflict, "max_gb \(maxGB) is below the \(used) GB the images already use") }
@@ -96,7 +96,7 @@ extension LocalController {
     }
 
     public func pools() async throws(DozeError) -> PoolsDocument {
-        PoolsDocument(pools: configuration.pools.map(poolBody))
+        PoolsDocument(pools: config.pools.map(poolBody))
     }
 
     public func createPool(_ body: PoolDocument) async throws(DozeError) -> PoolDocument {
@@ -109,9 +109,9 @@ extension LocalController {
         guard !rawPath.contains("\0") else { throw DozeError(.badRequest, "pool path must not contain NUL") }
         // Symlinks resolved first: a link to /etc is /etc. The pool keeps the resolved path.
         let path = Self.resolved(rawPath)
-        if configuration.pools.contains(where: { $0.name == name }) { throw DozeError(.conflict, "a pool named '\(name)' exists") }
-        let others = configuration.pools.map { ("pool '\($0.name)'", Self.resolved($0.path)) }
-            + [("the image pool", Self.resolved(configuration.imagePool.path))]
+        if config.pools.contains(where: { $0.name == name }) { throw DozeError(.conflict, "a pool named '\(name)' exists") }
+        let others = config.pools.map { ("pool '\($0.name)'", Self.resolved($0.path)) }
+            + [("the image pool", Self.resolved(config.imagePool.path))]
         try storagePolicy.checkPool(path, what: "pool path", others: others)
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -136,15 +136,15 @@ extension LocalController {
     }
 
     func pool(_ uuid: String) throws(DozeError) -> (index: Int, pool: VolumePool) {
-        guard let index = configuration.pools.firstIndex(where: { $0.uuid == uuid.lowercased() }) else {
+        guard let index = config.pools.firstIndex(where: { $0.uuid == uuid.lowercased() }) else {
             throw DozeError(.notFound, "unknown pool '\(uuid)'")
         }
-        return (index, configuration.pools[index])
+        return (index, config.pools[index])
     }
 
     public func updatePool(uuid: String, _ body: PoolDocument) async throws(DozeError) -> PoolDocument {
         let (index, current) = try pool(uuid)
-        if let name = body.pool.name, name != current.name, configuration.pools.contains(where: { $0.name == name }) {
+        if let name = body.pool.name, name != current.name, config.pools.contains(where: { $0.name == name }) {
             throw DozeError(.conflict, "a pool named '\(name)' exists")
         }
         let next = try current.updated(name: body.pool.name, path: body.pool.path.map(PathPolicy.normalize),
@@ -199,9 +199,9 @@ extension LocalController {
     }
 
     static func timestamp(_ date: Date) -> String {
-        let c = Calendar.current.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
-        return String(format: "%04d-%02d-%02d %02d:%02d:%02d", c.year ?? 0, c.month ?? 0, c.day ?? 0,
-                      c.hour ?? 0, c.minute ?? 0, c.second ?? 0)
+        let parts = Calendar.current.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
+        return String(format: "%04d-%02d-%02d %02d:%02d:%02d", parts.year ?? 0, parts.month ?? 0, parts.day ?? 0,
+                      parts.hour ?? 0, parts.minute ?? 0, parts.second ?? 0)
     }
 
     // MARK: Metrics

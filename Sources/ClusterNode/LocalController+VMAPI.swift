@@ -53,9 +53,9 @@ extension LocalController {
             snapshotXML = "<domainsnapshot><name>\(snapshotName)</name></domainsnapshot>"
         }
         do {
-            let s = try await hypervisor.createSnapshot(.name(vm), xml: snapshotXML)
-            log.info("snapshot taken", metadata: ["doze/vm": "\(vm)", "doze/snapshot": "\(s.name)"])
-            return SnapshotSummary(name: s.name, createdAt: s.createdAt, state: s.state, current: s.isCurrent)
+            let snapshot = try await hypervisor.createSnapshot(.name(vm), xml: snapshotXML)
+            log.info("snapshot taken", metadata: ["doze/vm": "\(vm)", "doze/snapshot": "\(snapshot.name)"])
+            return SnapshotSummary(name: snapshot.name, createdAt: snapshot.createdAt, state: snapshot.state, current: snapshot.isCurrent)
         } catch {
             throw Self.map(error, doing: "snapshot '\(vm)'")
         }

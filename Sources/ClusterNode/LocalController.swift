@@ -11,32 +11,14 @@ import Logging
 /// goes to the hypervisor's own thread; capacity for a VM being started is reserved before the first
 /// `await`, so concurrent starts can never together exceed the quota.
 public actor LocalController: LocalControllerBackend {
-    static let metadataNamespace = "urn:doze:vm:1"
-
     struct VMRecord: Sendable {
         var info: DomainInfo
-        var rxBytes: Double = 0
-        var txBytes: Double = 0
-        var ipAddress: String = ""
-        /// What was changed in the submitted template to run it here.
-        var adaptations: [String] = []
-        /// SHA-256 of the domain XML the VM was created from: a retried identical create finds it by this.
-        var definitionDigest: String?
+        /// Doze's metadata element of the domain: what it carries from host to host and across restarts.
+        var metadata = DozeDomainMetadata()
 
         var status: VMStatus { LocalController.status(of: info.state) }
-
-        /// Doze's metadata element (`metadataXML`): what a domain carries from host to host and across restarts.
-        mutating func apply(metadata xml: String) {
-            rxBytes = LocalController.attribute("rx", in: xml).flatMap(Double.init) ?? 0
-            txBytes = LocalController.attribute("tx", in: xml).flatMap(Double.init) ?? 0
-            ipAddress = LocalController.attribute("ip", in: xml) ?? ""
-            adaptations = LocalController.attribute("adapted", in: xml).map(LocalController.xmlUnescape)
-                .map { $0.isEmpty ? [] : $0.components(separatedBy: "; ") } ?? []
-            definitionDigest = LocalController.attribute("def", in: xml)
-        }
-        var metadataXML: String {
-            LocalController.metadataXML(rx: rxBytes, tx: txBytes, ip: ipAddress, adapted: adaptations, definition: definitionDigest)
-        }
+        var rxBytes: Double { metadata.rxBytes }
+        var txBytes: Double { metadata.txBytes }
         var usage: HostUsage {
             info.state.isActive ? HostUsage(vcpus: info.vcpus, memoryMiB: HostUsage.memoryMiB(fromKiB: info.memoryKiB)) : HostUsage()
         }
@@ -44,28 +26,24 @@ public actor LocalController: LocalControllerBackend {
 
     public nonisolated let id: String
     public nonisolated let hypervisor: any Hypervisor
-    /// Domain types this host runs, best first; chosen once at start from `settings.accelerator`.
-    nonisolated let supportedDomainTypes: [String]
+    /// Builds the domain XML of submitted VMs for the domain types this host runs (chosen once at start).
+    nonisolated let preparation: DomainPreparation
     let settings: LocalControllerSettings
     let node: NodeInfo
     let log: Logger
-    private let configFile: JSONFile<ControllerConfiguration>
-    var config: ControllerConfiguration
+    private var configStore: ControllerConfigStore
+    var config: ControllerConfiguration { configStore.current }
     var journal: TestDriverJournal?
-    private let metricsStore: MetricsStore
+    /// Samples for `/hypervisor/metrics`, made from successive readings by `metricsSeries` (LocalController+Metrics.swift).
+    let metrics: MetricsStore
+    var metricsSeries: HostMetricsSeries
     var vms: [String: VMRecord] = [:]
     /// Capacity held by VMs being created or grown, by VM name.
     var reservations: [String: HostUsage] = [:]
-    /// Migrations this host runs as the source, by id (LocalController+Migration.swift).
-    var migrationJobs: [String: MigrationJob] = [:]
-    /// Room held for VMs on their way here, by VM name.
+    /// Migrations this host runs as the source.
+    nonisolated let migrations: MigrationRunner
+    /// Room held for VMs on their way here, by VM name: part of the capacity books (LocalController+Migration.swift).
     var incomingMigrations: [String: IncomingHold] = [:]
-    /// Whoever waits for a migration of this host to end, by migration id.
-    var migrationWaiters: [String: [UUID: CheckedContinuation<Void, Never>]] = [:]
-    /// A libvirt connection opened ahead of the next live migration (opening one is on the migration's critical path).
-    var spareMigrationConnection: (any Hypervisor)?
-    private var lastReading: HostReading?
-    private var lastPrune: Double = 0
     /// Where clients reach this controller; filled in once the HTTP server listens.
     private var advertisedAddress = NetworkAddress()
 
@@ -73,54 +51,49 @@ public actor LocalController: LocalControllerBackend {
 
     /// Opens the hypervisor, loads (or creates) the state directory and adopts every domain already on the host.
     public static func start(settings: LocalControllerSettings) async throws -> LocalController {
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true)
         // Two controllers on one state directory would fight over its journal and configuration.
         try StateDirectoryLock.acquire(settings.stateDirectory)
         var journal = TestDriverJournal(uri: settings.hypervisorURI, stateDirectory: settings.stateDirectory)
         let openURI = try journal?.prepare() ?? settings.hypervisorURI
         let host = try await settings.openHypervisor(openURI)
-        if var j = journal, !j.isInitialized {
+        if var newJournal = journal, !newJournal.isInitialized {
             var existing: [(DomainInfo, String)] = []
-            for d in try await host.listDomains() { existing.append((d, try await host.xml(.name(d.name), secure: false))) }
-            try j.initialize(with: existing)
-            journal = j
+            for domain in try await host.listDomains() {
+                existing.append((domain, try await host.xml(.name(domain.name), secure: false)))
+            }
+            try newJournal.initialize(with: existing)
+            journal = newJournal
         }
         let node = try await host.nodeInfo()
-        let configFile = JSONFile<ControllerConfiguration>(path: settings.stateDirectory + "/controller.json")
-        let defaultImages = settings.stateDirectory + "/images"
-        var config = try configFile.load() ?? ControllerConfiguration(
-            id: UUID().uuidString.lowercased(), imagePool: .init(path: defaultImages))
-        if config.imagePool.path == defaultImages { try fm.createDirectory(atPath: defaultImages, withIntermediateDirectories: true) }
-        if config.id.isEmpty { config.id = UUID().uuidString.lowercased() }
-        try configFile.save(config)
+        let configStore = try ControllerConfigStore.open(stateDirectory: settings.stateDirectory)
         let controller = LocalController(
-            settings: settings, hypervisor: host, node: node, config: config, configFile: configFile, journal: journal,
-            metricsStore: try MetricsStore(directory: settings.stateDirectory + "/metrics"))
+            settings: settings, hypervisor: host, node: node, configStore: configStore, journal: journal,
+            metrics: try MetricsStore(directory: settings.stateDirectory + "/metrics"))
         try await controller.adoptDomains()
         try await controller.reconcilePools()
-        Task { await controller.prepareSpareConnection() }
+        Task { await controller.migrations.prepareSpareConnection() }
         return controller
     }
 
     private init(settings: LocalControllerSettings, hypervisor: any Hypervisor, node: NodeInfo,
-                 config: ControllerConfiguration, configFile: JSONFile<ControllerConfiguration>,
-                 journal: TestDriverJournal?, metricsStore: MetricsStore) {
-        self.id = config.id
+                 configStore: ControllerConfigStore, journal: TestDriverJournal?, metrics: MetricsStore) {
+        self.id = configStore.current.id
         self.settings = settings
         self.hypervisor = hypervisor
         self.node = node
-        self.config = config
-        self.configFile = configFile
+        self.configStore = configStore
         self.journal = journal
-        self.metricsStore = metricsStore
+        self.metrics = metrics
+        self.metricsSeries = HostMetricsSeries(retentionDays: settings.metricsRetentionDays)
         var log = settings.logger
         log[metadataKey: "doze/role"] = "lc"
-        log[metadataKey: "doze/node"] = "\(config.id)"
+        log[metadataKey: "doze/node"] = "\(configStore.current.id)"
         self.log = log
-        let (types, reason) = Self.domainTypes(uri: settings.hypervisorURI, accelerator: settings.accelerator)
-        self.supportedDomainTypes = types
-        log.info("accelerator: \(reason)", metadata: ["doze/domain-types": "\(types)",
+        self.migrations = MigrationRunner(hypervisor: hypervisor, settings: settings, log: log)
+        let choice = DomainTypeChoice.choose(uri: settings.hypervisorURI, accelerator: settings.accelerator)
+        self.preparation = DomainPreparation(supportedDomainTypes: choice.types)
+        log.info("accelerator: \(choice.reason)", metadata: ["doze/domain-types": "\(choice.types)",
                                                        "doze/migration-uri": "\(settings.migrationURI ?? "none")"])
     }
 
@@ -129,8 +102,8 @@ public actor LocalController: LocalControllerBackend {
         var adopted: [String: VMRecord] = [:]
         for info in try await hypervisor.listDomains() {
             var record = VMRecord(info: info)
-            if let meta = try? await hypervisor.metadata(.uuid(info.uuid), namespace: Self.metadataNamespace) {
-                record.apply(metadata: meta)
+            if let element = try? await hypervisor.metadata(.uuid(info.uuid), namespace: DozeDomainMetadata.namespace) {
+                record.metadata = DozeDomainMetadata(decoding: element)
             }
             adopted[info.name] = record
         }
@@ -164,7 +137,7 @@ public actor LocalController: LocalControllerBackend {
 
     var usage: HostUsage {
         // A VM arriving by migration shows up (paused) before it has arrived: its room is already reserved.
-        vms.reduce(HostUsage()) { incomingMigrations[$1.key] == nil ? $0 + $1.value.usage : $0 }
+        vms.reduce(HostUsage()) { total, entry in incomingMigrations[entry.key] == nil ? total + entry.value.usage : total }
             + reservations.values.reduce(HostUsage(), +)
     }
 
@@ -180,7 +153,7 @@ public actor LocalController: LocalControllerBackend {
             info = try await hypervisor.domain(.name(name))
         } catch {
             guard error.code == .notFound else { throw Self.map(error, doing: "read VM '\(name)'") }
-            if let gone = vms.removeValue(forKey: name) { journal?.forget(uuid: gone.info.uuid) }
+            forget(name)
             return nil
         }
         var record = vms[name] ?? VMRecord(info: info)
@@ -191,6 +164,11 @@ public actor LocalController: LocalControllerBackend {
             try? journal?.record(info, xml: xml)
         }
         return record
+    }
+
+    /// The VM is no longer on this host (gone, or migrated away): out of the books and the test-host journal.
+    func forget(_ name: String) {
+        if let gone = vms.removeValue(forKey: name) { journal?.forget(uuid: gone.info.uuid) }
     }
 
     /// The current record of a VM, fresh from the hypervisor; `.notFound` if the host has no such VM.
@@ -216,52 +194,6 @@ public actor LocalController: LocalControllerBackend {
 
     // MARK: - Starting VMs
 
-    /// Every directory a VM may refer to: the image pool, the volume pools and the configured disk directories.
-    var pathPolicy: PathPolicy {
-        PathPolicy(allowedDirectories: ([config.imagePool.path] + config.pools.map(\.path) + settings.diskDirectories)
-            .map(Self.resolved))
-    }
-
-    /// Where pools may be: inside the storage roots, outside the system trees and the state directory.
-    var storagePolicy: StoragePolicy {
-        StoragePolicy(roots: settings.storageRoots.map(Self.resolved), stateDirectory: Self.resolved(settings.stateDirectory),
-                      defaultImagePool: Self.resolved(settings.stateDirectory + "/images"))
-    }
-
-    /// The symlink-free form of a path: the longest prefix that exists, resolved, with the rest appended (so a
-    /// directory not made yet under a symlink resolves too). Lexically normalised first.
-    static func resolved(_ path: String) -> String {
-        var existing = PathPolicy.normalize(path)
-        var rest: [String] = []
-        while true {
-            if let real = realpath(existing, nil) {
-                defer { free(real) }
-                let base = String(cString: real)
-                return rest.isEmpty ? base : PathPolicy.normalize(base + "/" + rest.reversed().joined(separator: "/"))
-            }
-            guard existing != "/", let slash = existing.lastIndex(of: "/") else { return PathPolicy.normalize(path) }
-            rest.append(String(existing[existing.index(after: slash)...]))
-            existing = slash == existing.startIndex ? "/" : String(existing[..<slash])
-        }
-    }
-
-    /// Every host path, storage volume and emulator a domain names, checked as given and with symlinks resolved.
-    func checkPaths(_ description: DomainDescription) throws(DozeError) {
-        let policy = pathPolicy
-        for (what, path) in description.hostPaths {
-            try policy.check(path, what: what)
-            try policy.check(Self.resolved(path), what: what)   // a symlink must not lead outside either
-        }
-        let pools = Set(config.pools.map { Self.libvirtPoolName($0.uuid) })
-        for (pool, volume) in description.volumes {
-            try StoragePolicy.checkVolume(pool: pool, volume: volume, pools: pools)
-        }
-        if let emulator = description.emulator {
-            try StoragePolicy.checkEmulator(emulator)
-            try StoragePolicy.checkEmulator(Self.resolved(emulator))
-        }
-    }
-
     /// Parses a domain XML off the actor: reading a large document must not hold up the host's other requests.
     @concurrent nonisolated static func describe(_ xml: String) async throws(DozeError) -> DomainDescription {
         do { return try DomainDescription(xml: xml) } catch {
@@ -271,20 +203,21 @@ public actor LocalController: LocalControllerBackend {
 
     /// Defines and starts one VM after checking its XML, name, paths and the quota. Nothing is left behind on failure.
     /// `created` is false when a VM of the same name and the same definition was there already (a retry).
-    func startVM(xml: String, expectedName: String?, rxBytes: Double = 0, txBytes: Double = 0,
-                 ipAddress: String = "", adaptations: [String] = []) async throws(DozeError) -> (record: VMRecord, created: Bool) {
+    /// `metadata` is what the submission said (its definition digest is filled in here).
+    func startVM(xml: String, expectedName: String?,
+                 metadata submitted: DozeDomainMetadata = DozeDomainMetadata()) async throws(DozeError) -> (record: VMRecord, created: Bool) {
         let description = try await Self.describe(xml)
         let name = description.name
         try Validation.vmName(name)
         if let expectedName, !expectedName.isEmpty, expectedName != name {
             throw DozeError(.badRequest, "VM id '\(expectedName)' does not match the domain name '\(name)' in its XML")
         }
-        let digest = Self.digest(xml)
+        let digest = Digests.sha256Hex(xml)
         if let existing = vms[name], reservations[name] == nil {
             // A client whose answer was lost retries: the same definition finds the VM it made, a different one is a conflict.
-            guard existing.definitionDigest == digest else {
+            guard existing.metadata.definitionDigest == digest else {
                 throw DozeError(.conflict, "VM '\(name)' already exists on this host"
-                    + (existing.definitionDigest == nil ? "" : " with a different definition"))
+                    + (existing.metadata.definitionDigest == nil ? "" : " with a different definition"))
             }
             return (existing, false)
         }
@@ -298,21 +231,15 @@ public actor LocalController: LocalControllerBackend {
         reservations[name] = demand
         defer { reservations[name] = nil }
 
-        let metadata = DomainMetadata(xml: Self.metadataXML(rx: rxBytes, tx: txBytes, ip: ipAddress, adapted: adaptations,
-                                                             definition: digest),
-                                      key: "doze", namespace: Self.metadataNamespace)
+        var metadata = submitted
+        metadata.definitionDigest = digest
         let created: (info: DomainInfo, xml: String)
         do {
-            created = try await hypervisor.defineAndStart(xml: xml, metadata: metadata)
+            created = try await hypervisor.defineAndStart(xml: xml, metadata: metadata.domainMetadata)
         } catch {
             throw Self.map(error, doing: "hypervisor refused to start '\(name)'")
         }
-        var record = VMRecord(info: created.info)
-        record.rxBytes = rxBytes
-        record.txBytes = txBytes
-        record.ipAddress = ipAddress
-        record.adaptations = adaptations
-        record.definitionDigest = digest
+        let record = VMRecord(info: created.info, metadata: metadata)
         vms[name] = record
         try? journal?.record(created.info, xml: created.xml)
         log.info("started VM", metadata: ["doze/vm": "\(name)", "doze/vcpus": "\(description.vcpus)"])
@@ -330,12 +257,14 @@ public actor LocalController: LocalControllerBackend {
             do {
                 try Validation.networkDemand(demand.rxBytes, what: "rxBytes")
                 try Validation.networkDemand(demand.txBytes, what: "txBytes")
-                let (xml, adaptations) = try prepareTemplate(meta)
-                let (record, _) = try await startVM(xml: xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
-                                               rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress,
-                                               adaptations: adaptations)
+                let submission = DomainPreparation.Submission(meta)
+                let prepared = try preparation.prepare(submission, imagePool: Self.listImagePool(config.imagePool.path))
+                let submitted = DozeDomainMetadata(rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress,
+                                                   adaptations: prepared.adaptations)
+                let (record, _) = try await startVM(xml: prepared.xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
+                                                    metadata: submitted)
                 let imageId = meta.imageId
-                meta = await metaData(record, xml: xml)
+                meta = await metaData(record, xml: prepared.xml)
                 meta.imageId = imageId
             } catch {
                 failures.append(error)
@@ -355,65 +284,14 @@ public actor LocalController: LocalControllerBackend {
         return VirtualMachineSubmission(virtualMachineMetaData: results)
     }
 
-    /// Domain types a host runs, best first (a template written for another gets its type adapted), and why.
-    ///
-    /// `/dev/kvm` alone proves nothing: a nested, paravirtual KVM (kvm_pvm) opens fine and accepts `type='kvm'`
-    /// domains, but boots no stock kernel. So `auto` takes KVM only with a hardware KVM module loaded as well.
-    /// Checked on this machine: a controller of a remote hypervisor should be given `--accelerator`.
-    static func domainTypes(uri: String, accelerator: LocalControllerSettings.Accelerator) -> (types: [String], reason: String) {
-        if uri.hasPrefix("test:") { return (["test"], "test driver") }
-        switch accelerator {
-        case .kvm: return (["kvm", "qemu"], "kvm (configured)")
-        case .tcg: return (["qemu"], "tcg (configured)")
-        case .auto:
-            let fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)
-            if fd >= 0 { close(fd) }
-            let module = ["kvm_intel", "kvm_amd"].first { FileManager.default.fileExists(atPath: "/sys/module/\($0)") }
-            switch (fd >= 0, module) {
-            case (true, let module?): return (["kvm", "qemu"], "kvm (/dev/kvm opens read-write, \(module) is loaded)")
-            case (true, nil): return (["qemu"], "tcg (/dev/kvm opens, but neither kvm_intel nor kvm_amd is loaded)")
-            case (false, _): return (["qemu"], "tcg (/dev/kvm cannot be opened read-write)")
-            }
-        }
-    }
-
-    /// The XML this host will run for a submitted VM: the template with its domain type adapted, or, for an
-    /// image-based VM (no XML, an `imageId`), a domain built around that image of this host's image pool.
-    func prepareTemplate(_ meta: VirtualMachineMetaData) throws(DozeError) -> (String, [String]) {
-        if meta.xmlRepresentation.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            guard let imageId = meta.imageId, !imageId.isEmpty else {
-                throw DozeError(.badRequest, "VM '\(meta.virtualMachineLocation.virtualMachineId)' has neither a libvirt template nor an imageId")
-            }
-            let (path, format) = try resolveImage(imageId)
-            let capacity = meta.requested
-            let mac = meta.ipAddress.isEmpty ? nil : IPPool.mac(for: meta.ipAddress)
-            let xml = TemplateAdaptation.domainXML(
-                name: meta.virtualMachineLocation.virtualMachineId, type: supportedDomainTypes[0],
-                vcpus: max(1, Int(capacity.vcpus)), memoryKiB: max(1024, Int(capacity.memoryKiB)),
-                imagePath: path, format: format, mac: mac, vncPassword: meta.vncPassword)
-            return (xml, [])
-        }
-        let (xml, change) = TemplateAdaptation.adapt(meta.xmlRepresentation, supported: supportedDomainTypes)
-        return (xml, change.map { [$0.description] } ?? [])
-    }
-
-    /// An image of this host's image pool, by file name (with or without its extension).
-    func resolveImage(_ imageId: String) throws(DozeError) -> (path: String, format: String) {
-        guard !imageId.contains("/"), !imageId.hasPrefix("."), imageId.utf8.count <= 255 else {
-            throw DozeError(.badRequest, "imageId '\(imageId)' must be a file name in the image pool, without '/'")
-        }
-        let pool = config.imagePool.path
-        for candidate in [imageId, imageId + ".qcow2", imageId + ".img", imageId + ".raw", imageId + ".iso"] {
-            let path = pool + "/" + candidate
+    /// What the image pool directory holds: every entry, and which of them are files (symlinks followed).
+    static func listImagePool(_ path: String) -> ImagePoolListing {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        let files = entries.filter { entry in
             var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue {
-                let ext = (candidate as NSString).pathExtension.lowercased()
-                return (path, ext == "qcow2" ? "qcow2" : ext == "iso" ? "iso" : "raw")
-            }
+            return FileManager.default.fileExists(atPath: path + "/" + entry, isDirectory: &isDirectory) && !isDirectory.boolValue
         }
-        let available = ((try? FileManager.default.contentsOfDirectory(atPath: pool)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
-        throw DozeError(.notFound, "image '\(imageId)' is not in this host's image pool \(pool)"
-            + (available.isEmpty ? " (the pool is empty)" : " (it holds: \(available.prefix(10).joined(separator: ", ")))"))
+        return ImagePoolListing(path: path, entries: entries, files: Set(files))
     }
 
     /// One VM's current meta data (Snooze's `getVirtualMachineMetaData`, asked by its group manager).
@@ -436,16 +314,16 @@ public actor LocalController: LocalControllerBackend {
         return VirtualMachineMetaData(
             location: VirtualMachineLocation(virtualMachineId: record.info.name, localControllerId: id,
                                              localControllerControlDataAddress: advertisedAddress),
-            status: record.status, errorCode: .none, ipAddress: record.ipAddress, xmlRepresentation: liveXML,
+            status: record.status, errorCode: .none, ipAddress: record.metadata.ipAddress, xmlRepresentation: liveXML,
             requestedCapacity: ResourceVector(vcpus: Double(record.info.vcpus), memoryKiB: Double(record.info.memoryKiB),
                                               rxBytes: record.rxBytes, txBytes: record.txBytes),
-            isAssigned: true, adaptations: record.adaptations.isEmpty ? nil : record.adaptations)
+            isAssigned: true, adaptations: record.metadata.adaptations.isEmpty ? nil : record.metadata.adaptations)
     }
 
     // MARK: - VM operations
 
     public func suspend(vm: String) async throws(DozeError) {
-        try refuseWhileMigrating(vm)
+        try await refuseWhileMigrating(vm)
         try VMOperation.suspend.check(current: try await current(vm).status, vm: vm)
         do { try await hypervisor.suspend(.name(vm)) } catch { throw Self.map(error, doing: "suspend '\(vm)'") }
         try await refresh(vm)
@@ -458,14 +336,14 @@ public actor LocalController: LocalControllerBackend {
     }
 
     public func shutdown(vm: String) async throws(DozeError) {
-        try refuseWhileMigrating(vm)
+        try await refuseWhileMigrating(vm)
         try VMOperation.shutdown.check(current: try await current(vm).status, vm: vm)
         do { try await hypervisor.shutdown(.name(vm)) } catch { throw Self.map(error, doing: "shut down '\(vm)'") }
         try await refresh(vm)
     }
 
     public func reboot(vm: String) async throws(DozeError) {
-        try refuseWhileMigrating(vm)
+        try await refuseWhileMigrating(vm)
         try VMOperation.reboot.check(current: try await current(vm).status, vm: vm)
         do { try await hypervisor.reboot(.name(vm)) } catch { throw Self.map(error, doing: "reboot '\(vm)'") }
         try await refresh(vm)
@@ -484,7 +362,7 @@ public actor LocalController: LocalControllerBackend {
     }
 
     public func destroy(vm: String) async throws(DozeError) {
-        try refuseWhileMigrating(vm)
+        try await refuseWhileMigrating(vm)
         _ = try await remove(vm)
     }
 
@@ -509,7 +387,7 @@ public actor LocalController: LocalControllerBackend {
     }
 
     public func resize(_ request: ResizeRequest) async throws(DozeError) -> VirtualMachineMetaData {
-        try refuseWhileMigrating(request.virtualMachineLocation.virtualMachineId)
+        try await refuseWhileMigrating(request.virtualMachineLocation.virtualMachineId)
         let vm = request.virtualMachineLocation.virtualMachineId
         let record = try await current(vm)
         try VMOperation.resize.check(current: record.status, vm: vm)
@@ -544,11 +422,12 @@ public actor LocalController: LocalControllerBackend {
         }
         // The VM may have been deleted meanwhile: never write a record back that refresh removed.
         guard try await refresh(vm, xmlChanged: true) != nil else { throw DozeError(.notFound, "VM '\(vm)' went away during the resize") }
-        if wanted.rxBytes > 0 { vms[vm]?.rxBytes = wanted.rxBytes }
-        if wanted.txBytes > 0 { vms[vm]?.txBytes = wanted.txBytes }
+        if wanted.rxBytes > 0 { vms[vm]?.metadata.rxBytes = wanted.rxBytes }
+        if wanted.txBytes > 0 { vms[vm]?.metadata.txBytes = wanted.txBytes }
         guard let record = vms[vm] else { throw DozeError(.notFound, "VM '\(vm)' went away during the resize") }
         if wanted.rxBytes > 0 || wanted.txBytes > 0 {
-            try? await hypervisor.setMetadata(.name(vm), xml: record.metadataXML, key: "doze", namespace: Self.metadataNamespace)
+            try? await hypervisor.setMetadata(.name(vm), xml: record.metadata.encode(), key: DozeDomainMetadata.key,
+                                              namespace: DozeDomainMetadata.namespace)
         }
         return await metaData(record)
     }
@@ -582,36 +461,17 @@ public actor LocalController: LocalControllerBackend {
     }
 }
 
+extension DomainPreparation.Submission {
+    init(_ meta: VirtualMachineMetaData) {
+        let capacity = meta.requested
+        self.init(name: meta.virtualMachineLocation.virtualMachineId, template: meta.xmlRepresentation, imageId: meta.imageId,
+                  vcpus: capacity.vcpus, memoryKiB: capacity.memoryKiB, ipAddress: meta.ipAddress, vncPassword: meta.vncPassword)
+    }
+}
+
 // MARK: - Small helpers
 
 extension LocalController {
-    static func attribute(_ name: String, in xml: String) -> String? {
-        for quote in ["'", "\""] {
-            guard let start = xml.range(of: " \(name)=\(quote)") else { continue }
-            guard let end = xml.range(of: quote, range: start.upperBound..<xml.endIndex) else { continue }
-            return String(xml[start.upperBound..<end.lowerBound])
-        }
-        return nil
-    }
-
-    /// The per-VM metadata element, values escaped: the IP comes from the network.
-    static func metadataXML(rx: Double, tx: Double, ip: String, adapted: [String] = [], definition: String? = nil) -> String {
-        let adaptedAttribute = adapted.isEmpty ? "" : " adapted='\(xmlEscape(adapted.joined(separator: "; ")))'"
-        let definitionAttribute = definition.map { " def='\($0)'" } ?? ""
-        return "<vm rx='\(rx)' tx='\(tx)' ip='\(xmlEscape(ip))'\(adaptedAttribute)\(definitionAttribute)/>"
-    }
-
-    /// SHA-256 of a domain XML, in hex: the identity of a create request.
-    static func digest(_ xml: String) -> String {
-        Digests.sha256Hex(xml)
-    }
-
-    static func xmlUnescape(_ s: String) -> String {
-        s.replacingOccurrences(of: "&apos;", with: "'").replacingOccurrences(of: "&quot;", with: "\"")
-            .replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
-            .replacingOccurrences(of: "&amp;", with: "&")
-    }
-
     static func libvirtPoolName(_ uuid: String) -> String { "doze-" + uuid.prefix(8) }
 
     func summary(_ record: VMRecord) -> VMSummary {
@@ -620,81 +480,7 @@ extension LocalController {
                   persistent: record.info.persistent)
     }
 
-    func saveConfig() throws(DozeError) {
-        do { try configFile.save(config) } catch {
-            throw DozeError(.unavailable, "cannot write \(configFile.path): \(error)")
-        }
-    }
-
     func updateConfig(_ change: (inout ControllerConfiguration) -> Void) throws(DozeError) {
-        var next = config
-        change(&next)
-        let previous = config
-        config = next
-        do { try saveConfig() } catch {
-            config = previous
-            throw error
-        }
-    }
-
-    var configuration: ControllerConfiguration { config }
-
-    func allowedXMLFile(_ fileName: String) throws(DozeError) -> String {
-        guard let dir = settings.xmlDirectory else {
-            throw DozeError(.badRequest, "this controller has no XML directory: start it with --xml-dir DIR")
-        }
-        try Validation.fileName(fileName)
-        let path = dir + "/" + fileName
-        try PathPolicy(allowedDirectories: [Self.resolved(dir)]).check(Self.resolved(path), what: "XML file")
-        return path
-    }
-
-    // MARK: Metrics sampling
-
-    /// Reads the counters of every active VM and, from the second reading on, stores one sample.
-    public func takeSample(monotonicSeconds: Double, wallTime: Double) async {
-        var domains: [String: HostReading.DomainCounters] = [:]
-        var memory: UInt64 = 0
-        for record in vms.values where record.info.state.isActive {
-            guard let s = try? await hypervisor.stats(.uuid(record.info.uuid)) else { continue }
-            domains[record.info.uuid] = .init(cpuTimeNs: s.cpuTimeNs, rxBytes: s.rxBytes, txBytes: s.txBytes)
-            memory += s.memoryKiB
-        }
-        let reading = HostReading(monotonicSeconds: monotonicSeconds, domains: domains, activeMemoryKiB: memory)
-        defer { lastReading = reading }
-        guard let previous = lastReading,
-              let sample = HostReading.sample(from: previous, to: reading, hostCPUs: node.cpus, wallTime: wallTime)
-        else { return }
-        do { try metricsStore.append(sample) } catch {
-            log.warning("cannot store a metrics sample", metadata: ["error": "\(error)"])
-        }
-        if wallTime - lastPrune > 86400 {
-            metricsStore.prune(olderThan: wallTime - Double(settings.metricsRetentionDays) * 86400)
-            lastPrune = wallTime
-        }
-    }
-
-    var metrics: MetricsStore { metricsStore }
-}
-
-/// An exclusive `flock` on `STATE/lock`, held for the life of the process (the kernel drops it on exit).
-enum StateDirectoryLock {
-    static let held = NSLock()
-    nonisolated(unsafe) static var descriptors: [String: Int32] = [:]   // guarded by `held`
-
-    static func acquire(_ directory: String) throws {
-        try held.withLock {
-            let fd = open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw DozeError(.unavailable, "cannot open \(directory)/lock") }
-            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-                close(fd)
-                let holder = (try? String(contentsOfFile: directory + "/lock", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-                throw DozeError(.conflict, "state directory \(directory) is in use by another doze process (pid \(holder))")
-            }
-            ftruncate(fd, 0)
-            let pid = "\(getpid())\n"
-            _ = pid.withCString { pwrite(fd, $0, strlen($0), 0) }
-            descriptors[directory] = fd
-        }
+        try configStore.update(change)
     }
 }

@@ -37,7 +37,7 @@ public struct LocalControllerSettings: Sendable {
     public var migrationURI: String?
 
     public enum Accelerator: String, Sendable, CaseIterable {
-        /// KVM when it is usable (see `LocalController.domainTypes`), else TCG.
+        /// KVM when it is usable (see `DomainTypeChoice`), else TCG.
         case auto
         case kvm
         /// QEMU's software emulation: slow, but boots any stock kernel anywhere.

@@ -1,0 +1,60 @@
+import ClusterCore
+import Foundation
+
+/// Doze's own element in a domain's `<metadata>`: what a VM carries from host to host (migration) and across
+/// controller restarts, since libvirt keeps it with the domain. Written as one empty element,
+/// `<vm rx='…' tx='…' ip='…' adapted='…' def='…'/>`, in the namespace `namespace`.
+public struct DozeDomainMetadata: Sendable, Equatable {
+    public static let namespace = "urn:doze:vm:1"
+    /// The prefix libvirt gives the element.
+    public static let key = "doze"
+
+    /// Network demand (bytes per second) the VM was submitted with.
+    public var rxBytes: Double
+    public var txBytes: Double
+    public var ipAddress: String
+    /// What was changed in the submitted template to run it here.
+    public var adaptations: [String]
+    /// SHA-256 of the domain XML the VM was created from: a retried identical create finds it by this.
+    public var definitionDigest: String?
+
+    // Public types get only an internal memberwise initialiser: the controller (another module) needs this one.
+    public init(rxBytes: Double = 0, txBytes: Double = 0, ipAddress: String = "", adaptations: [String] = [],
+                definitionDigest: String? = nil) {
+        self.rxBytes = rxBytes
+        self.txBytes = txBytes
+        self.ipAddress = ipAddress
+        self.adaptations = adaptations
+        self.definitionDigest = definitionDigest
+    }
+
+    /// Reads the element as libvirt returns it (either quote, any prefix or namespace declaration). Lenient, as
+    /// metadata outlives the code that wrote it: a missing or unreadable value reads as its default, and a
+    /// document that breaks after the element's start tag still yields the attributes of that tag.
+    public init(decoding xml: String) {
+        var attributes: [String: String] = [:]
+        var sawRoot = false
+        try? XMLScanner.scan(xml, maxDepth: 8) { event in
+            guard !sawRoot, case .start(_, let rootAttributes) = event else { return }
+            sawRoot = true
+            attributes = rootAttributes
+        }
+        self.init(rxBytes: attributes["rx"].flatMap(Double.init) ?? 0,
+                  txBytes: attributes["tx"].flatMap(Double.init) ?? 0,
+                  ipAddress: attributes["ip"] ?? "",
+                  adaptations: attributes["adapted"].map { $0.isEmpty ? [] : $0.components(separatedBy: "; ") } ?? [],
+                  definitionDigest: attributes["def"])
+    }
+
+    /// The element, values escaped (the IP comes from the network). `adapted` and `def` only when there is one.
+    public func encode() -> String {
+        let adaptedAttribute = adaptations.isEmpty ? "" : " adapted='\(xmlEscape(adaptations.joined(separator: "; ")))'"
+        let definitionAttribute = definitionDigest.map { " def='\(xmlEscape($0))'" } ?? ""
+        return "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(xmlEscape(ipAddress))'\(adaptedAttribute)\(definitionAttribute)/>"
+    }
+
+    /// The element as a domain is defined with it.
+    public var domainMetadata: DomainMetadata {
+        DomainMetadata(xml: encode(), key: Self.key, namespace: Self.namespace)
+    }
+}
