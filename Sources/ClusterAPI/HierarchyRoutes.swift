@@ -226,8 +226,10 @@ public struct GroupManagerRoutes<Backend: GroupManagerBackend>: Sendable {
             // Snooze's MigrationRequest: the VM and the destination controller; answered like Snooze, `true` once
             // started (a refusal is an error with its reason, not Snooze's silent `true`).
             let body = try await HTTPBody.json(request, as: SnoozeMigrationRequest.self, limit: limit)
-            let submission = MigrationSubmission(vm: body.sourceVirtualMachineLocation.virtualMachineId,
-                                                 to: body.destinationVirtualMachineLocation.localControllerId)
+            guard let destination = body.destinationVirtualMachineLocation.localControllerId else {
+                throw APIError(DozeError(.badRequest, "destinationVirtualMachineLocation.localControllerId is missing: migrate to which local controller?"))
+            }
+            let submission = MigrationSubmission(vm: body.sourceVirtualMachineLocation.virtualMachineId, to: destination)
             _ = try await api { () async throws(DozeError) in try await backend.migrate(submission) }
             return HTTPReply.bool(true)
         case "virtualMachineMoved":

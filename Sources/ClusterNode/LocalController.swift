@@ -45,7 +45,7 @@ public actor LocalController: LocalControllerBackend {
     /// Room held for VMs on their way here, by VM name: part of the capacity books (LocalController+Migration.swift).
     var incomingMigrations: [String: IncomingHold] = [:]
     /// Where clients reach this controller; filled in once the HTTP server listens.
-    private var advertisedAddress = NetworkAddress()
+    private var advertisedAddress: NetworkAddress?
 
     // MARK: - Start
 
@@ -271,8 +271,7 @@ public actor LocalController: LocalControllerBackend {
                 meta.status = .error
                 meta.errorCode = Self.errorCode(for: error)
                 meta.errorMessage = error.message
-                meta.virtualMachineLocation.localControllerId = id
-                meta.virtualMachineLocation.localControllerControlDataAddress = advertisedAddress
+                meta.locate(onController: id, at: advertisedAddress)
             }
             results.append(meta)
         }
@@ -311,13 +310,14 @@ public actor LocalController: LocalControllerBackend {
     func metaData(_ record: VMRecord, xml: String? = nil) async -> VirtualMachineMetaData {
         let liveXML: String
         if let xml { liveXML = xml } else { liveXML = (try? await hypervisor.xml(.name(record.info.name), secure: true)) ?? "" }
-        return VirtualMachineMetaData(
-            location: VirtualMachineLocation(virtualMachineId: record.info.name, localControllerId: id,
-                                             localControllerControlDataAddress: advertisedAddress),
+        var meta = VirtualMachineMetaData(
+            location: VirtualMachineLocation(virtualMachineId: record.info.name),
             status: record.status, errorCode: .none, ipAddress: record.metadata.ipAddress, xmlRepresentation: liveXML,
             requestedCapacity: ResourceVector(vcpus: Double(record.info.vcpus), memoryKiB: Double(record.info.memoryKiB),
                                               rxBytes: record.rxBytes, txBytes: record.txBytes),
             isAssigned: true, adaptations: record.metadata.adaptations.isEmpty ? nil : record.metadata.adaptations)
+        meta.locate(onController: id, at: advertisedAddress)
+        return meta
     }
 
     // MARK: - VM operations

@@ -40,8 +40,31 @@ public struct WakeupSettings: Sendable, Equatable, Codable {
 
 public struct LocalControllerLocation: Sendable, Equatable, Codable {
     public var localControllerId: String
-    public var groupManagerId: String
-    public var groupManagerControlDataAddress: NetworkAddress
+    /// nil while the controller has no manager (Snooze writes "UNKNOWN").
+    public var groupManagerId: NodeID?
+    public var groupManagerControlDataAddress: NetworkAddress?
+
+    enum CodingKeys: String, CodingKey { case localControllerId, groupManagerId, groupManagerControlDataAddress }
+
+    public init(localControllerId: String, manager: ManagerInfo?) {
+        self.localControllerId = localControllerId
+        self.groupManagerId = manager?.id
+        self.groupManagerControlDataAddress = manager.map { NetworkAddress($0.control) }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        localControllerId = try c.value(.localControllerId, default: "")
+        groupManagerId = try c.snoozeID(.groupManagerId)
+        groupManagerControlDataAddress = try c.snoozeAddress(.groupManagerControlDataAddress)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(localControllerId, forKey: .localControllerId)
+        try c.encodeSnoozeID(groupManagerId, forKey: .groupManagerId)
+        try c.encodeSnoozeAddress(groupManagerControlDataAddress, forKey: .groupManagerControlDataAddress)
+    }
 }
 
 public struct LocalControllerDescription: Sendable, Equatable, Codable {
@@ -88,9 +111,7 @@ public struct LocalControllerDescription: Sendable, Equatable, Codable {
         virtualMachineMetaData = metas
         assignedVirtualMachines = []
         isAssigned = manager != nil
-        location = LocalControllerLocation(
-            localControllerId: info.id, groupManagerId: manager?.id ?? "UNKNOWN",
-            groupManagerControlDataAddress: manager.map { NetworkAddress(address: $0.control.host, port: $0.control.port) } ?? .init())
+        location = LocalControllerLocation(localControllerId: info.id, manager: manager)
     }
 }
 

@@ -125,8 +125,9 @@ public struct MigrationProgress: Sendable, Equatable, Codable {
 public struct MigrationEndpoint: Sendable, Equatable, Codable {
     public var localControllerId: String
     public var address: NetworkAddress
-    public var groupManagerId: String
-    public init(localControllerId: String, address: NetworkAddress, groupManagerId: String = "UNKNOWN") {
+    /// nil when its manager is not known.
+    public var groupManagerId: NodeID?
+    public init(localControllerId: String, address: NetworkAddress, groupManagerId: NodeID? = nil) {
         self.localControllerId = localControllerId
         self.address = address
         self.groupManagerId = groupManagerId

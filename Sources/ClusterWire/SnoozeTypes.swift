@@ -8,28 +8,57 @@ public struct NetworkAddress: Sendable, Equatable, Codable {
     public var address: String
     public var port: Int
 
-    public init(address: String = "UNKNOWN", port: Int = -1) {
+    public init(address: String, port: Int) {
         self.address = address
         self.port = port
     }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        address = try c.value(.address, default: "UNKNOWN")
-        port = try c.value(.port, default: -1)
+        address = try c.value(.address, default: Self.unknown.address)
+        port = try c.value(.port, default: Self.unknown.port)
+    }
+
+    /// What Snooze writes for an address nobody knows; in Swift that is a nil `NetworkAddress?`.
+    public static let unknown = NetworkAddress(address: "UNKNOWN", port: -1)
+    var isUnknown: Bool { address.isEmpty || address == Self.unknown.address || port < 0 }
+}
+
+/// Snooze's wire spells "not known" as `"UNKNOWN"` (ids) and `{"address":"UNKNOWN","port":-1}` (addresses). Doze's
+/// types say it with nil; these read and write Snooze's spelling at the edge, so no sentinel travels inside.
+extension KeyedDecodingContainer {
+    func snoozeID(_ key: Key) throws -> String? {
+        guard let id = try decodeIfPresent(String.self, forKey: key), !id.isEmpty, id != "UNKNOWN" else { return nil }
+        return id
+    }
+
+    func snoozeAddress(_ key: Key) throws -> NetworkAddress? {
+        guard let address = try decodeIfPresent(NetworkAddress.self, forKey: key), !address.isUnknown else { return nil }
+        return address
     }
 }
 
+extension KeyedEncodingContainer {
+    mutating func encodeSnoozeID(_ id: String?, forKey key: Key) throws { try encode(id ?? "UNKNOWN", forKey: key) }
+    mutating func encodeSnoozeAddress(_ address: NetworkAddress?, forKey key: Key) throws {
+        try encode(address ?? .unknown, forKey: key)
+    }
+}
+
+/// Where a VM is in the hierarchy; a part not known yet (not placed, no manager) is nil.
 public struct VirtualMachineLocation: Sendable, Equatable, Codable {
     public var virtualMachineId: String
-    public var localControllerId: String
-    public var localControllerControlDataAddress: NetworkAddress
-    public var groupManagerId: String
-    public var groupManagerControlDataAddress: NetworkAddress
+    public var localControllerId: NodeID?
+    public var localControllerControlDataAddress: NetworkAddress?
+    public var groupManagerId: NodeID?
+    public var groupManagerControlDataAddress: NetworkAddress?
 
-    public init(virtualMachineId: String, localControllerId: String = "UNKNOWN",
-                localControllerControlDataAddress: NetworkAddress = .init(), groupManagerId: String = "UNKNOWN",
-                groupManagerControlDataAddress: NetworkAddress = .init()) {
+    enum CodingKeys: String, CodingKey {
+        case virtualMachineId, localControllerId, localControllerControlDataAddress, groupManagerId, groupManagerControlDataAddress
+    }
+
+    public init(virtualMachineId: String, localControllerId: NodeID? = nil, localControllerControlDataAddress: NetworkAddress? = nil,
+                groupManagerId: NodeID? = nil, groupManagerControlDataAddress: NetworkAddress? = nil) {
         self.virtualMachineId = virtualMachineId
         self.localControllerId = localControllerId
         self.localControllerControlDataAddress = localControllerControlDataAddress
@@ -40,10 +69,19 @@ public struct VirtualMachineLocation: Sendable, Equatable, Codable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         virtualMachineId = try c.value(.virtualMachineId, default: "")
-        localControllerId = try c.value(.localControllerId, default: "UNKNOWN")
-        localControllerControlDataAddress = try c.value(.localControllerControlDataAddress, default: .init())
-        groupManagerId = try c.value(.groupManagerId, default: "UNKNOWN")
-        groupManagerControlDataAddress = try c.value(.groupManagerControlDataAddress, default: .init())
+        localControllerId = try c.snoozeID(.localControllerId)
+        localControllerControlDataAddress = try c.snoozeAddress(.localControllerControlDataAddress)
+        groupManagerId = try c.snoozeID(.groupManagerId)
+        groupManagerControlDataAddress = try c.snoozeAddress(.groupManagerControlDataAddress)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(virtualMachineId, forKey: .virtualMachineId)
+        try c.encodeSnoozeID(localControllerId, forKey: .localControllerId)
+        try c.encodeSnoozeAddress(localControllerControlDataAddress, forKey: .localControllerControlDataAddress)
+        try c.encodeSnoozeID(groupManagerId, forKey: .groupManagerId)
+        try c.encodeSnoozeAddress(groupManagerControlDataAddress, forKey: .groupManagerControlDataAddress)
     }
 }
 
@@ -68,7 +106,8 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
     /// Monitoring entries keyed by their timestamp (ms), as Snooze's LRU map serialised.
     public var usedCapacity: [String: VirtualMachineMonitoringData]
     public var isAssigned: Bool
-    public var groupManagerControlDataAddress: NetworkAddress
+    /// Snooze's copy of `virtualMachineLocation.groupManagerControlDataAddress`.
+    public var groupManagerControlDataAddress: NetworkAddress?
     /// Doze addition: a human-readable reason when `status` is `ERROR` or an operation failed.
     public var errorMessage: String?
     /// Doze addition: the image-pool entry a template without XML is built from (Snooze's `imageId`).
@@ -78,11 +117,15 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
     /// Doze addition: an image-based VM gets a VNC console with this password (kvm-apps' `vnc.password`).
     public var vncPassword: String?
 
+    enum CodingKeys: String, CodingKey {
+        case virtualMachineLocation, status, errorCode, ipAddress, xmlRepresentation, requestedCapacity, usedCapacity, isAssigned,
+             groupManagerControlDataAddress, errorMessage, imageId, adaptations, vncPassword
+    }
+
     public init(location: VirtualMachineLocation, status: VMStatus = .unknown, errorCode: VMErrorCode = .none,
                 ipAddress: String = "", xmlRepresentation: String = "", requestedCapacity: ResourceVector = .zero,
                 usedCapacity: [String: VirtualMachineMonitoringData] = [:], isAssigned: Bool = false,
-                groupManagerControlDataAddress: NetworkAddress = .init(), errorMessage: String? = nil,
-                imageId: String? = nil, adaptations: [String]? = nil) {
+                errorMessage: String? = nil, imageId: String? = nil, adaptations: [String]? = nil) {
         self.virtualMachineLocation = location
         self.status = status
         self.errorCode = errorCode
@@ -91,7 +134,7 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         self.requestedCapacity = requestedCapacity.snoozeArray
         self.usedCapacity = usedCapacity
         self.isAssigned = isAssigned
-        self.groupManagerControlDataAddress = groupManagerControlDataAddress
+        self.groupManagerControlDataAddress = location.groupManagerControlDataAddress
         self.errorMessage = errorMessage
         self.imageId = imageId
         self.adaptations = adaptations
@@ -107,33 +150,64 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         requestedCapacity = try c.value(.requestedCapacity, default: [])
         usedCapacity = (try? c.decodeIfPresent([String: VirtualMachineMonitoringData].self, forKey: .usedCapacity)) ?? [:]
         isAssigned = try c.value(.isAssigned, default: false)
-        groupManagerControlDataAddress = try c.value(.groupManagerControlDataAddress, default: .init())
+        groupManagerControlDataAddress = try c.snoozeAddress(.groupManagerControlDataAddress)
         errorMessage = try c.decodeIfPresent(String.self, forKey: .errorMessage)
         imageId = try c.decodeIfPresent(String.self, forKey: .imageId)
         adaptations = try c.decodeIfPresent([String].self, forKey: .adaptations)
         vncPassword = try c.decodeIfPresent(String.self, forKey: .vncPassword)
     }
 
-    public var requested: ResourceVector { ResourceVector(snoozeArray: requestedCapacity) }
-
-    /// The one place a VM's place in the hierarchy is written: the controller and manager ids and control
-    /// addresses, the assignment flag and Snooze's duplicate of the manager's address. What the VM is (status, IP,
-    /// capacity, XML) stays as the controller reported it.
-    public mutating func locate(on controller: ControllerInfo, under manager: ManagerInfo?) {
-        virtualMachineLocation = VirtualMachineLocation(virtualMachineId: virtualMachineLocation.virtualMachineId,
-                                                        controller: controller, manager: manager)
-        groupManagerControlDataAddress = virtualMachineLocation.groupManagerControlDataAddress
-        isAssigned = true
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(virtualMachineLocation, forKey: .virtualMachineLocation)
+        try c.encode(status, forKey: .status)
+        try c.encode(errorCode, forKey: .errorCode)
+        try c.encode(ipAddress, forKey: .ipAddress)
+        try c.encode(xmlRepresentation, forKey: .xmlRepresentation)
+        try c.encode(requestedCapacity, forKey: .requestedCapacity)
+        try c.encode(usedCapacity, forKey: .usedCapacity)
+        try c.encode(isAssigned, forKey: .isAssigned)
+        try c.encodeSnoozeAddress(groupManagerControlDataAddress, forKey: .groupManagerControlDataAddress)
+        // Doze's additions are absent when empty.
+        try c.encodeIfPresent(errorMessage, forKey: .errorMessage)
+        try c.encodeIfPresent(imageId, forKey: .imageId)
+        try c.encodeIfPresent(adaptations, forKey: .adaptations)
+        try c.encodeIfPresent(vncPassword, forKey: .vncPassword)
     }
+
+    public var requested: ResourceVector { ResourceVector(snoozeArray: requestedCapacity) }
 }
 
-extension VirtualMachineLocation {
-    /// Where `vm` runs: every id and address a client needs to act on it through either role.
-    public init(virtualMachineId vm: String, controller: ControllerInfo, manager: ManagerInfo?) {
-        self.init(virtualMachineId: vm, localControllerId: controller.id,
-                  localControllerControlDataAddress: NetworkAddress(controller.control),
-                  groupManagerId: manager?.id ?? "UNKNOWN",
-                  groupManagerControlDataAddress: manager.map { NetworkAddress($0.control) } ?? .init())
+// The one place a VM's place in the hierarchy is written: the controller's half by the controller that runs it
+// (or the pin that names it), the manager's half by the manager (or the leader dispatching to it), both at once
+// by views built from heartbeats. What the VM is (status, IP, capacity, XML) stays as the controller reported it.
+extension VirtualMachineMetaData {
+    public mutating func locate(on controller: ControllerInfo, under manager: ManagerInfo?) {
+        locate(onController: controller.id, at: NetworkAddress(controller.control))
+        locate(under: manager)
+        isAssigned = true
+    }
+
+    public mutating func locate(onController id: NodeID?, at address: NetworkAddress?) {
+        virtualMachineLocation.localControllerId = id
+        virtualMachineLocation.localControllerControlDataAddress = address
+    }
+
+    public mutating func locate(under manager: ManagerInfo?) {
+        locate(underManager: manager?.id, at: manager.map { NetworkAddress($0.control) })
+    }
+
+    /// The manager's half, with Snooze's copy of its address at the top level.
+    public mutating func locate(underManager id: NodeID?, at address: NetworkAddress?) {
+        virtualMachineLocation.groupManagerId = id
+        virtualMachineLocation.groupManagerControlDataAddress = address
+        groupManagerControlDataAddress = address
+    }
+
+    /// Moves the VM to `location` as a whole (after a migration).
+    public mutating func relocate(to location: VirtualMachineLocation) {
+        virtualMachineLocation = location
+        groupManagerControlDataAddress = location.groupManagerControlDataAddress
     }
 }
 

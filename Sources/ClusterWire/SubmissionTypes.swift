@@ -133,29 +133,23 @@ public struct VirtualClusterTaskDocument: Sendable, Equatable, Codable {
     }
 }
 
-/// The leader's answer to `discoverVirtualMachine`.
+/// The leader's answer to `discoverVirtualMachine`: where the VM runs, every part known (the leader answers
+/// only once it knows them all).
 public struct VirtualMachineDiscoveryResponse: Sendable, Equatable, Codable {
-    public var localControllerId: String
+    public var localControllerId: NodeID
     public var groupManagerAddress: NetworkAddress
     // Doze additions, so a caller needs no second lookup.
-    public var groupManagerId: String
+    public var groupManagerId: NodeID
     public var localControllerAddress: NetworkAddress
 
-    public init(localControllerId: String, groupManagerAddress: NetworkAddress, groupManagerId: String,
-                localControllerAddress: NetworkAddress) {
-        self.localControllerId = localControllerId
-        self.groupManagerAddress = groupManagerAddress
-        self.groupManagerId = groupManagerId
-        self.localControllerAddress = localControllerAddress
+    public init(controller: ControllerInfo, manager: ManagerInfo) {
+        localControllerId = controller.id
+        localControllerAddress = NetworkAddress(controller.control)
+        groupManagerId = manager.id
+        groupManagerAddress = NetworkAddress(manager.control)
     }
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        localControllerId = try c.value(.localControllerId, default: "UNKNOWN")
-        groupManagerAddress = try c.value(.groupManagerAddress, default: .init())
-        groupManagerId = try c.value(.groupManagerId, default: "UNKNOWN")
-        localControllerAddress = try c.value(.localControllerAddress, default: .init())
-    }
+    public var groupManagerEndpoint: Endpoint { Endpoint(host: groupManagerAddress.address, port: groupManagerAddress.port) }
 
     public func location(vm: String) -> VirtualMachineLocation {
         VirtualMachineLocation(virtualMachineId: vm, localControllerId: localControllerId,

@@ -137,11 +137,17 @@ extension VirtualMachineMetaData {
 }
 
 extension NetworkAddress {
-    /// `HOST:PORT`, or `-` while unknown.
-    var shown: String { address == "UNKNOWN" || address.isEmpty || port < 0 ? "-" : "\(address):\(port)" }
+    /// `HOST:PORT`.
+    var shown: String { address.isEmpty || port < 0 ? "-" : "\(address):\(port)" }
 }
 
-func orDash(_ s: String) -> String { s.isEmpty || s == "UNKNOWN" ? "-" : s }
+extension Optional<NetworkAddress> {
+    /// `HOST:PORT`, or `-` while unknown.
+    var shown: String { map(\.shown) ?? "-" }
+}
+
+/// The text, or `-` when there is none.
+func orDash(_ text: String?) -> String { text.map { $0.isEmpty ? "-" : $0 } ?? "-" }
 
 func mebibytes(_ kib: Double) -> String { kib > 0 ? String(Int((kib / 1024).rounded())) : "-" }
 
@@ -284,7 +290,7 @@ struct SubmitCommand: AsyncParsableCommand {
 
     static func progress(_ d: VirtualClusterTaskDocument, taskID: String, elapsed: Duration) -> String {
         let total = d.counts.total
-        let placed = d.response.virtualMachineMetaData.filter { $0.virtualMachineLocation.groupManagerId != "UNKNOWN" }.count
+        let placed = d.response.virtualMachineMetaData.filter { $0.virtualMachineLocation.groupManagerId != nil }.count
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         return "task \(taskID)  placed \(placed)/\(total)  running \(d.counts.running)/\(total)  failed \(d.counts.failed)/\(total)  "
             + String(format: "%.1f s", seconds)

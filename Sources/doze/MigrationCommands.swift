@@ -14,7 +14,7 @@ extension BootstrapClient {
     func resolveHost(_ name: String) async throws -> HostEntry {
         // A whole id needs no lookup (the server refuses an unknown one).
         if UUID(uuidString: name) != nil {
-            return HostEntry(id: name, address: NetworkAddress(), groupManagerId: "", draining: false, vms: [], vcpus: 0, vcpusRequested: 0,
+            return HostEntry(id: name, address: .unknown, groupManagerId: "", draining: false, vms: [], vcpus: 0, vcpusRequested: 0,
                              memoryMiB: 0, memoryMiBRequested: 0, migrations: 0)
         }
         let hosts = try decode(HostList.self, try await call(.GET, "/v1/hosts")).hosts

@@ -68,7 +68,7 @@ extension ProcessTests {
         let ids = ["lc1", "lc2", "lc3"].compactMap { c.controllerID($0) }
         let names = Dictionary(uniqueKeysWithValues: zip(ids, ["lc1", "lc2", "lc3"]))
         let before = try await c.meta("demo-1")
-        let sourceID = before.virtualMachineLocation.localControllerId
+        let sourceID = try #require(before.virtualMachineLocation.localControllerId, "demo-1 is placed: \(before)")
         let source = try #require(names[sourceID], "demo-1 is on a roomy host: \(before)")
         let destination = ["lc1", "lc2", "lc3"].first { $0 != source }!
         let destinationID = c.controllerID(destination)!
@@ -136,7 +136,7 @@ extension ProcessTests {
         try ClientProcessTests.demo.write(toFile: template, atomically: true, encoding: .utf8)
         let submitted = try await c.doze(["submit", template, "--count", "2", "--wait", "--timeout", "30"])
         #expect(submitted.status == 0, "\(submitted)")
-        let here = try await c.meta("demo-1").virtualMachineLocation.localControllerId
+        let here = try #require(try await c.meta("demo-1").virtualMachineLocation.localControllerId)
         let other = ["lc1", "lc2", "lc3"].compactMap { c.controllerID($0) }.first { $0 != here }!
         let tiny = c.controllerID("tiny")!
 
@@ -267,12 +267,13 @@ extension ProcessTests.MigrationProcessTests {
     /// What a Snooze client needs to act on a listed VM: its real state and a location that names live nodes.
     func incomplete(_ vm: VirtualMachineMetaData, controllers: [String: String], managers: [String: String]) -> String? {
         let location = vm.virtualMachineLocation
-        let lcAddress = "\(location.localControllerControlDataAddress.address):\(location.localControllerControlDataAddress.port)"
-        let gmAddress = "\(location.groupManagerControlDataAddress.address):\(location.groupManagerControlDataAddress.port)"
+        guard let controller = location.localControllerId, let lc = location.localControllerControlDataAddress else { return "no controller" }
+        guard let manager = location.groupManagerId, let gm = location.groupManagerControlDataAddress else { return "no manager" }
+        let lcAddress = "\(lc.address):\(lc.port)", gmAddress = "\(gm.address):\(gm.port)"
         if vm.status == .unknown { return "status UNKNOWN" }
         if vm.requested.vcpus <= 0 || vm.requested.memoryKiB <= 0 { return "requested capacity \(vm.requestedCapacity)" }
-        if controllers[location.localControllerId] != lcAddress { return "controller \(location.localControllerId) at \(lcAddress)" }
-        if managers[location.groupManagerId] != gmAddress { return "manager \(location.groupManagerId) at \(gmAddress)" }
+        if controllers[controller] != lcAddress { return "controller \(controller) at \(lcAddress)" }
+        if managers[manager] != gmAddress { return "manager \(manager) at \(gmAddress)" }
         if vm.groupManagerControlDataAddress != location.groupManagerControlDataAddress || !vm.isAssigned { return "assignment" }
         return nil
     }
@@ -318,7 +319,7 @@ extension ProcessTests.MigrationProcessTests {
             return views
         }
         func act(_ operation: String, on vm: VirtualMachineMetaData) async throws {
-            let gm = vm.virtualMachineLocation.groupManagerControlDataAddress
+            let gm = try #require(vm.virtualMachineLocation.groupManagerControlDataAddress)
             let body = String(decoding: try JSONEncoder().encode(vm.virtualMachineLocation), as: UTF8.self)
             let answer = try await c.call(.POST, "\(gm.address):\(gm.port)", "/groupmanager?\(operation)", body: body)
             #expect(answer.status == 200 && answer.body == "true", "\(operation) \(vm.virtualMachineLocation.virtualMachineId): \(answer)")

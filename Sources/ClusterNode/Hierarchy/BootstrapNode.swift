@@ -146,13 +146,13 @@ public actor BootstrapNode: BootstrapBackend {
                               body: @Sendable (VirtualMachineLocation) throws -> ByteBuffer) async throws(DozeError) -> (status: Int, body: ByteBuffer) {
         let found = try await callLeader(.post, "/groupmanager?discoverVirtualMachine", body: ByteBuffer(string: vm), timeout: .seconds(5))
         guard found.status == 200 else { return found }
-        let where_: VirtualMachineDiscoveryResponse
-        do { where_ = try WireCoding.decode(VirtualMachineDiscoveryResponse.self, from: found.body.readableBytesView) } catch {
+        let located: VirtualMachineDiscoveryResponse
+        do { located = try WireCoding.decode(VirtualMachineDiscoveryResponse.self, from: found.body.readableBytesView) } catch {
             throw DozeError(.unavailable, "the group leader's discoverVirtualMachine answer is unreadable: \(error)")
         }
-        let manager = Endpoint(host: where_.groupManagerAddress.address, port: where_.groupManagerAddress.port)
+        let manager = located.groupManagerEndpoint
         let payload: ByteBuffer
-        do { payload = try body(where_.location(vm: vm)) } catch { throw DozeError(.badRequest, "\(error)") }
+        do { payload = try body(located.location(vm: vm)) } catch { throw DozeError(.badRequest, "\(error)") }
         do {
             return try await peers.send(.POST, manager, "/groupmanager?\(operation)", body: String(buffer: payload), timeout: .seconds(60))
         } catch {

@@ -71,7 +71,7 @@ extension ManagerRole {
                 continue
             }
             let demand = meta.demand
-            let pinned = meta.virtualMachineLocation.localControllerId == "UNKNOWN" ? nil : meta.virtualMachineLocation.localControllerId
+            let pinned = meta.virtualMachineLocation.localControllerId
             switch controllerPlacement.place(vm, demand: demand, among: candidates, pinned: pinned) {
             case .success(let lc):
                 reservedAt[vm] = now
@@ -104,9 +104,7 @@ extension ManagerRole {
             } else {
                 continue
             }
-            meta.virtualMachineLocation.groupManagerId = id
-            meta.virtualMachineLocation.groupManagerControlDataAddress = NetworkAddress(address: me.control.host, port: me.control.port)
-            meta.groupManagerControlDataAddress = meta.virtualMachineLocation.groupManagerControlDataAddress
+            meta.locate(under: me)
             if meta.status == .error {
                 controllerPlacement.settle(vm)
                 reservedAt[vm] = nil
@@ -204,10 +202,8 @@ extension ManagerRole {
             return try await peers.call(.POST, controller.control, "/localcontroller?getVirtualMachineMetaData", body: vm,
                                         as: VirtualMachineMetaData.self)
         } catch {
-            var meta = VirtualMachineMetaData(location: VirtualMachineLocation(
-                virtualMachineId: vm, localControllerId: controller.id,
-                localControllerControlDataAddress: NetworkAddress(address: controller.control.host, port: controller.control.port)))
-            meta.status = .running   // listed by the controller's own heartbeat
+            var meta = VirtualMachineMetaData(location: VirtualMachineLocation(virtualMachineId: vm), status: .running)   // listed by its heartbeat
+            meta.locate(onController: controller.id, at: NetworkAddress(controller.control))
             return meta
         }
     }
@@ -219,7 +215,7 @@ extension ManagerRole {
         let state = try following()
         let vm = location.virtualMachineId
         guard !vm.isEmpty else { throw DozeError(.badRequest, "virtualMachineLocation.virtualMachineId is missing") }
-        if let named = state.controllers[location.localControllerId] { return named }
+        if let named = location.localControllerId.flatMap({ state.controllers[$0] }) { return named }
         if let holder = state.controllers.values.first(where: { $0.vms.contains(vm) }) { return holder }
         throw DozeError(.notFound, "VM '\(vm)' is not on any local controller of group manager \(id)")
     }
@@ -245,7 +241,7 @@ extension ManagerRole {
         do {
             var meta = try await peers.call(.POST, holder.control, "/localcontroller?resizeVirtualMachine", body: request,
                                             as: VirtualMachineMetaData.self, timeout: .seconds(60))
-            stampManager(&meta)
+            meta.locate(under: me)
             return meta
         } catch {
             throw remoteError(error, "local controller \(holder.id) at \(holder.control) did not answer")
@@ -263,20 +259,13 @@ extension ManagerRole {
         do {
             var meta = try await peers.call(.POST, holder.control, "/localcontroller?getVirtualMachineMetaData",
                                             body: location.virtualMachineId, as: VirtualMachineMetaData.self)
-            stampManager(&meta)
+            meta.locate(under: me)
             return meta
         } catch {
             let failure = remoteError(error, "local controller \(holder.id) at \(holder.control) did not answer")
             if failure.kind == .notFound { return VirtualMachineMetaData(location: location, status: .offline) }
             throw failure
         }
-    }
-
-    func stampManager(_ meta: inout VirtualMachineMetaData) {
-        let address = NetworkAddress(address: me.control.host, port: me.control.port)
-        meta.virtualMachineLocation.groupManagerId = id
-        meta.virtualMachineLocation.groupManagerControlDataAddress = address
-        meta.groupManagerControlDataAddress = address
     }
 
     /// `searchVirtualMachine`: the local controller holding the VM, if one of ours does.
@@ -300,7 +289,7 @@ extension ManagerRole {
             return all
         }
         var stamped = lists
-        for index in stamped.indices { stampManager(&stamped[index]) }
+        for index in stamped.indices { stamped[index].locate(under: me) }
         return VirtualMachineList(virtualMachines: stamped.sorted { $0.virtualMachineLocation.virtualMachineId < $1.virtualMachineLocation.virtualMachineId })
     }
 }

@@ -133,7 +133,10 @@ actor KVMAppCoordinator {
                     switch meta.status {
                     case .unknown: outcomes[name] = .pending
                     case .error: outcomes[name] = .failed(meta.errorMessage ?? meta.errorCode.rawValue)
-                    default: outcomes[name] = .started(controller: meta.virtualMachineLocation.localControllerId, ipAddress: meta.ipAddress)
+                    default:
+                        // Started means placed: a VM past UNKNOWN status always names its controller.
+                        guard let controller = meta.virtualMachineLocation.localControllerId else { outcomes[name] = .pending; continue }
+                        outcomes[name] = .started(controller: controller, ipAddress: meta.ipAddress)
                     }
                 }
             } catch {
@@ -210,13 +213,13 @@ actor KVMAppCoordinator {
                 ip = address
             }
             if let meta = s.live[t.name] {
-                let where_ = meta.virtualMachineLocation
-                agent = where_.localControllerId
+                agent = meta.virtualMachineLocation.localControllerId ?? agent
                 if !meta.ipAddress.isEmpty { ip = meta.ipAddress }
                 uuid = KVMAppBook.domainUUID(inDomainXML: meta.xmlRepresentation)
                 domain = t.name
-                if let display = KVMAppBook.vncDisplay(inDomainXML: meta.xmlRepresentation) {
-                    vnc = "\(where_.localControllerControlDataAddress.address):\(display)"
+                if let display = KVMAppBook.vncDisplay(inDomainXML: meta.xmlRepresentation),
+                   let host = meta.virtualMachineLocation.localControllerControlDataAddress {
+                    vnc = "\(host.address):\(display)"
                 }
             }
             return KVMAppTaskEntry(id: t.id, name: t.name, agentId: agent, executorId: record.submission ?? "", domainUuid: uuid,
@@ -296,7 +299,7 @@ actor KVMAppCoordinator {
         let gone: (DozeError) -> DozeError? = { operation == .destroy && $0.kind == .notFound ? nil : $0 }
         let found: VirtualMachineDiscoveryResponse
         do { found = try await submissions.discover(vm) } catch { return gone(error) }
-        let manager = Endpoint(host: found.groupManagerAddress.address, port: found.groupManagerAddress.port)
+        let manager = found.groupManagerEndpoint
         do {
             _ = try await peers.call(.POST, manager, "/groupmanager?\(control.snoozeOperation)", body: found.location(vm: vm), as: String.self)
             return nil

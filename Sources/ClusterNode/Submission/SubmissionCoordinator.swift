@@ -257,9 +257,7 @@ actor SubmissionCoordinator {
         switch planned.directive {
         case .dispatch(let manager):
             vm.manager = manager.id
-            vm.meta.virtualMachineLocation.groupManagerId = manager.id
-            vm.meta.virtualMachineLocation.groupManagerControlDataAddress = NetworkAddress(manager.control)
-            vm.meta.groupManagerControlDataAddress = NetworkAddress(manager.control)
+            vm.meta.locate(under: manager)
         case .fail(let code, let message):
             vm.meta.status = .error
             vm.meta.errorCode = code
@@ -288,10 +286,21 @@ actor SubmissionCoordinator {
             if !found.isEmpty { self.record(found, task: taskID) }
         }
         var byManager: [NodeID: [TaskVM]] = [:]
-        for vm in record.vms where !vm.isFinal && listed[vm.id] == nil { byManager[vm.manager ?? "", default: []].append(vm) }
+        var inNoHands: [TaskVM] = []
+        for vm in record.vms where !vm.isFinal && listed[vm.id] == nil {
+            if let manager = vm.manager { byManager[manager, default: []].append(vm) } else { inNoHands.append(vm) }
+        }
         await withTaskGroup(of: Void.self) { group in
             for (manager, vms) in byManager {
                 group.addTask { await self.dispatch(vms, to: manager, task: taskID, retry: retry) }
+            }
+            // Recorded without a manager (an earlier leader's record cut short): found or placed as a lost manager's.
+            if !inNoHands.isEmpty {
+                let inNoHands = inNoHands
+                group.addTask {
+                    await self.recoverFromLostManager(inNoHands, manager: "(none recorded)", task: taskID,
+                                                      reason: "no group manager was recorded for these VMs")
+                }
             }
         }
     }
@@ -300,7 +309,7 @@ actor SubmissionCoordinator {
     private func dispatch(_ vms: [TaskVM], to manager: NodeID, task: String, retry: Bool, tried: Set<NodeID> = []) async {
         let body = VirtualMachineSubmission(virtualMachineMetaData: vms.map { vm in
             var meta = vm.meta
-            if vm.pinnedController == nil { meta.virtualMachineLocation.localControllerId = "UNKNOWN" }
+            if vm.pinnedController == nil { meta.virtualMachineLocation.localControllerId = nil }   // the manager places it
             return meta
         })
         var attempt = ManagerDispatch(manager: manager, vms: vms.map { .init(id: $0.id, pinned: $0.pinnedController != nil) }, tried: tried)
@@ -426,9 +435,7 @@ actor SubmissionCoordinator {
             for var meta in answer where wanted.contains(meta.virtualMachineLocation.virtualMachineId)
                 && !found.contains(meta.virtualMachineLocation.virtualMachineId) {
                 if let owner = current.values.first(where: { $0.controllers.contains { $0.id == controller.id } })?.info {
-                    meta.virtualMachineLocation.groupManagerId = owner.id
-                    meta.virtualMachineLocation.groupManagerControlDataAddress = NetworkAddress(owner.control)
-                    meta.groupManagerControlDataAddress = meta.virtualMachineLocation.groupManagerControlDataAddress
+                    meta.locate(under: owner)
                 }
                 record([meta], task: task)
                 found.insert(meta.virtualMachineLocation.virtualMachineId)
@@ -438,14 +445,11 @@ actor SubmissionCoordinator {
     }
 
     /// A VM a controller reports: RUNNING there, under that controller's manager.
-    static func running(_ meta: VirtualMachineMetaData, on c: ControllerInfo, under m: ManagerInfo) -> VirtualMachineMetaData {
+    static func running(_ meta: VirtualMachineMetaData, on controller: ControllerInfo, under manager: ManagerInfo) -> VirtualMachineMetaData {
         var meta = meta
         meta.status = .running
-        meta.virtualMachineLocation.localControllerId = c.id
-        meta.virtualMachineLocation.localControllerControlDataAddress = NetworkAddress(address: c.control.host, port: c.control.port)
-        meta.virtualMachineLocation.groupManagerId = m.id
-        meta.virtualMachineLocation.groupManagerControlDataAddress = NetworkAddress(address: m.control.host, port: m.control.port)
-        meta.groupManagerControlDataAddress = meta.virtualMachineLocation.groupManagerControlDataAddress
+        meta.locate(onController: controller.id, at: NetworkAddress(controller.control))
+        meta.locate(under: manager)
         return meta
     }
 
@@ -528,30 +532,27 @@ actor SubmissionCoordinator {
         let deadline = now + settleTime * 8
         while true {
             let current = await managers()
-            var controllers: Set<NodeID> = []
+            var controllers: [NodeID: ControllerInfo] = [:]
             for record in current.values {
-                for c in record.controllers {
-                    controllers.insert(c.id)
-                    if c.vms.contains(vm) {
-                        return VirtualMachineDiscoveryResponse(
-                            localControllerId: c.id, groupManagerAddress: NetworkAddress(address: record.info.control.host, port: record.info.control.port),
-                            groupManagerId: record.info.id, localControllerAddress: NetworkAddress(address: c.control.host, port: c.control.port))
-                    }
+                for controller in record.controllers {
+                    controllers[controller.id] = controller
+                    if controller.vms.contains(vm) { return VirtualMachineDiscoveryResponse(controller: controller, manager: record.info) }
                 }
             }
             let cutoff = Self.wallMillis - TaskBook.millis(Self.reportGrace)
             // Once the heartbeats have listed a VM, they alone say where (or whether) it is.
             if let start = book.recentlyStarted(since: cutoff)[vm], !reported.contains(start.key) {
-                let l = start.vm.meta.virtualMachineLocation
-                if current[l.groupManagerId] != nil, controllers.contains(l.localControllerId) {
-                    return VirtualMachineDiscoveryResponse(localControllerId: l.localControllerId, groupManagerAddress: l.groupManagerControlDataAddress,
-                                                           groupManagerId: l.groupManagerId, localControllerAddress: l.localControllerControlDataAddress)
+                let location = start.vm.meta.virtualMachineLocation
+                // Its recorded manager still leads it, or will once the controller re-joins there.
+                if let managerID = location.groupManagerId, let manager = current[managerID],
+                   let controllerID = location.localControllerId, let controller = controllers[controllerID] {
+                    return VirtualMachineDiscoveryResponse(controller: controller, manager: manager.info)
                 }
                 if now < deadline {
                     try? await Task.sleep(for: .milliseconds(50))
                     continue
                 }
-                throw DozeError(.unavailable, "VM '\(vm)' is on local controller \(l.localControllerId), which is joining another group manager; retry in a moment")
+                throw DozeError(.unavailable, "VM '\(vm)' is on local controller \(location.localControllerId ?? "(not known yet)"), which is joining another group manager; retry in a moment")
             }
             if let task = book.pendingVMs[vm] {
                 throw DozeError(.conflict, "VM '\(vm)' is still being started by task \(task)")

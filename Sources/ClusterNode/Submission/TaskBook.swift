@@ -100,9 +100,7 @@ struct TaskBook: Sendable {
     mutating func setManager(_ manager: NodeID, for vmID: String, in taskID: String, address: NetworkAddress) {
         guard var record = records[taskID], let i = record.vms.firstIndex(where: { $0.id == vmID }) else { return }
         record.vms[i].manager = manager
-        record.vms[i].meta.virtualMachineLocation.groupManagerId = manager
-        record.vms[i].meta.virtualMachineLocation.groupManagerControlDataAddress = address
-        record.vms[i].meta.groupManagerControlDataAddress = address
+        record.vms[i].meta.locate(underManager: manager, at: address)
         records[taskID] = record
     }
 
@@ -111,8 +109,7 @@ struct TaskBook: Sendable {
         let newest = records.values.filter { r in r.isFinal && r.vms.contains { $0.id == vmID && $0.meta.status != .error } }
             .max { $0.createdAt < $1.createdAt }
         guard var record = newest, let i = record.vms.firstIndex(where: { $0.id == vmID }) else { return nil }
-        record.vms[i].meta.virtualMachineLocation = location
-        record.vms[i].meta.groupManagerControlDataAddress = location.groupManagerControlDataAddress
+        record.vms[i].meta.relocate(to: location)
         record.vms[i].manager = location.groupManagerId
         records[record.id] = record
         return record.id
