@@ -52,7 +52,7 @@ public enum HTTPBody {
     /// `describe(_:)`, and when the decoder calls a grammatically valid document "not valid JSON" (what
     /// Foundation says of 2.5, 1e308 or a 26-digit number where an integer is expected), the numbers to blame.
     public static func describe(_ error: DecodingError, in document: some Collection<UInt8>) -> String {
-        if case .dataCorrupted(let c) = error, c.codingPath.isEmpty, (try? StrictJSON.check(document)) != nil {
+        if case .dataCorrupted(let context) = error, context.codingPath.isEmpty, (try? StrictJSON.check(document)) != nil {
             let suspects = StrictJSON.nonIntegerNumbers(document)
             if !suspects.isEmpty {
                 let named = suspects.prefix(3).map { "'\($0.path)' is \($0.text)" }.joined(separator: ", ")
@@ -64,23 +64,23 @@ public enum HTTPBody {
 
     public static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context) -> String {
-            let p = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
-            return p.isEmpty ? "" : " at '\(p)'"
+            let dotted = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            return dotted.isEmpty ? "" : " at '\(dotted)'"
         }
         switch error {
-        case .dataCorrupted(let c) where c.codingPath.isEmpty: return "not valid JSON (\(c.debugDescription))"
-        case .dataCorrupted(let c):
+        case .dataCorrupted(let context) where context.codingPath.isEmpty: return "not valid JSON (\(context.debugDescription))"
+        case .dataCorrupted(let context):
             // Valid JSON whose value does not fit: Foundation says "Parsed JSON number <2.5> does not fit in Int."
-            let text = c.debugDescription
+            let text = context.debugDescription
             if let fit = text.range(of: "does not fit in ") {
                 let type = text[fit.upperBound...].trimmingCharacters(in: .punctuationCharacters)
-                let number = text.firstRange(of: "<").flatMap { lt in text[lt.upperBound...].firstRange(of: ">").map { text[lt.upperBound..<$0.lowerBound] } }
-                return "\(expectation(type))\(path(c))\(number.map { ", got \($0)" } ?? "")"
+                let number = text.firstRange(of: "<").flatMap { open in text[open.upperBound...].firstRange(of: ">").map { text[open.upperBound..<$0.lowerBound] } }
+                return "\(expectation(type))\(path(context))\(number.map { ", got \($0)" } ?? "")"
             }
-            return "\(text)\(path(c))"
-        case .keyNotFound(let key, let c): return "missing '\(key.stringValue)'\(path(c))"
-        case .typeMismatch(let type, let c): return "\(expectation("\(type)"))\(path(c))"
-        case .valueNotFound(let type, let c): return "null where \(type) is expected\(path(c))"
+            return "\(text)\(path(context))"
+        case .keyNotFound(let key, let context): return "missing '\(key.stringValue)'\(path(context))"
+        case .typeMismatch(let type, let context): return "\(expectation("\(type)"))\(path(context))"
+        case .valueNotFound(let type, let context): return "null where \(type) is expected\(path(context))"
         @unknown default: return "\(error)"
         }
     }

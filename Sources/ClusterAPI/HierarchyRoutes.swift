@@ -75,8 +75,8 @@ extension Request {
         let text = try await HTTPBody.string(self, limit: limit).trimmingCharacters(in: .whitespacesAndNewlines)
         guard !text.isEmpty else { throw APIError(DozeError(.badRequest, "the request body must carry a VirtualMachineLocation or a VM id")) }
         if text.hasPrefix("{") {
-            do { return try WireCoding.decode(VirtualMachineLocation.self, from: Data(text.utf8)) } catch let e as DecodingError {
-                throw APIError(DozeError(.badRequest, "malformed JSON for VirtualMachineLocation: \(HTTPBody.describe(e, in: Data(text.utf8)))"))
+            do { return try WireCoding.decode(VirtualMachineLocation.self, from: Data(text.utf8)) } catch let decodingError as DecodingError {
+                throw APIError(DozeError(.badRequest, "malformed JSON for VirtualMachineLocation: \(HTTPBody.describe(decodingError, in: Data(text.utf8)))"))
             }
         }
         var id = text
@@ -161,8 +161,8 @@ public struct GroupManagerRoutes<Backend: GroupManagerBackend>: Sendable {
                 let text = try await HTTPBody.string(request, limit: limit).trimmingCharacters(in: .whitespacesAndNewlines)
                 var options: MigrationOptions?
                 if !text.isEmpty {
-                    do { options = try WireCoding.decode(MigrationOptions.self, from: Data(text.utf8)) } catch let e as DecodingError {
-                        throw APIError(DozeError(.badRequest, "malformed JSON for the drain's migration options: \(HTTPBody.describe(e, in: Data(text.utf8)))"))
+                    do { options = try WireCoding.decode(MigrationOptions.self, from: Data(text.utf8)) } catch let decodingError as DecodingError {
+                        throw APIError(DozeError(.badRequest, "malformed JSON for the drain's migration options: \(HTTPBody.describe(decodingError, in: Data(text.utf8)))"))
                     }
                 }
                 return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.drainHost(id, options: options) })
@@ -208,8 +208,8 @@ public struct GroupManagerRoutes<Backend: GroupManagerBackend>: Sendable {
             let text = try await HTTPBody.string(request, limit: limit).trimmingCharacters(in: .whitespacesAndNewlines)
             let body: VirtualMachineMetaDataRequest
             if text.hasPrefix("{") {
-                do { body = try WireCoding.decode(VirtualMachineMetaDataRequest.self, from: Data(text.utf8)) } catch let e as DecodingError {
-                    throw APIError(DozeError(.badRequest, "malformed JSON for VirtualMachineMetaDataRequest: \(HTTPBody.describe(e, in: Data(text.utf8)))"))
+                do { body = try WireCoding.decode(VirtualMachineMetaDataRequest.self, from: Data(text.utf8)) } catch let decodingError as DecodingError {
+                    throw APIError(DozeError(.badRequest, "malformed JSON for VirtualMachineMetaDataRequest: \(HTTPBody.describe(decodingError, in: Data(text.utf8)))"))
                 }
             } else {
                 guard !text.isEmpty else { throw APIError(DozeError(.badRequest, "the request body must carry the VM's location or id")) }
@@ -403,12 +403,12 @@ public struct BootstrapRoutes<Backend: BootstrapBackend>: Sendable {
             let id = try context.parameters.require("id")
             let name = try context.parameters.require("operation")
             if name == "resize" {
-                let r = try await HTTPBody.json(request, as: NativeResize.self, limit: limit)
-                guard r.vcpus != nil || r.memoryMiB != nil else {
+                let resize = try await HTTPBody.json(request, as: NativeResize.self, limit: limit)
+                guard resize.vcpus != nil || resize.memoryMiB != nil else {
                     throw APIError(DozeError(.badRequest, "give vcpus and/or memoryMiB"))
                 }
-                let memoryKiB: Double = r.memoryMiB.map { Double($0) * 1024 } ?? -1
-                let capacity: [Double] = [Double(r.vcpus ?? -1), memoryKiB, -1, -1]
+                let memoryKiB: Double = resize.memoryMiB.map { Double($0) * 1024 } ?? -1
+                let capacity: [Double] = [Double(resize.vcpus ?? -1), memoryKiB, -1, -1]
                 return try await vm(id, "resizeVirtualMachine") { try Self.encoded(ResizeRequest(virtualMachineLocation: $0, resizedCapacity: capacity)) }
             }
             guard let operation = VMControl(rawValue: name) else {

@@ -160,10 +160,10 @@ public struct LocalControllerRoutes<Backend: LocalControllerBackend>: Sendable {
             return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.deletePool(uuid: uuid) })
         }
         router.get("/hypervisor/metrics") { request, _ in
-            let q = request.optionalQuery("q") ?? "today"
-            guard let period = MetricsPeriod(rawValue: q) else {
+            let periodName = request.optionalQuery("q") ?? "today"
+            guard let period = MetricsPeriod(rawValue: periodName) else {
                 throw APIError(DozeError(.badRequest,
-                    "q must be one of \(MetricsPeriod.allCases.map(\.rawValue).joined(separator: ", ")), got '\(q)'"))
+                    "q must be one of \(MetricsPeriod.allCases.map(\.rawValue).joined(separator: ", ")), got '\(periodName)'"))
             }
             return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.metrics(period) })
         }
@@ -267,10 +267,10 @@ public struct LocalControllerRoutes<Backend: LocalControllerBackend>: Sendable {
     }
 
     /// The seed's examples quote parameters (`xmlName='demo.xml'`); accept both forms.
-    static func unquote(_ s: String) -> String {
-        if s.count >= 2, let f = s.first, let l = s.last, f == l, f == "'" || f == "\"" {
-            return String(s.dropFirst().dropLast())
+    static func unquote(_ value: String) -> String {
+        if value.count >= 2, let first = value.first, let last = value.last, first == last, first == "'" || first == "\"" {
+            return String(value.dropFirst().dropLast())
         }
-        return s
+        return value
     }
 }

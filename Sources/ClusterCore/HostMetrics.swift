@@ -82,13 +82,13 @@ public enum MetricsPeriod: String, Sendable, CaseIterable {
             let today = interval(.day, now).start
             return (interval(.day, today.addingTimeInterval(-1)).start, today, 300)
         case .thisweek:
-            let w = interval(.weekOfYear, now); return (w.start, w.end, 3600)
+            let week = interval(.weekOfYear, now); return (week.start, week.end, 3600)
         case .lastweek:
-            let w = interval(.weekOfYear, interval(.weekOfYear, now).start.addingTimeInterval(-1)); return (w.start, w.end, 3600)
+            let week = interval(.weekOfYear, interval(.weekOfYear, now).start.addingTimeInterval(-1)); return (week.start, week.end, 3600)
         case .thismonth:
-            let m = interval(.month, now); return (m.start, m.end, 86400)
+            let month = interval(.month, now); return (month.start, month.end, 86400)
         case .lastmonth:
-            let m = interval(.month, interval(.month, now).start.addingTimeInterval(-1)); return (m.start, m.end, 86400)
+            let month = interval(.month, interval(.month, now).start.addingTimeInterval(-1)); return (month.start, month.end, 86400)
         }
     }
 }
@@ -107,10 +107,10 @@ public struct MetricsReport: Sendable, Equatable {
         let (start, end, width) = period.window(now: now, calendar: calendar)
         let lo = start.timeIntervalSince1970, hi = end.timeIntervalSince1970
         var sums: [Double: (n: Double, cpu: Double, mem: Double, rx: Double, tx: Double)] = [:]
-        for s in samples where s.time >= lo && s.time < hi {
-            let bucket = lo + (((s.time - lo) / Double(width)).rounded(.down) * Double(width))
+        for sample in samples where sample.time >= lo && sample.time < hi {
+            let bucket = lo + (((sample.time - lo) / Double(width)).rounded(.down) * Double(width))
             var acc = sums[bucket] ?? (0, 0, 0, 0, 0)
-            acc.n += 1; acc.cpu += s.cpuPercent; acc.mem += s.memoryMB; acc.rx += s.networkInBps; acc.tx += s.networkOutBps
+            acc.n += 1; acc.cpu += sample.cpuPercent; acc.mem += sample.memoryMB; acc.rx += sample.networkInBps; acc.tx += sample.networkOutBps
             sums[bucket] = acc
         }
         var report = MetricsReport(duration: period.rawValue, cpu: [:], memory: [:], networkIn: [:], networkOut: [:])
@@ -125,8 +125,8 @@ public struct MetricsReport: Sendable, Equatable {
     }
 
     public static func label(_ date: Date, calendar: Calendar) -> String {
-        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: date)
-        func two(_ v: Int?) -> String { let v = v ?? 0; return v < 10 ? "0\(v)" : "\(v)" }
-        return "\(c.year ?? 0)-\(two(c.month))-\(two(c.day)) \(two(c.hour)):\(two(c.minute))"
+        let components = calendar.dateComponents([.year, .month, .day, .hour, .minute], from: date)
+        func two(_ field: Int?) -> String { let value = field ?? 0; return value < 10 ? "0\(value)" : "\(value)" }
+        return "\(components.year ?? 0)-\(two(components.month))-\(two(components.day)) \(two(components.hour)):\(two(components.minute))"
     }
 }

@@ -21,27 +21,27 @@ extension ClusterLauncher {
 
     /// The member's command line (after the binary): the same every time, so a restart reuses it as written.
     /// The initial-cluster flags only matter on a fresh data dir; a restarted member rejoins from its own.
-    func etcdArguments(_ m: EtcdLayout.Member, of etcd: EtcdLayout, token: String) -> [String] {
+    func etcdArguments(_ member: EtcdLayout.Member, of etcd: EtcdLayout, token: String) -> [String] {
         let cluster = etcd.members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")
-        return ["--name", m.name, "--data-dir", m.dataDirectory, "--logger=zap",
-                "--listen-client-urls", m.clientURL, "--advertise-client-urls", m.clientURL,
-                "--listen-peer-urls", m.peerURL, "--initial-advertise-peer-urls", m.peerURL,
+        return ["--name", member.name, "--data-dir", member.dataDirectory, "--logger=zap",
+                "--listen-client-urls", member.clientURL, "--advertise-client-urls", member.clientURL,
+                "--listen-peer-urls", member.peerURL, "--initial-advertise-peer-urls", member.peerURL,
                 "--initial-cluster", cluster, "--initial-cluster-token", token, "--initial-cluster-state", "new"]
     }
 
     /// Namespaces for the members, joined to the hub's bridge like controller hosts; recorded as made.
     func createEtcdNamespaces(_ etcd: EtcdLayout, _ layout: NetworkLayout, ip: String) async throws {
         let hub = ["-n", layout.hubNamespace]
-        for m in etcd.members {
-            guard let ns = m.namespace, let link = m.hubLink else { continue }
+        for member in etcd.members {
+            guard let ns = member.namespace, let link = member.hubLink else { continue }
             try record("netns", ns)
             try await Tool.run(ip, ["netns", "add", ns])
-            let n = ["-n", ns]
-            try await Tool.run(ip, n + ["link", "set", "lo", "up"])
+            let inMember = ["-n", ns]
+            try await Tool.run(ip, inMember + ["link", "set", "lo", "up"])
             try await Tool.run(ip, hub + ["link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", ns])
             try await Tool.run(ip, hub + ["link", "set", link, "master", "br0", "up"])
-            try await Tool.run(ip, n + ["addr", "add", "\(m.address)/\(layout.prefixLength)", "dev", "eth0"])
-            try await Tool.run(ip, n + ["link", "set", "eth0", "up"])
+            try await Tool.run(ip, inMember + ["addr", "add", "\(member.address)/\(layout.prefixLength)", "dev", "eth0"])
+            try await Tool.run(ip, inMember + ["link", "set", "eth0", "up"])
         }
     }
 
@@ -50,16 +50,16 @@ extension ClusterLauncher {
     func startEtcd(_ etcd: EtcdLayout, binary: String, ip: String?) throws {
         let fm = FileManager.default
         let token = "doze-\(topology.name)-\(UUID().uuidString.prefix(8).lowercased())"
-        for m in etcd.members {
-            try? fm.removeItem(atPath: m.directory)   // the data of an earlier run is left for inspection until now
-            try fm.createDirectory(atPath: m.directory, withIntermediateDirectories: true)
-            let command = [binary] + etcdArguments(m, of: etcd, token: token)
-            try (command.joined(separator: "\n") + "\n").write(toFile: m.commandFile, atomically: true, encoding: .utf8)
-            _ = fm.createFile(atPath: m.log, contents: nil)
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: m.log))
+        for member in etcd.members {
+            try? fm.removeItem(atPath: member.directory)   // the data of an earlier run is left for inspection until now
+            try fm.createDirectory(atPath: member.directory, withIntermediateDirectories: true)
+            let command = [binary] + etcdArguments(member, of: etcd, token: token)
+            try (command.joined(separator: "\n") + "\n").write(toFile: member.commandFile, atomically: true, encoding: .utf8)
+            _ = fm.createFile(atPath: member.log, contents: nil)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: member.log))
             defer { try? handle.close() }
             let process = Process()
-            if let ns = m.namespace, let ip {
+            if let ns = member.namespace, let ip {
                 process.executableURL = URL(fileURLWithPath: ip)
                 process.arguments = ["netns", "exec", ns] + command
             } else {
@@ -69,10 +69,10 @@ extension ClusterLauncher {
             process.standardOutput = handle
             process.standardError = handle
             process.standardInput = FileHandle.nullDevice
-            do { try process.run() } catch { throw LauncherError("cannot start etcd member \(m.name): \(error)") }
+            do { try process.run() } catch { throw LauncherError("cannot start etcd member \(member.name): \(error)") }
             // `ip netns exec` execs etcd: this PID is the member's own.
-            try record("etcd", "\(m.name) \(process.processIdentifier)")
-            try "\(process.processIdentifier)\n".write(toFile: m.pidFile, atomically: true, encoding: .utf8)
+            try record("etcd", "\(member.name) \(process.processIdentifier)")
+            try "\(process.processIdentifier)\n".write(toFile: member.pidFile, atomically: true, encoding: .utf8)
         }
     }
 
@@ -87,14 +87,14 @@ extension ClusterLauncher {
                 throw LauncherError("etcd member \(dead.name) exited (see \(dead.log)); its log ends:\n\(Self.tail(dead.log))")
             }
             var still: [EtcdLayout.Member] = []
-            for m in pending {
-                guard let endpoint = Endpoint(String(m.clientURL.dropFirst("http://".count))),
-                      let reply = await NamespaceProbe.get(netns: m.namespace, endpoint, "/health", timeout: .seconds(1)),
-                      reply.status == 200, reply.body.contains("\"health\":\"true\"") else { still.append(m); continue }
+            for member in pending {
+                guard let endpoint = Endpoint(String(member.clientURL.dropFirst("http://".count))),
+                      let reply = await NamespaceProbe.get(netns: member.namespace, endpoint, "/health", timeout: .seconds(1)),
+                      reply.status == 200, reply.body.contains("\"health\":\"true\"") else { still.append(member); continue }
             }
             pending = still
-            if let m = pending.first, ContinuousClock.now > deadline {
-                throw LauncherError("etcd member \(m.name) did not become healthy on \(m.clientURL) (see \(m.log)); its log ends:\n\(Self.tail(m.log))")
+            if let member = pending.first, ContinuousClock.now > deadline {
+                throw LauncherError("etcd member \(member.name) did not become healthy on \(member.clientURL) (see \(member.log)); its log ends:\n\(Self.tail(member.log))")
             }
             if !pending.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
         }
@@ -107,8 +107,8 @@ extension ClusterLauncher {
     /// Every member PID this run knows: recorded at start, or written to RUN/etcd/NAME/pid by whoever restarted it.
     func etcdPids() -> [(name: String, pid: Int32)] {
         var pids = records().filter { $0.kind == "etcd" }.compactMap { Self.namedPid($0.value) }
-        for m in topology.etcdLayout(runDirectory: runDirectory)?.members ?? [] {
-            if let pid = Self.readPid(m.pidFile), !pids.contains(where: { $0.pid == pid }) { pids.append((m.name, pid)) }
+        for member in topology.etcdLayout(runDirectory: runDirectory)?.members ?? [] {
+            if let pid = Self.readPid(member.pidFile), !pids.contains(where: { $0.pid == pid }) { pids.append((member.name, pid)) }
         }
         return pids.filter { Self.memberAlive($0.pid) }
     }
@@ -124,9 +124,9 @@ extension ClusterLauncher {
         let members = topology.etcdLayout(runDirectory: runDirectory)?.members ?? []
         var followers: [Int32] = []
         for (name, pid) in live {
-            guard let m = members.first(where: { $0.name == name }),
-                  let endpoint = Endpoint(String(m.clientURL.dropFirst("http://".count))),
-                  let reply = await NamespaceProbe.get(netns: m.namespace, endpoint, "/metrics", timeout: .milliseconds(500)),
+            guard let member = members.first(where: { $0.name == name }),
+                  let endpoint = Endpoint(String(member.clientURL.dropFirst("http://".count))),
+                  let reply = await NamespaceProbe.get(netns: member.namespace, endpoint, "/metrics", timeout: .milliseconds(500)),
                   reply.status == 200, reply.body.contains("\netcd_server_is_leader 0") else { continue }
             followers.append(pid)
         }
@@ -136,7 +136,7 @@ extension ClusterLauncher {
         for pid in rest { kill(pid, SIGTERM) }
         await Self.waitGone(rest, named: "etcd", within: Self.etcdStopWithin)
         stopped.etcdMembers += Set(live.map(\.name)).count
-        for m in members { try? FileManager.default.removeItem(atPath: m.pidFile) }
+        for member in members { try? FileManager.default.removeItem(atPath: member.pidFile) }
     }
 
     /// A member runs as `ip netns exec NS etcd …`: until `ip` has exec'ed etcd, the process is still named `ip`.

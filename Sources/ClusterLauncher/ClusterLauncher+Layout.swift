@@ -60,9 +60,9 @@ extension ClusterLauncher {
 
     /// `ip netns exec NS ARGV >>LOG 2>&1 </dev/null & echo $! >PIDFILE`: `ip` execs the program, so `$!` is its PID.
     static func restartLine(_ argv: [String], namespace: String?, ip: String, log: String, pidFile: String, environment: String = "") -> String {
-        let q = Tool.quote
+        let quote = Tool.quote
         let wrapped = (namespace.map { [ip, "netns", "exec", $0] } ?? []) + argv
-        return environment + wrapped.map(q).joined(separator: " ") + " >>\(q(log)) 2>&1 </dev/null & echo $! >\(q(pidFile))"
+        return environment + wrapped.map(quote).joined(separator: " ") + " >>\(quote(log)) 2>&1 </dev/null & echo $! >\(quote(pidFile))"
     }
 
     func writeLayoutFile(_ launched: [Launched], etcd: EtcdLayout?) throws {
@@ -75,22 +75,22 @@ extension ClusterLauncher {
             secretFile = inlineSecretFile
             environment = "DOZE_SECRET=\"$(cat \(Tool.quote(inlineSecretFile)))\" "
         }
-        let nodes = launched.filter { $0.role != "etcd" }.map { n in
-            let pidFile = "\(pidDirectory)/\(n.name).pid"
+        let nodes = launched.filter { $0.role != "etcd" }.map { node in
+            let pidFile = "\(pidDirectory)/\(node.name).pid"
             return ClusterLayoutFile.Node(
-                name: n.name, role: n.role, listen: n.listen, namespace: n.namespace,
-                hubLink: network?.bridged.first { $0.name == n.name }?.hubLink, pid: n.pid, pidFile: pidFile, log: n.log,
-                command: n.command, restart: Self.restartLine(n.command, namespace: n.namespace, ip: ip, log: n.log, pidFile: pidFile,
-                                                              environment: n.role == "forwarder" ? "" : environment))
+                name: node.name, role: node.role, listen: node.listen, namespace: node.namespace,
+                hubLink: network?.bridged.first { $0.name == node.name }?.hubLink, pid: node.pid, pidFile: pidFile, log: node.log,
+                command: node.command, restart: Self.restartLine(node.command, namespace: node.namespace, ip: ip, log: node.log, pidFile: pidFile,
+                                                                 environment: node.role == "forwarder" ? "" : environment))
         }
         let members = etcd.map { etcd in
-            etcd.members.map { m in
-                let command = ((try? String(contentsOfFile: m.commandFile, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+            etcd.members.map { member in
+                let command = ((try? String(contentsOfFile: member.commandFile, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
                 return ClusterLayoutFile.Member(
-                    name: m.name, namespace: m.namespace, hubLink: m.hubLink, clientUrl: m.clientURL, peerUrl: m.peerURL,
-                    pid: Self.readPid(m.pidFile) ?? 0, pidFile: m.pidFile, dataDir: m.dataDirectory, log: m.log,
-                    commandFile: m.commandFile, command: command,
-                    restart: Self.restartLine(command, namespace: m.namespace, ip: ip, log: m.log, pidFile: m.pidFile))
+                    name: member.name, namespace: member.namespace, hubLink: member.hubLink, clientUrl: member.clientURL, peerUrl: member.peerURL,
+                    pid: Self.readPid(member.pidFile) ?? 0, pidFile: member.pidFile, dataDir: member.dataDirectory, log: member.log,
+                    commandFile: member.commandFile, command: command,
+                    restart: Self.restartLine(command, namespace: member.namespace, ip: ip, log: member.log, pidFile: member.pidFile))
             }
         }
         let file = ClusterLayoutFile(

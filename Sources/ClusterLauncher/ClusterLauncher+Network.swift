@@ -97,8 +97,8 @@ extension ClusterLauncher {
             candidates.append(dir + "/scripts")
             dir = (dir as NSString).deletingLastPathComponent
         }
-        for c in candidates where FileManager.default.fileExists(atPath: c + "/" + name) {
-            return URL(fileURLWithPath: c + "/" + name).standardizedFileURL.path
+        for directory in candidates where FileManager.default.fileExists(atPath: directory + "/" + name) {
+            return URL(fileURLWithPath: directory + "/" + name).standardizedFileURL.path
         }
         throw LauncherError("cannot find scripts/\(name) (looked next to \(topologyDirectory) and above \(binary)); set DOZE_SCRIPTS to the directory")
     }
@@ -132,13 +132,13 @@ extension ClusterLauncher {
         for host in layout.bridged {
             try record("netns", host.namespace)
             try await Tool.run(ip, ["netns", "add", host.namespace])
-            let h = ["-n", host.namespace]
-            try await Tool.run(ip, h + ["link", "set", "lo", "up"])
+            let inHost = ["-n", host.namespace]
+            try await Tool.run(ip, inHost + ["link", "set", "lo", "up"])
             // Made inside the hub with its peer sent straight to the host: the pair never exists in the root namespace.
             try await Tool.run(ip, hub + ["link", "add", host.hubLink, "type", "veth", "peer", "name", "eth0", "netns", host.namespace])
             try await Tool.run(ip, hub + ["link", "set", host.hubLink, "master", "br0", "up"])
-            try await Tool.run(ip, h + ["addr", "add", "\(host.address)/\(layout.prefixLength)", "dev", "eth0"])
-            try await Tool.run(ip, h + ["link", "set", "eth0", "up"])
+            try await Tool.run(ip, inHost + ["addr", "add", "\(host.address)/\(layout.prefixLength)", "dev", "eth0"])
+            try await Tool.run(ip, inHost + ["link", "set", "eth0", "up"])
         }
         if let etcd {
             try await createEtcdNamespaces(etcd, layout, ip: ip)
@@ -197,16 +197,16 @@ extension ClusterLauncher {
         if fm.fileExists(atPath: capabilitiesSeed + "/capabilities") {
             _ = try? await Tool.run(tools.cp, ["-a", capabilitiesSeed, "\(dir)/cache/qemu"])
         }
-        let q = Tool.quote
+        let quote = Tool.quote
         let mounts = [("etc", "/etc/libvirt"), ("run", "/run/libvirt"), ("lib", "/var/lib/libvirt"), ("log", "/var/log/libvirt"),
                       ("cache", "/var/cache/libvirt"), ("hosts", "/etc/hosts")]
-            .map { "mount --bind \(q(dir + "/" + $0.0)) \($0.1)" }.joined(separator: "\n")
+            .map { "mount --bind \(quote(dir + "/" + $0.0)) \($0.1)" }.joined(separator: "\n")
         let script = """
         set -e
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-        hostname \(q(host.name))
+        hostname \(quote(host.name))
         \(mounts)
-        exec \(q(tools.python3)) \(q(tools.subreaper)) \(q(tools.libvirtd)) -d -l -p \(q(dir + "/libvirtd.pid"))
+        exec \(quote(tools.python3)) \(quote(tools.subreaper)) \(quote(tools.libvirtd)) -d -l -p \(quote(dir + "/libvirtd.pid"))
         """
         let out = "\(dir)/daemon.out"
         _ = fm.createFile(atPath: out, contents: nil)
@@ -313,7 +313,7 @@ extension ClusterLauncher {
         }
         if let layout, let cp = Tool.find("cp") { await saveCapabilitiesSeed(layout, cp: cp) }
         let liveDaemons = daemons.filter { Self.alive($0.pid, named: "libvirtd") }
-        for d in liveDaemons { kill(d.pid, SIGTERM) }
+        for daemon in liveDaemons { kill(daemon.pid, SIGTERM) }
         await Self.waitGone(liveDaemons.map(\.pid), named: "libvirtd", within: .seconds(5))
         stopped.daemons += liveDaemons.count
         // A guest its daemon could not destroy (or one whose daemon died) is still running: its pidfile names it.
@@ -330,7 +330,7 @@ extension ClusterLauncher {
         // The subreaper leaves by itself once its subtree is gone; one still there is stuck, or was left alone.
         let liveReapers = reapers.filter { Self.alive($0.pid, named: "python") }
         await Self.waitGone(liveReapers.map(\.pid), named: "python", within: .seconds(2))
-        for r in liveReapers where Self.alive(r.pid, named: "python") { kill(r.pid, SIGKILL) }
+        for reaper in liveReapers where Self.alive(reaper.pid, named: "python") { kill(reaper.pid, SIGKILL) }
         for ns in recorded.filter({ $0.kind == "netns" }).map(\.value).reversed()
         where FileManager.default.fileExists(atPath: "/run/netns/\(ns)") {
             if (try? await Tool.run(ip, ["netns", "del", ns])) != nil { stopped.namespaces += 1 }

@@ -68,48 +68,48 @@ public struct ClusterLauncher {
         var common = topology.bootstrap.flatMap { ["--bootstrap", $0.listen] }
         // An inline secret reaches the nodes through DOZE_SECRET (see `up`), never argv, which `ps` shows to everyone.
         if let file = topology.secretFile { common += ["--secret-file", resolve(file)] }
-        if let h = topology.heartbeat {
-            for (flag, value) in [("--heartbeat-interval-ms", h.intervalMs), ("--controller-timeout-ms", h.controllerTimeoutMs),
-                                  ("--manager-timeout-ms", h.managerTimeoutMs), ("--leader-manager-timeout-ms", h.leaderManagerTimeoutMs),
-                                  ("--leader-timeout-ms", h.leaderTimeoutMs)] {
+        if let heartbeat = topology.heartbeat {
+            for (flag, value) in [("--heartbeat-interval-ms", heartbeat.intervalMs), ("--controller-timeout-ms", heartbeat.controllerTimeoutMs),
+                                  ("--manager-timeout-ms", heartbeat.managerTimeoutMs), ("--leader-manager-timeout-ms", heartbeat.leaderManagerTimeoutMs),
+                                  ("--leader-timeout-ms", heartbeat.leaderTimeoutMs)] {
                 if let value { common += [flag, "\(value)"] }
             }
         }
         if let group = topology.multicast { common += ["--multicast", group] }
         var plan: [PlannedNode] = []
         let hub = layout?.hubNamespace
-        for (i, n) in topology.bootstrap.enumerated() {
-            let name = n.name ?? "bootstrap-\(i + 1)"
-            plan.append(PlannedNode(name: name, role: .bootstrap, listen: n.listen, namespace: hub,
-                                    arguments: ["bootstrap", "--listen", n.listen, "--state-dir", "\(runDirectory)/\(name)"] + common))
+        for (i, node) in topology.bootstrap.enumerated() {
+            let name = node.name ?? "bootstrap-\(i + 1)"
+            plan.append(PlannedNode(name: name, role: .bootstrap, listen: node.listen, namespace: hub,
+                                    arguments: ["bootstrap", "--listen", node.listen, "--state-dir", "\(runDirectory)/\(name)"] + common))
         }
-        for (i, n) in topology.managers.enumerated() {
-            let name = n.name ?? "gm-\(i + 1)"
-            var args = ["gm", "--listen", n.listen, "--state-dir", "\(runDirectory)/\(name)"]
+        for (i, node) in topology.managers.enumerated() {
+            let name = node.name ?? "gm-\(i + 1)"
+            var args = ["gm", "--listen", node.listen, "--state-dir", "\(runDirectory)/\(name)"]
             // One election backend: etcd when the topology has members, else the flock in a shared directory.
             if topology.etcd == nil { args += ["--election-dir", "\(runDirectory)/election"] }
-            if let a = topology.assignment { args += ["--assignment", a] }
-            if let v = topology.vmSubnet { args += ["--vm-subnet", v] }
-            if let d = topology.dispatch { args += ["--dispatch", d] }
-            if let p = topology.placement { args += ["--placement", p] }
-            if let t = topology.resultTTLSeconds { args += ["--result-ttl", "\(t)"] }
-            if let m = topology.migrationsPerHost { args += ["--migrations-per-host", "\(m)"] }
+            if let assignment = topology.assignment { args += ["--assignment", assignment] }
+            if let vmSubnet = topology.vmSubnet { args += ["--vm-subnet", vmSubnet] }
+            if let dispatch = topology.dispatch { args += ["--dispatch", dispatch] }
+            if let placement = topology.placement { args += ["--placement", placement] }
+            if let resultTTL = topology.resultTTLSeconds { args += ["--result-ttl", "\(resultTTL)"] }
+            if let perHost = topology.migrationsPerHost { args += ["--migrations-per-host", "\(perHost)"] }
             if let etcd = topology.etcdLayout(runDirectory: runDirectory) {
                 args += ["--etcd", etcd.endpoints, "--etcd-prefix", etcd.prefix]
                 if let ttl = etcd.leaseTTLSeconds { args += ["--lease-ttl", "\(ttl)"] }
             }
             let own = layout?.managerHosts.first { $0.name == name }?.namespace
-            plan.append(PlannedNode(name: name, role: .groupManager, listen: n.listen, namespace: own ?? hub, arguments: args + common))
+            plan.append(PlannedNode(name: name, role: .groupManager, listen: node.listen, namespace: own ?? hub, arguments: args + common))
         }
-        for (i, n) in topology.controllers.enumerated() {
-            let name = n.name ?? "lc-\(i + 1)"
+        for (i, node) in topology.controllers.enumerated() {
+            let name = node.name ?? "lc-\(i + 1)"
             let host = layout?.hosts[i]
-            let uri = host?.socketURI ?? n.hypervisor ?? "test://" + resolve(n.host!)
-            var args = ["lc", "--listen", n.listen, "--hypervisor", uri, "--state-dir", "\(runDirectory)/\(name)"]
-            if let m = host?.migrationURI { args += ["--migration-uri", m] }
-            if let a = n.accelerator { args += ["--accelerator", a] }
+            let uri = host?.socketURI ?? node.hypervisor ?? "test://" + resolve(node.host!)
+            var args = ["lc", "--listen", node.listen, "--hypervisor", uri, "--state-dir", "\(runDirectory)/\(name)"]
+            if let migrationURI = host?.migrationURI { args += ["--migration-uri", migrationURI] }
+            if let accelerator = node.accelerator { args += ["--accelerator", accelerator] }
             for dir in topology.diskDirs ?? [] { args += ["--disk-dir", URL(fileURLWithPath: resolve(dir)).standardizedFileURL.path] }
-            plan.append(PlannedNode(name: name, role: .localController, listen: n.listen, namespace: host?.namespace,
+            plan.append(PlannedNode(name: name, role: .localController, listen: node.listen, namespace: host?.namespace,
                                     hypervisor: uri, arguments: args + common))
         }
         return plan
@@ -209,9 +209,9 @@ public struct ClusterLauncher {
             }
             await saveCapabilitiesSeed(layout, cp: tools.cp)
         }
-        for m in etcd?.members ?? [] {
-            launched.append(Launched(name: m.name, role: "etcd", listen: String(m.clientURL.dropFirst("http://".count)),
-                                     pid: Self.readPid(m.pidFile) ?? 0, log: m.log, namespace: m.namespace, hypervisor: nil, command: []))
+        for member in etcd?.members ?? [] {
+            launched.append(Launched(name: member.name, role: "etcd", listen: String(member.clientURL.dropFirst("http://".count)),
+                                     pid: Self.readPid(member.pidFile) ?? 0, log: member.log, namespace: member.namespace, hypervisor: nil, command: []))
         }
         do { try writeLayoutFile(launched, etcd: etcd) } catch {
             await down()

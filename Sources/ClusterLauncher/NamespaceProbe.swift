@@ -57,9 +57,9 @@ enum NamespaceProbe {
         var response: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while response.count < 1 << 20 {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { break }
-            response += buffer[..<n]
+            let received = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if received <= 0 { break }
+            response += buffer[..<received]
         }
         let text = String(decoding: response, as: UTF8.self)
         guard let head = text.range(of: "\r\n\r\n") else { return nil }

@@ -28,11 +28,11 @@ extension Topology {
     /// Where each member runs and keeps its files: derived from the file alone, like `NetworkLayout`.
     public func etcdLayout(runDirectory: String) -> EtcdLayout? {
         guard let etcd else { return nil }
-        let members = etcd.members.enumerated().map { i, m in
-            let dir = "\(runDirectory)/etcd/\(m.name)"
+        let members = etcd.members.enumerated().map { i, member in
+            let dir = "\(runDirectory)/etcd/\(member.name)"
             return EtcdLayout.Member(
-                name: m.name, namespace: network == nil ? nil : "doze-\(name)-\(m.name)", hubLink: network == nil ? nil : "etcd\(i + 1)",
-                address: Endpoint(m.client)?.host ?? "", clientURL: "http://\(m.client)", peerURL: "http://\(m.peer)",
+                name: member.name, namespace: network == nil ? nil : "doze-\(name)-\(member.name)", hubLink: network == nil ? nil : "etcd\(i + 1)",
+                address: Endpoint(member.client)?.host ?? "", clientURL: "http://\(member.client)", peerURL: "http://\(member.peer)",
                 directory: dir, dataDirectory: dir + "/data", log: dir + "/etcd.log", commandFile: dir + "/command", pidFile: dir + "/pid")
         }
         return EtcdLayout(prefix: etcdPrefix, leaseTTLSeconds: etcd.leaseTTLSeconds, members: members)
@@ -51,27 +51,27 @@ extension Topology {
         // Addresses the nodes already take: a member on one of them would share its namespace.
         var taken = Set((bootstrap + managers + controllers).compactMap { Endpoint($0.listen)?.host })
         var names: Set<String> = ["hub"], sockets = Set((bootstrap + managers + controllers).map(\.listen))
-        for (i, c) in controllers.enumerated() { names.insert(c.name ?? "lc-\(i + 1)") }
-        for m in etcd.members {
-            guard Self.safeName(m.name), names.insert(m.name).inserted else {
-                throw LauncherError("\(path): etcd member names must be distinct, letters, digits, - or _, and not a controller's name or 'hub'; got '\(m.name)'")
+        for (i, controller) in controllers.enumerated() { names.insert(controller.name ?? "lc-\(i + 1)") }
+        for member in etcd.members {
+            guard Self.safeName(member.name), names.insert(member.name).inserted else {
+                throw LauncherError("\(path): etcd member names must be distinct, letters, digits, - or _, and not a controller's name or 'hub'; got '\(member.name)'")
             }
-            guard let client = Endpoint(m.client), let peer = Endpoint(m.peer), IPPool.parse(client.host) != nil,
+            guard let client = Endpoint(member.client), let peer = Endpoint(member.peer), IPPool.parse(client.host) != nil,
                   client.host == peer.host, client.port != peer.port, client.port > 0, peer.port > 0 else {
-                throw LauncherError("\(path): etcd member \(m.name): client and peer must be IPV4:PORT on one address with two ports, got '\(m.client)', '\(m.peer)'")
+                throw LauncherError("\(path): etcd member \(member.name): client and peer must be IPV4:PORT on one address with two ports, got '\(member.client)', '\(member.peer)'")
             }
             if let pool {
                 guard Self.hostAddress(client.host, in: pool), taken.insert(client.host).inserted else {
-                    throw LauncherError("\(path): with `network:`, etcd member \(m.name) needs an address of \(network!.subnet) of its own"
+                    throw LauncherError("\(path): with `network:`, etcd member \(member.name) needs an address of \(network!.subnet) of its own"
                                         + " (each member is a namespace of its own), got '\(client.host)'")
                 }
             } else {
                 // Without namespaces the members run on this machine's loopback, which needs no address added.
                 guard client.host.hasPrefix("127.") else {
-                    throw LauncherError("\(path): without `network:`, etcd members listen on loopback (127.x.y.z), got '\(m.client)'")
+                    throw LauncherError("\(path): without `network:`, etcd members listen on loopback (127.x.y.z), got '\(member.client)'")
                 }
-                guard sockets.insert(m.client).inserted, sockets.insert(m.peer).inserted else {
-                    throw LauncherError("\(path): etcd member \(m.name): \(m.client) or \(m.peer) is taken by another node or member")
+                guard sockets.insert(member.client).inserted, sockets.insert(member.peer).inserted else {
+                    throw LauncherError("\(path): etcd member \(member.name): \(member.client) or \(member.peer) is taken by another node or member")
                 }
             }
         }

@@ -40,16 +40,16 @@ extension Topology {
     /// The namespace of every node: the hub for bootstraps and managers, its own for each controller.
     public func layout(runDirectory: String) -> NetworkLayout? {
         guard let network, let pool = try? IPPool(subnet: network.subnet) else { return nil }
-        let hosts = controllers.enumerated().map { i, c in
-            let name = c.name ?? "lc-\(i + 1)"
+        let hosts = controllers.enumerated().map { i, controller in
+            let name = controller.name ?? "lc-\(i + 1)"
             return NetworkLayout.Host(
-                name: name, namespace: "doze-\(self.name)-\(name)", address: Endpoint(c.listen)?.host ?? "",
-                hubLink: "veth\(i + 1)", daemonDirectory: c.libvirtd == true ? "\(runDirectory)/hosts/\(name)" : nil)
+                name: name, namespace: "doze-\(self.name)-\(name)", address: Endpoint(controller.listen)?.host ?? "",
+                hubLink: "veth\(i + 1)", daemonDirectory: controller.libvirtd == true ? "\(runDirectory)/hosts/\(name)" : nil)
         }
         let hub = Endpoint(bootstrap[0].listen)?.host ?? ""
-        let managerHosts = managers.enumerated().compactMap { i, m -> NetworkLayout.Host? in
-            guard let address = Endpoint(m.listen)?.host, address != hub else { return nil }
-            let name = m.name ?? "gm-\(i + 1)"
+        let managerHosts = managers.enumerated().compactMap { i, manager -> NetworkLayout.Host? in
+            guard let address = Endpoint(manager.listen)?.host, address != hub else { return nil }
+            let name = manager.name ?? "gm-\(i + 1)"
             return NetworkLayout.Host(name: name, namespace: "doze-\(self.name)-\(name)", address: address, hubLink: "vgm\(i + 1)",
                                       daemonDirectory: nil)
         }
@@ -77,20 +77,20 @@ extension Topology {
         }
         var addresses: Set<String> = [hub], names = Set<String>()
         // A manager on the hub's address runs in the hub; one on an address of its own gets a namespace of its own.
-        for (i, m) in managers.enumerated() {
-            let host = Endpoint(m.listen)!.host, name = m.name ?? "gm-\(i + 1)"
+        for (i, manager) in managers.enumerated() {
+            let host = Endpoint(manager.listen)!.host, name = manager.name ?? "gm-\(i + 1)"
             guard host != hub else { continue }
             guard inSubnet(host), addresses.insert(host).inserted else {
-                throw LauncherError("\(path): manager \(name) listens on the hub's address or on one of \(network.subnet) of its own, got '\(m.listen)'")
+                throw LauncherError("\(path): manager \(name) listens on the hub's address or on one of \(network.subnet) of its own, got '\(manager.listen)'")
             }
             guard safe(name), name != "hub", names.insert(name).inserted else {
                 throw LauncherError("\(path): manager names must be distinct, letters, digits, - or _, and not 'hub'; got '\(name)'")
             }
         }
-        for (i, c) in controllers.enumerated() {
-            let host = Endpoint(c.listen)!.host, name = c.name ?? "lc-\(i + 1)"
+        for (i, controller) in controllers.enumerated() {
+            let host = Endpoint(controller.listen)!.host, name = controller.name ?? "lc-\(i + 1)"
             guard inSubnet(host), addresses.insert(host).inserted else {
-                throw LauncherError("\(path): controller \(name) needs an address of \(network.subnet) of its own (not the hub's), got '\(c.listen)'")
+                throw LauncherError("\(path): controller \(name) needs an address of \(network.subnet) of its own (not the hub's), got '\(controller.listen)'")
             }
             guard safe(name), name != "hub", names.insert(name).inserted else {
                 throw LauncherError("\(path): controller names must be distinct, letters, digits, - or _, and not 'hub'; got '\(name)'")
@@ -99,8 +99,8 @@ extension Topology {
     }
 
     /// Names become namespace names (doze-NAME-hub); keep them to what `ip netns` and file names take.
-    static func safeName(_ s: String) -> Bool {
-        !s.isEmpty && s.count <= 40 && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+    static func safeName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 40 && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
     }
 
     /// An address of the subnet that a host may take (neither the network nor the broadcast address).

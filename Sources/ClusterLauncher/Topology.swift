@@ -85,13 +85,13 @@ public struct Topology: Sendable, Codable {
             guard Endpoint(node.listen) != nil else { throw LauncherError("\(path): listen must be HOST:PORT, got '\(node.listen)'") }
             guard seen.insert(node.listen).inserted else { throw LauncherError("\(path): two nodes listen on \(node.listen)") }
         }
-        for c in controllers where c.hypervisor == nil && c.host == nil && c.libvirtd != true {
-            throw LauncherError("\(path): controller \(c.listen) needs `hypervisor:` (a libvirt URI), `host:` (a test-driver host file)"
+        for controller in controllers where controller.hypervisor == nil && controller.host == nil && controller.libvirtd != true {
+            throw LauncherError("\(path): controller \(controller.listen) needs `hypervisor:` (a libvirt URI), `host:` (a test-driver host file)"
                                 + " or, with `network:`, `libvirtd: true`")
         }
-        for c in controllers {
-            if let a = c.accelerator, !["auto", "kvm", "tcg"].contains(a) {
-                throw LauncherError("\(path): controller \(c.listen): accelerator must be auto, kvm or tcg")
+        for controller in controllers {
+            if let accelerator = controller.accelerator, !["auto", "kvm", "tcg"].contains(accelerator) {
+                throw LauncherError("\(path): controller \(controller.listen): accelerator must be auto, kvm or tcg")
             }
         }
         if network != nil { try validateNetwork(path) } else if controllers.contains(where: { $0.libvirtd == true }) {
@@ -107,8 +107,8 @@ public struct Topology: Sendable, Codable {
         if let dispatch, PlacementPolicy(rawValue: dispatch) == nil || dispatch == "least-loaded" {
             throw LauncherError("\(path): dispatch must be round-robin or first-fit")
         }
-        if let m = migrationsPerHost, !(1...64).contains(m) {
-            throw LauncherError("\(path): migrations_per_host must be from 1 to 64, got \(m)")
+        if let perHost = migrationsPerHost, !(1...64).contains(perHost) {
+            throw LauncherError("\(path): migrations_per_host must be from 1 to 64, got \(perHost)")
         }
         if let placement, PlacementPolicy(rawValue: placement) == nil {
             throw LauncherError("\(path): placement must be least-loaded, first-fit or round-robin")

@@ -12,9 +12,9 @@ public func rawTCPExchange(port: Int, _ request: String, timeout: TimeInterval =
     var received: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 65536)
     while true {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n <= 0 { break }
-        received += chunk[0..<n]
+        let bytesRead = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if bytesRead <= 0 { break }
+        received += chunk[0..<bytesRead]
     }
     return String(decoding: received, as: UTF8.self)
 }
@@ -61,9 +61,9 @@ public final class HeldConnection: @unchecked Sendable {
             guard left > 0 else { return (String(decoding: received, as: UTF8.self), false) }
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&poller, 1, Int32(max(1, left * 1000))) > 0 else { continue }
-            let n = chunk.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { return (String(decoding: received, as: UTF8.self), true) }
-            received += chunk[0..<n]
+            let bytesRead = chunk.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
+            if bytesRead <= 0 { return (String(decoding: received, as: UTF8.self), true) }
+            received += chunk[0..<bytesRead]
         }
     }
 

@@ -93,7 +93,7 @@ open class TestCluster: @unchecked Sendable {
         throw TimeoutError(what: "tree never reached \(vms) above term \(minTerm); last: \(String(describing: last)); logs:\n\(logs())")
     }
 
-    public func stop() { for p in processes.values { p.kill9() } ; dir.remove() }
+    public func stop() { for process in processes.values { process.kill9() } ; dir.remove() }
 
     /// The last lines of every node's log, for failure messages.
     public func logs(lines: Int = 8) -> String {

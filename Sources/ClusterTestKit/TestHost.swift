@@ -40,12 +40,12 @@ public enum TestHostFile {
               <memory>\(memoryMiB * 1024)</memory>
 
             """
-        for d in domains {
+        for domain in domains {
             xml += """
-                  <domain type="test"><name>\(d.name)</name><memory unit="MiB">\(d.memoryMiB)</memory><vcpu>\(d.vcpus)</vcpu>
+                  <domain type="test"><name>\(domain.name)</name><memory unit="MiB">\(domain.memoryMiB)</memory><vcpu>\(domain.vcpus)</vcpu>
                     <os><type>hvm</type></os>
-                    <devices><interface type="network"><source network="default"/><target dev="vnet-\(d.name)"/></interface></devices>
-                    \(d.running ? "" : "<test:runstate>5</test:runstate>")</domain>
+                    <devices><interface type="network"><source network="default"/><target dev="vnet-\(domain.name)"/></interface></devices>
+                    \(domain.running ? "" : "<test:runstate>5</test:runstate>")</domain>
 
                 """
         }

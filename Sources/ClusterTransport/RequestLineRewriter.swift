@@ -97,10 +97,10 @@ public struct RequestLineRewriter: Sendable {
             pending.append(byte)
             input = input.dropFirst()
             if byte == 0x0A {
-                let n = pending.count
-                if n >= 2 && pending[n - 2] == 0x0A { return n }                              // bare LF LF
-                if n >= 4 && pending[n - 2] == 0x0D && pending[n - 3] == 0x0A { return n }     // CRLF CRLF
-                if n == 2 && pending[0] == 0x0D { return n }                                   // no headers at all
+                let length = pending.count
+                if length >= 2 && pending[length - 2] == 0x0A { return length }                                  // bare LF LF
+                if length >= 4 && pending[length - 2] == 0x0D && pending[length - 3] == 0x0A { return length }   // CRLF CRLF
+                if length == 2 && pending[0] == 0x0D { return length }                                           // no headers at all
             }
             if pending.count > maxHead { return nil }
         }
@@ -115,8 +115,8 @@ public struct RequestLineRewriter: Sendable {
             if line.hasPrefix("transfer-encoding:") { return .passThrough }
             if line.hasPrefix("content-length:") {
                 let words = line.dropFirst("content-length:".count).split(whereSeparator: { $0 == " " || $0 == "\t" })
-                guard words.count == 1, let n = Int(words[0]), n >= 0 else { return .passThrough }
-                length = n
+                guard words.count == 1, let value = Int(words[0]), value >= 0 else { return .passThrough }
+                length = value
             }
         }
         return .body(remaining: length)

@@ -45,18 +45,18 @@ struct LocalControllerBench: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             var next = 0
             for _ in 0..<min(concurrency, count) {
-                let i = next; next += 1
-                group.addTask { try await work(i) }
+                let index = next; next += 1
+                group.addTask { try await work(index) }
             }
             while try await group.next() != nil {
                 if next < count {
-                    let i = next; next += 1
-                    group.addTask { try await work(i) }
+                    let index = next; next += 1
+                    group.addTask { try await work(index) }
                 }
             }
         }
-        let d = start.duration(to: clock.now)
-        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        let elapsed = start.duration(to: clock.now)
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }
 
     func run() async throws {
@@ -89,24 +89,24 @@ struct LocalControllerBench: AsyncParsableCommand {
         for round in 1...rounds {
             let prefix = "b\(round)-"
             let xmls = (0..<count).map { xml(prefix + "\($0)") }
-            httpStart.append(try await timed { i in try await call(.POST, "/vm", xmls[i], expect: 201) })
-            httpDestroy.append(try await timed { i in try await call(.DELETE, "/vm?name=\(prefix)\(i)", nil, expect: 200) })
+            httpStart.append(try await timed { index in try await call(.POST, "/vm", xmls[index], expect: 201) })
+            httpDestroy.append(try await timed { index in try await call(.DELETE, "/vm?name=\(prefix)\(index)", nil, expect: 200) })
 
             // Baseline: what the controller does for each VM, straight through the libvirt layer.
             let host = try await LibvirtHost.open(uri: "test://" + hostFile)
-            directStart.append(try await timed { i in
-                _ = try await host.define(xml: xmls[i])
-                _ = try await host.start(.name(prefix + "\(i)"))
+            directStart.append(try await timed { index in
+                _ = try await host.define(xml: xmls[index])
+                _ = try await host.start(.name(prefix + "\(index)"))
             })
-            directDestroy.append(try await timed { i in
-                try await host.destroy(.name(prefix + "\(i)"))
-                try await host.undefine(.name(prefix + "\(i)"))
+            directDestroy.append(try await timed { index in
+                try await host.destroy(.name(prefix + "\(index)"))
+                try await host.undefine(.name(prefix + "\(index)"))
             })
             await host.close()
             print(String(format: "  round %d: HTTP %.3f s + %.3f s, direct %.3f s + %.3f s", round,
                          httpStart.last!, httpDestroy.last!, directStart.last!, directDestroy.last!))
         }
-        func median(_ v: [Double]) -> Double { let s = v.sorted(); return s[s.count / 2] }
+        func median(_ values: [Double]) -> Double { let sorted = values.sorted(); return sorted[sorted.count / 2] }
         let http = median(zip(httpStart, httpDestroy).map(+)), direct = median(zip(directStart, directDestroy).map(+))
         print("")
         print("                      start      destroy    total      per VM (start+destroy)")

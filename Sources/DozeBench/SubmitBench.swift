@@ -33,11 +33,11 @@ struct SubmitBench: AsyncParsableCommand {
         return String(decoding: try JSONSerialization.data(withJSONObject: ["virtualMachineTemplates": templates]), as: UTF8.self)
     }
 
-    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+    static func seconds(_ duration: Duration) -> Double { Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18 }
 
-    static func percentile(_ values: [Double], _ p: Double) -> Double {
-        let s = values.sorted()
-        return s[min(s.count - 1, Int((Double(s.count) * p).rounded(.up)) - 1)]
+    static func percentile(_ values: [Double], _ fraction: Double) -> Double {
+        let sorted = values.sorted()
+        return sorted[min(sorted.count - 1, Int((Double(sorted.count) * fraction).rounded(.up)) - 1)]
     }
 
     func run() async throws {
@@ -79,9 +79,9 @@ struct SubmitBench: AsyncParsableCommand {
         // 1-VM virtual clusters, one after the other.
         var singleTimes: [Double] = []
         for i in 0..<singles {
-            let (t, running) = try await submit(client, ["s\(tag)-\(i)"])
+            let (elapsed, running) = try await submit(client, ["s\(tag)-\(i)"])
             guard running == 1 else { throw ValidationError("1-VM cluster \(i) did not end RUNNING") }
-            singleTimes.append(t)
+            singleTimes.append(elapsed)
         }
         // The large virtual cluster, end to end.
         let names = (0..<large).map { "l\(tag)-\($0)" }
@@ -89,7 +89,7 @@ struct SubmitBench: AsyncParsableCommand {
 
         // The floor: define + start of the same VMs straight through libvirt, on as many hosts, all hosts at once.
         var connections: [LibvirtHost] = []
-        for h in hosts { connections.append(try await LibvirtHost.open(uri: "test://" + h)) }
+        for hostFile in hosts { connections.append(try await LibvirtHost.open(uri: "test://" + hostFile)) }
         var floorSingles: [Double] = []
         let clock = ContinuousClock()
         for i in 0..<singles {
@@ -101,8 +101,8 @@ struct SubmitBench: AsyncParsableCommand {
         }
         let start = clock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for (h, host) in connections.enumerated() {
-                let mine = stride(from: h, to: large, by: connections.count).map { "fl\(tag)-\($0)" }
+            for (index, host) in connections.enumerated() {
+                let mine = stride(from: index, to: large, by: connections.count).map { "fl\(tag)-\($0)" }
                 group.addTask {
                     for name in mine {
                         _ = try await host.define(xml: xml(name, type: "test"))
@@ -113,7 +113,7 @@ struct SubmitBench: AsyncParsableCommand {
             try await group.waitForAll()
         }
         let floorLarge = Self.seconds(start.duration(to: clock.now))
-        for c in connections { await c.close() }
+        for connection in connections { await connection.close() }
 
         let p50 = Self.percentile(singleTimes, 0.5), p99 = Self.percentile(singleTimes, 0.99)
         let f50 = Self.percentile(floorSingles, 0.5), f99 = Self.percentile(floorSingles, 0.99)

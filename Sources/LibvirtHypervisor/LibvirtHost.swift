@@ -39,18 +39,18 @@ public actor LibvirtHost: Hypervisor {
     }
 
     private func connect() throws(HypervisorError) {
-        guard let c = virConnectOpen(uri) else { throw lastError("open \(uri)") }
-        conn = c
+        guard let opened = virConnectOpen(uri) else { throw lastError("open \(uri)") }
+        conn = opened
         // Remote connections notice a dead daemon through keepalives; local drivers do not support them.
-        if virConnectSetKeepAlive(c, 5, 3) < 0 { virResetLastError() }
+        if virConnectSetKeepAlive(opened, 5, 3) < 0 { virResetLastError() }
     }
 
     /// Deregisters event callbacks (ending their streams) and closes the connection.
     public func close() {
-        guard let c = conn else { return }
-        for id in callbackIDs { _ = virConnectDomainEventDeregisterAny(c, id) }
+        guard let connection = conn else { return }
+        for id in callbackIDs { _ = virConnectDomainEventDeregisterAny(connection, id) }
         callbackIDs.removeAll()
-        _ = virConnectClose(c)
+        _ = virConnectClose(connection)
         conn = nil
         executor.stop()
     }
@@ -77,11 +77,11 @@ public actor LibvirtHost: Hypervisor {
 
     /// Runs `body` with a looked-up domain handle and frees it afterwards.
     private func withDomain<T>(_ ref: DomainRef, _ body: (OpaquePointer) throws(HypervisorError) -> T) throws(HypervisorError) -> T {
-        let c = try connection()
+        let connection = try self.connection()
         let dom: OpaquePointer?
         switch ref {
-        case .name(let name): dom = virDomainLookupByName(c, name)
-        case .uuid(let uuid): dom = virDomainLookupByUUIDString(c, uuid)
+        case .name(let name): dom = virDomainLookupByName(connection, name)
+        case .uuid(let uuid): dom = virDomainLookupByUUIDString(connection, uuid)
         }
         let handle = try check(dom, "look up domain '\(ref)'")
         defer { virDomainFree(handle) }
@@ -111,24 +111,24 @@ public actor LibvirtHost: Hypervisor {
 
     public func listDomains() throws(HypervisorError) -> [DomainInfo] {
         var list: UnsafeMutablePointer<OpaquePointer?>? = nil
-        let n = virConnectListAllDomains(try connection(), &list, 0)
-        try check(n, "list domains")
+        let count = virConnectListAllDomains(try connection(), &list, 0)
+        try check(count, "list domains")
         defer {
-            for i in 0..<Int(n) { if let d = list?[i] { virDomainFree(d) } }
+            for i in 0..<Int(count) { if let domain = list?[i] { virDomainFree(domain) } }
             free(list)
         }
         var result: [DomainInfo] = []
-        result.reserveCapacity(Int(n))
-        for i in 0..<Int(n) {
-            guard let d = list?[i] else { continue }
+        result.reserveCapacity(Int(count))
+        for i in 0..<Int(count) {
+            guard let domain = list?[i] else { continue }
             // A domain can vanish between the listing and the info call; skip it rather than fail the list.
-            do { result.append(try describe(d)) } catch where error.code == .notFound { continue }
+            do { result.append(try describe(domain)) } catch where error.code == .notFound { continue }
         }
         return result
     }
 
     public func domain(_ ref: DomainRef) throws(HypervisorError) -> DomainInfo {
-        try withDomain(ref) { d throws(HypervisorError) in try describe(d) }
+        try withDomain(ref) { domain throws(HypervisorError) in try describe(domain) }
     }
 
     public func define(xml: String) throws(HypervisorError) -> DomainInfo {
@@ -138,9 +138,9 @@ public actor LibvirtHost: Hypervisor {
     }
 
     public func start(_ ref: DomainRef) throws(HypervisorError) -> DomainInfo {
-        try withDomain(ref) { d throws(HypervisorError) in
-            try check(virDomainCreate(d), "start domain '\(ref)'")
-            return try describe(d)
+        try withDomain(ref) { domain throws(HypervisorError) in
+            try check(virDomainCreate(domain), "start domain '\(ref)'")
+            return try describe(domain)
         }
     }
 
@@ -177,51 +177,51 @@ public actor LibvirtHost: Hypervisor {
     }
 
     public func xml(_ ref: DomainRef, secure: Bool) throws(HypervisorError) -> String {
-        try withDomain(ref) { d throws(HypervisorError) in
+        try withDomain(ref) { domain throws(HypervisorError) in
             let flags = secure ? UInt32(VIR_DOMAIN_XML_SECURE.rawValue) : 0
-            return try check(takeString(virDomainGetXMLDesc(d, flags)), "dump XML of '\(ref)'")
+            return try check(takeString(virDomainGetXMLDesc(domain, flags)), "dump XML of '\(ref)'")
         }
     }
 
     public func suspend(_ ref: DomainRef) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in try check(virDomainSuspend(d), "suspend '\(ref)'") }
+        try withDomain(ref) { domain throws(HypervisorError) in try check(virDomainSuspend(domain), "suspend '\(ref)'") }
     }
 
     public func resume(_ ref: DomainRef) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in try check(virDomainResume(d), "resume '\(ref)'") }
+        try withDomain(ref) { domain throws(HypervisorError) in try check(virDomainResume(domain), "resume '\(ref)'") }
     }
 
     public func shutdown(_ ref: DomainRef) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in try check(virDomainShutdown(d), "shut down '\(ref)'") }
+        try withDomain(ref) { domain throws(HypervisorError) in try check(virDomainShutdown(domain), "shut down '\(ref)'") }
     }
 
     public func reboot(_ ref: DomainRef) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in try check(virDomainReboot(d, 0), "reboot '\(ref)'") }
+        try withDomain(ref) { domain throws(HypervisorError) in try check(virDomainReboot(domain, 0), "reboot '\(ref)'") }
     }
 
     public func destroy(_ ref: DomainRef) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in try check(virDomainDestroy(d), "destroy '\(ref)'") }
+        try withDomain(ref) { domain throws(HypervisorError) in try check(virDomainDestroy(domain), "destroy '\(ref)'") }
     }
 
     public func undefine(_ ref: DomainRef) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in
+        try withDomain(ref) { domain throws(HypervisorError) in
             // Drivers differ in the flags they know (the test driver refuses CHECKPOINTS_METADATA as an invalid
             // argument): try the fullest set first, then fewer, then the plain call.
             let managedSave = VIR_DOMAIN_UNDEFINE_MANAGED_SAVE.rawValue | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA.rawValue
             for flags in [managedSave | VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA.rawValue, managedSave] {
-                if virDomainUndefineFlags(d, flags) == 0 { return }
+                if virDomainUndefineFlags(domain, flags) == 0 { return }
                 let error = lastError("undefine '\(ref)'")
                 guard error.code == .unsupported || error.code == .invalidSpec else { throw error }
             }
-            try check(virDomainUndefine(d), "undefine '\(ref)'")
+            try check(virDomainUndefine(domain), "undefine '\(ref)'")
         }
     }
 
     /// Live and persistent changes go together for a running persistent domain; an inactive one only has a
     /// configuration; a transient one only a live state.
-    private func affectFlags(_ d: OpaquePointer) -> UInt32 {
-        let active = virDomainIsActive(d) == 1
-        let persistent = virDomainIsPersistent(d) == 1
+    private func affectFlags(_ domain: OpaquePointer) -> UInt32 {
+        let active = virDomainIsActive(domain) == 1
+        let persistent = virDomainIsPersistent(domain) == 1
         virResetLastError()
         var flags: UInt32 = 0
         if active { flags |= VIR_DOMAIN_AFFECT_LIVE.rawValue }
@@ -230,40 +230,40 @@ public actor LibvirtHost: Hypervisor {
     }
 
     public func setVCPUs(_ ref: DomainRef, count: Int) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in
-            let flags = affectFlags(d)
-            if virDomainSetVcpusFlags(d, UInt32(count), flags) == 0 { return }
+        try withDomain(ref) { domain throws(HypervisorError) in
+            let flags = affectFlags(domain)
+            if virDomainSetVcpusFlags(domain, UInt32(count), flags) == 0 { return }
             // Drivers that cannot touch the configuration of a running domain (the test driver) still resize it live.
             let error = lastError("set vCPUs of '\(ref)'")
             guard flags & VIR_DOMAIN_AFFECT_LIVE.rawValue != 0, flags & VIR_DOMAIN_AFFECT_CONFIG.rawValue != 0 else { throw error }
-            try check(virDomainSetVcpusFlags(d, UInt32(count), VIR_DOMAIN_AFFECT_LIVE.rawValue), "set vCPUs of '\(ref)'")
+            try check(virDomainSetVcpusFlags(domain, UInt32(count), VIR_DOMAIN_AFFECT_LIVE.rawValue), "set vCPUs of '\(ref)'")
         }
     }
 
     public func setMemory(_ ref: DomainRef, kib: UInt64) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in
-            let flags = affectFlags(d)
-            if virDomainSetMemoryFlags(d, UInt(kib), flags) == 0 { return }
+        try withDomain(ref) { domain throws(HypervisorError) in
+            let flags = affectFlags(domain)
+            if virDomainSetMemoryFlags(domain, UInt(kib), flags) == 0 { return }
             let error = lastError("set memory of '\(ref)'")
             guard flags & VIR_DOMAIN_AFFECT_LIVE.rawValue != 0, flags & VIR_DOMAIN_AFFECT_CONFIG.rawValue != 0 else { throw error }
-            try check(virDomainSetMemoryFlags(d, UInt(kib), VIR_DOMAIN_AFFECT_LIVE.rawValue), "set memory of '\(ref)'")
+            try check(virDomainSetMemoryFlags(domain, UInt(kib), VIR_DOMAIN_AFFECT_LIVE.rawValue), "set memory of '\(ref)'")
         }
     }
 
     public func stats(_ ref: DomainRef) throws(HypervisorError) -> DomainStats {
-        try withDomain(ref) { d throws(HypervisorError) in
+        try withDomain(ref) { domain throws(HypervisorError) in
             var info = virDomainInfo()
-            try check(virDomainGetInfo(d, &info), "stats of '\(ref)'")
+            try check(virDomainGetInfo(domain, &info), "stats of '\(ref)'")
             var rx: UInt64 = 0, tx: UInt64 = 0
             if info.state != UInt8(VIR_DOMAIN_SHUTOFF.rawValue),
-               let xml = takeString(virDomainGetXMLDesc(d, 0)),
+               let xml = takeString(virDomainGetXMLDesc(domain, 0)),
                let description = try? DomainDescription(xml: xml) {
                 for dev in description.interfaceTargets {
-                    var s = virDomainInterfaceStatsStruct()
-                    if virDomainInterfaceStats(d, dev, &s, MemoryLayout<virDomainInterfaceStatsStruct>.size) == 0 {
+                    var interfaceStats = virDomainInterfaceStatsStruct()
+                    if virDomainInterfaceStats(domain, dev, &interfaceStats, MemoryLayout<virDomainInterfaceStatsStruct>.size) == 0 {
                         // Each direction from its own counter: Snooze once swapped them.
-                        rx &+= UInt64(max(0, s.rx_bytes))
-                        tx &+= UInt64(max(0, s.tx_bytes))
+                        rx &+= UInt64(max(0, interfaceStats.rx_bytes))
+                        tx &+= UInt64(max(0, interfaceStats.tx_bytes))
                     } else {
                         virResetLastError()
                     }
@@ -274,15 +274,15 @@ public actor LibvirtHost: Hypervisor {
     }
 
     public func setMetadata(_ ref: DomainRef, xml: String?, key: String, namespace: String) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in
-            try check(virDomainSetMetadata(d, Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue), xml, xml == nil ? nil : key,
-                                           namespace, affectFlags(d)), "set metadata of '\(ref)'")
+        try withDomain(ref) { domain throws(HypervisorError) in
+            try check(virDomainSetMetadata(domain, Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue), xml, xml == nil ? nil : key,
+                                           namespace, affectFlags(domain)), "set metadata of '\(ref)'")
         }
     }
 
     public func metadata(_ ref: DomainRef, namespace: String) throws(HypervisorError) -> String? {
-        try withDomain(ref) { d throws(HypervisorError) in
-            if let text = takeString(virDomainGetMetadata(d, Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue), namespace, 0)) {
+        try withDomain(ref) { domain throws(HypervisorError) in
+            if let text = takeString(virDomainGetMetadata(domain, Int32(VIR_DOMAIN_METADATA_ELEMENT.rawValue), namespace, 0)) {
                 return text
             }
             let error = lastError("metadata of '\(ref)'")
@@ -294,53 +294,53 @@ public actor LibvirtHost: Hypervisor {
     // MARK: - Save and restore
 
     public func save(_ ref: DomainRef, to path: String) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in try check(virDomainSave(d, path), "save '\(ref)' to \(path)") }
+        try withDomain(ref) { domain throws(HypervisorError) in try check(virDomainSave(domain, path), "save '\(ref)' to \(path)") }
     }
 
     public func restore(from path: String) throws(HypervisorError) -> DomainInfo {
-        let c = try connection()
-        let xml = try check(takeString(virDomainSaveImageGetXMLDesc(c, path, 0)), "read save image \(path)")
+        let connection = try self.connection()
+        let xml = try check(takeString(virDomainSaveImageGetXMLDesc(connection, path, 0)), "read save image \(path)")
         let name = try DomainDescription(xml: xml).name
-        try check(virDomainRestore(c, path), "restore from \(path)")
+        try check(virDomainRestore(connection, path), "restore from \(path)")
         return try domain(.name(name))
     }
 
     // MARK: - Migration
 
-    public func migrateLive(_ ref: DomainRef, _ p: LiveMigrationParameters) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in
-            if let ms = p.maxDowntimeMs {
-                try check(virDomainMigrateSetMaxDowntime(d, ms, 0), "set the maximum downtime of '\(ref)'")
+    public func migrateLive(_ ref: DomainRef, _ migration: LiveMigrationParameters) throws(HypervisorError) {
+        try withDomain(ref) { domain throws(HypervisorError) in
+            if let ms = migration.maxDowntimeMs {
+                try check(virDomainMigrateSetMaxDowntime(domain, ms, 0), "set the maximum downtime of '\(ref)'")
             }
             var params: virTypedParameterPtr? = nil
             var count: Int32 = 0
             var capacity: Int32 = 0
             defer { virTypedParamsFree(params, count) }
             // Keys are VIR_MIGRATE_PARAM_URI and VIR_MIGRATE_PARAM_BANDWIDTH.
-            if let uri = p.migrateURI { _ = virTypedParamsAddString(&params, &count, &capacity, "migrate_uri", uri) }
-            if p.bandwidthMiBs > 0 { _ = virTypedParamsAddULLong(&params, &count, &capacity, "bandwidth", p.bandwidthMiBs) }
+            if let uri = migration.migrateURI { _ = virTypedParamsAddString(&params, &count, &capacity, "migrate_uri", uri) }
+            if migration.bandwidthMiBs > 0 { _ = virTypedParamsAddULLong(&params, &count, &capacity, "bandwidth", migration.bandwidthMiBs) }
             var flags = VIR_MIGRATE_LIVE.rawValue | VIR_MIGRATE_PEER2PEER.rawValue
                 | VIR_MIGRATE_PERSIST_DEST.rawValue | VIR_MIGRATE_UNDEFINE_SOURCE.rawValue
-            if p.autoConverge { flags |= VIR_MIGRATE_AUTO_CONVERGE.rawValue }
-            if p.postCopy { flags |= VIR_MIGRATE_POSTCOPY.rawValue }
-            if p.copyStorage { flags |= VIR_MIGRATE_NON_SHARED_DISK.rawValue }
-            try check(virDomainMigrateToURI3(d, p.destinationURI, params, UInt32(count), UInt32(flags)),
-                      "migrate '\(ref)' to \(p.destinationURI)")
+            if migration.autoConverge { flags |= VIR_MIGRATE_AUTO_CONVERGE.rawValue }
+            if migration.postCopy { flags |= VIR_MIGRATE_POSTCOPY.rawValue }
+            if migration.copyStorage { flags |= VIR_MIGRATE_NON_SHARED_DISK.rawValue }
+            try check(virDomainMigrateToURI3(domain, migration.destinationURI, params, UInt32(count), UInt32(flags)),
+                      "migrate '\(ref)' to \(migration.destinationURI)")
         }
     }
 
     public func jobStats(_ ref: DomainRef, completed: Bool) throws(HypervisorError) -> JobStats? {
-        try withDomain(ref) { d throws(HypervisorError) -> JobStats? in
+        try withDomain(ref) { domain throws(HypervisorError) -> JobStats? in
             var type: Int32 = 0
             var params: virTypedParameterPtr? = nil
             var count: Int32 = 0
             let flags = completed ? UInt32(VIR_DOMAIN_JOB_STATS_COMPLETED.rawValue) : 0
-            try check(virDomainGetJobStats(d, &type, &params, &count, flags), "job statistics of '\(ref)'")
+            try check(virDomainGetJobStats(domain, &type, &params, &count, flags), "job statistics of '\(ref)'")
             defer { virTypedParamsFree(params, count) }
             guard type != Int32(VIR_DOMAIN_JOB_NONE.rawValue) else { return nil }
             func value(_ key: String) -> UInt64? {
-                var v: UInt64 = 0
-                return virTypedParamsGetULLong(params, count, key, &v) == 1 ? v : nil
+                var number: UInt64 = 0
+                return virTypedParamsGetULLong(params, count, key, &number) == 1 ? number : nil
             }
             var stats = JobStats()
             stats.elapsedMs = value("time_elapsed") ?? 0
@@ -355,12 +355,12 @@ public actor LibvirtHost: Hypervisor {
     }
 
     public func abortJob(_ ref: DomainRef) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in try check(virDomainAbortJob(d), "abort the job of '\(ref)'") }
+        try withDomain(ref) { domain throws(HypervisorError) in try check(virDomainAbortJob(domain), "abort the job of '\(ref)'") }
     }
 
     public func startPostCopy(_ ref: DomainRef) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in
-            try check(virDomainMigrateStartPostCopy(d, 0), "switch the migration of '\(ref)' to post-copy")
+        try withDomain(ref) { domain throws(HypervisorError) in
+            try check(virDomainMigrateStartPostCopy(domain, 0), "switch the migration of '\(ref)' to post-copy")
         }
     }
 
@@ -381,46 +381,46 @@ public actor LibvirtHost: Hypervisor {
     }
 
     public func createSnapshot(_ ref: DomainRef, xml: String) throws(HypervisorError) -> SnapshotInfo {
-        try withDomain(ref) { d throws(HypervisorError) in
-            let snap = try check(virDomainSnapshotCreateXML(d, xml, 0), "snapshot '\(ref)'")
+        try withDomain(ref) { domain throws(HypervisorError) in
+            let snap = try check(virDomainSnapshotCreateXML(domain, xml, 0), "snapshot '\(ref)'")
             defer { virDomainSnapshotFree(snap) }
             return try snapshotInfo(snap)
         }
     }
 
     public func listSnapshots(_ ref: DomainRef) throws(HypervisorError) -> [SnapshotInfo] {
-        try withDomain(ref) { d throws(HypervisorError) in
+        try withDomain(ref) { domain throws(HypervisorError) in
             var list: UnsafeMutablePointer<OpaquePointer?>? = nil
-            let n = virDomainListAllSnapshots(d, &list, 0)
-            try check(n, "list snapshots of '\(ref)'")
+            let count = virDomainListAllSnapshots(domain, &list, 0)
+            try check(count, "list snapshots of '\(ref)'")
             defer {
-                for i in 0..<Int(n) { if let s = list?[i] { virDomainSnapshotFree(s) } }
+                for i in 0..<Int(count) { if let snapshot = list?[i] { virDomainSnapshotFree(snapshot) } }
                 free(list)
             }
             var result: [SnapshotInfo] = []
-            for i in 0..<Int(n) { if let s = list?[i] { result.append(try snapshotInfo(s)) } }
+            for i in 0..<Int(count) { if let snapshot = list?[i] { result.append(try snapshotInfo(snapshot)) } }
             return result.sorted { ($0.createdAt, $0.name) < ($1.createdAt, $1.name) }
         }
     }
 
-    private func withSnapshot(_ d: OpaquePointer, _ name: String, _ body: (OpaquePointer) throws(HypervisorError) -> Void) throws(HypervisorError) {
-        let snap = try check(virDomainSnapshotLookupByName(d, name, 0), "look up snapshot '\(name)'")
+    private func withSnapshot(_ domain: OpaquePointer, _ name: String, _ body: (OpaquePointer) throws(HypervisorError) -> Void) throws(HypervisorError) {
+        let snap = try check(virDomainSnapshotLookupByName(domain, name, 0), "look up snapshot '\(name)'")
         defer { virDomainSnapshotFree(snap) }
         try body(snap)
     }
 
     public func revertToSnapshot(_ ref: DomainRef, snapshot: String) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in
-            try withSnapshot(d, snapshot) { s throws(HypervisorError) in
-                try check(virDomainRevertToSnapshot(s, 0), "revert '\(ref)' to '\(snapshot)'")
+        try withDomain(ref) { domain throws(HypervisorError) in
+            try withSnapshot(domain, snapshot) { snap throws(HypervisorError) in
+                try check(virDomainRevertToSnapshot(snap, 0), "revert '\(ref)' to '\(snapshot)'")
             }
         }
     }
 
     public func deleteSnapshot(_ ref: DomainRef, snapshot: String) throws(HypervisorError) {
-        try withDomain(ref) { d throws(HypervisorError) in
-            try withSnapshot(d, snapshot) { s throws(HypervisorError) in
-                try check(virDomainSnapshotDelete(s, 0), "delete snapshot '\(snapshot)'")
+        try withDomain(ref) { domain throws(HypervisorError) in
+            try withSnapshot(domain, snapshot) { snap throws(HypervisorError) in
+                try check(virDomainSnapshotDelete(snap, 0), "delete snapshot '\(snapshot)'")
             }
         }
     }
@@ -454,14 +454,14 @@ public actor LibvirtHost: Hypervisor {
 
     public func listStoragePools() throws(HypervisorError) -> [StoragePoolInfo] {
         var list: UnsafeMutablePointer<OpaquePointer?>? = nil
-        let n = virConnectListAllStoragePools(try connection(), &list, 0)
-        try check(n, "list pools")
+        let count = virConnectListAllStoragePools(try connection(), &list, 0)
+        try check(count, "list pools")
         defer {
-            for i in 0..<Int(n) { if let p = list?[i] { virStoragePoolFree(p) } }
+            for i in 0..<Int(count) { if let pool = list?[i] { virStoragePoolFree(pool) } }
             free(list)
         }
         var result: [StoragePoolInfo] = []
-        for i in 0..<Int(n) { if let p = list?[i] { result.append(try poolInfo(p)) } }
+        for i in 0..<Int(count) { if let pool = list?[i] { result.append(try poolInfo(pool)) } }
         return result
     }
 
@@ -484,56 +484,56 @@ public actor LibvirtHost: Hypervisor {
     }
 
     public func storagePool(name: String) throws(HypervisorError) -> StoragePoolInfo {
-        try withPool(name) { p throws(HypervisorError) in try poolInfo(p) }
+        try withPool(name) { pool throws(HypervisorError) in try poolInfo(pool) }
     }
 
     public func deleteStoragePool(name: String) throws(HypervisorError) {
-        try withPool(name) { p throws(HypervisorError) in
-            if virStoragePoolIsActive(p) == 1 { try check(virStoragePoolDestroy(p), "stop pool '\(name)'") }
-            try check(virStoragePoolUndefine(p), "undefine pool '\(name)'")
+        try withPool(name) { pool throws(HypervisorError) in
+            if virStoragePoolIsActive(pool) == 1 { try check(virStoragePoolDestroy(pool), "stop pool '\(name)'") }
+            try check(virStoragePoolUndefine(pool), "undefine pool '\(name)'")
         }
     }
 
     public func listVolumes(pool: String) throws(HypervisorError) -> [StorageVolumeInfo] {
-        try withPool(pool) { p throws(HypervisorError) in
+        try withPool(pool) { poolHandle throws(HypervisorError) in
             var list: UnsafeMutablePointer<OpaquePointer?>? = nil
-            let n = virStoragePoolListAllVolumes(p, &list, 0)
-            try check(n, "list volumes of '\(pool)'")
+            let count = virStoragePoolListAllVolumes(poolHandle, &list, 0)
+            try check(count, "list volumes of '\(pool)'")
             defer {
-                for i in 0..<Int(n) { if let v = list?[i] { virStorageVolFree(v) } }
+                for i in 0..<Int(count) { if let volume = list?[i] { virStorageVolFree(volume) } }
                 free(list)
             }
             var result: [StorageVolumeInfo] = []
-            for i in 0..<Int(n) { if let v = list?[i] { result.append(try volumeInfo(v)) } }
+            for i in 0..<Int(count) { if let volume = list?[i] { result.append(try volumeInfo(volume)) } }
             return result.sorted { $0.name < $1.name }
         }
     }
 
-    private func volumeInfo(_ v: OpaquePointer) throws(HypervisorError) -> StorageVolumeInfo {
+    private func volumeInfo(_ volume: OpaquePointer) throws(HypervisorError) -> StorageVolumeInfo {
         var info = virStorageVolInfo()
-        try check(virStorageVolGetInfo(v, &info), "volume info")
-        return StorageVolumeInfo(name: virStorageVolGetName(v).map { String(cString: $0) } ?? "?",
-                                 path: takeString(virStorageVolGetPath(v)) ?? "",
+        try check(virStorageVolGetInfo(volume, &info), "volume info")
+        return StorageVolumeInfo(name: virStorageVolGetName(volume).map { String(cString: $0) } ?? "?",
+                                 path: takeString(virStorageVolGetPath(volume)) ?? "",
                                  capacityBytes: UInt64(info.capacity), allocationBytes: UInt64(info.allocation))
     }
 
     public func createVolume(pool: String, name: String, capacityBytes: UInt64, format: String) throws(HypervisorError) -> StorageVolumeInfo {
-        try withPool(pool) { p throws(HypervisorError) in
+        try withPool(pool) { poolHandle throws(HypervisorError) in
             let xml = """
                 <volume><name>\(xmlEscape(name))</name><capacity unit='bytes'>\(capacityBytes)</capacity>\
                 <target><format type='\(xmlEscape(format))'/></target></volume>
                 """
-            let v = try check(virStorageVolCreateXML(p, xml, 0), "create volume '\(name)'")
-            defer { virStorageVolFree(v) }
-            return try volumeInfo(v)
+            let volume = try check(virStorageVolCreateXML(poolHandle, xml, 0), "create volume '\(name)'")
+            defer { virStorageVolFree(volume) }
+            return try volumeInfo(volume)
         }
     }
 
     public func deleteVolume(pool: String, name: String) throws(HypervisorError) {
-        try withPool(pool) { p throws(HypervisorError) in
-            let v = try check(virStorageVolLookupByName(p, name), "look up volume '\(name)'")
-            defer { virStorageVolFree(v) }
-            try check(virStorageVolDelete(v, 0), "delete volume '\(name)'")
+        try withPool(pool) { poolHandle throws(HypervisorError) in
+            let volume = try check(virStorageVolLookupByName(poolHandle, name), "look up volume '\(name)'")
+            defer { virStorageVolFree(volume) }
+            try check(virStorageVolDelete(volume, 0), "delete volume '\(name)'")
         }
     }
 

@@ -55,7 +55,7 @@ func truncatedEcho(_ message: String) -> String {
 }
 
 func mapCode(_ code: Int32) -> HypervisorError.Code {
-    func c(_ e: virErrorNumber) -> Int32 { Int32(e.rawValue) }
+    func c(_ number: virErrorNumber) -> Int32 { Int32(number.rawValue) }
     switch code {
     case c(VIR_ERR_NO_DOMAIN), c(VIR_ERR_NO_STORAGE_POOL), c(VIR_ERR_NO_STORAGE_VOL),
          c(VIR_ERR_NO_DOMAIN_SNAPSHOT), c(VIR_ERR_NO_DOMAIN_METADATA):
@@ -88,10 +88,10 @@ func check<T>(_ value: T?, _ what: String) throws(HypervisorError) -> T {
 }
 
 /// Takes ownership of a malloc'ed C string from libvirt.
-func takeString(_ p: UnsafeMutablePointer<CChar>?) -> String? {
-    guard let p else { return nil }
-    defer { free(p) }
-    return String(cString: p)
+func takeString(_ cString: UnsafeMutablePointer<CChar>?) -> String? {
+    guard let cString else { return nil }
+    defer { free(cString) }
+    return String(cString: cString)
 }
 
 func domainState(_ raw: UInt8) -> DomainState {

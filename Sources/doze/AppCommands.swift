@@ -100,7 +100,7 @@ struct AppCommand: AsyncParsableCommand {
 
         func run() async throws {
             let runAs = runas ?? ProcessInfo.processInfo.environment["USER"] ?? "doze"
-            func query(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? s }
+            func query(_ value: String) -> String { value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? value }
             let created = try await appCall(options, .POST, "/v1/kvm-apps?name=\(query(name))&runas=\(query(runAs))&cluster=\(query(cluster))",
                                             body: try body(), as: KVMAppCreated.self)
             guard wait else {
@@ -135,9 +135,9 @@ struct AppCommand: AsyncParsableCommand {
             let apps = try await appCall(options, .GET, "/v1/kvm-apps", as: [KVMAppEntry].self)
             if options.json { return printJSON(apps) }
             guard !apps.isEmpty else { return print("no kvm-app (create one with: doze app create NAME --image FILE)") }
-            let rows = apps.map { a in
-                [a.id, "\(a.taskCount)", tasksSummary(a.tasksStatus), a.operationStatus, "\(a.config.cpus)/\(a.config.mems)",
-                 a.config.image.uri ?? "", a.createdAt, a.errmsg]
+            let rows = apps.map { app in
+                [app.id, "\(app.taskCount)", tasksSummary(app.tasksStatus), app.operationStatus, "\(app.config.cpus)/\(app.config.mems)",
+                 app.config.image.uri ?? "", app.createdAt, app.errmsg]
             }
             print(renderAppTable(["ID", "TASKS", "STATUS", "OPERATION", "CPUS/MiB", "IMAGE", "CREATED", "ERROR"], rows))
         }
@@ -248,9 +248,9 @@ private func tasksSummary(_ counts: [String: Int]) -> String {
 }
 
 private func renderAppTasks(_ tasks: [KVMAppTaskEntry]) -> String {
-    let rows = tasks.map { t in
-        [t.name, t.status, t.opstatus.isEmpty ? "-" : t.opstatus, t.ipAddr.isEmpty ? "-" : t.ipAddr, t.vncAddr.isEmpty ? "-" : t.vncAddr,
-         t.agentId.isEmpty ? "-" : String(t.agentId.prefix(8)), t.errmsg]
+    let rows = tasks.map { task in
+        [task.name, task.status, task.opstatus.isEmpty ? "-" : task.opstatus, task.ipAddr.isEmpty ? "-" : task.ipAddr,
+         task.vncAddr.isEmpty ? "-" : task.vncAddr, task.agentId.isEmpty ? "-" : String(task.agentId.prefix(8)), task.errmsg]
     }
     return renderAppTable(["NAME", "STATUS", "OPSTATUS", "IP", "VNC", "HOST", "ERROR"], rows)
 }
@@ -258,9 +258,10 @@ private func renderAppTasks(_ tasks: [KVMAppTaskEntry]) -> String {
 /// Columns as wide as their widest cell; the last column is not padded.
 private func renderAppTable(_ header: [String], _ rows: [[String]]) -> String {
     let all = [header] + rows
-    let widths = header.indices.map { i in all.map { $0[i].count }.max() ?? 0 }
+    let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
     return all.map { row in
-        row.indices.map { i in i == row.count - 1 ? row[i] : row[i].padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0) }
-            .joined().trimmingCharacters(in: .whitespaces)
+        row.indices.map { column in
+            column == row.count - 1 ? row[column] : row[column].padding(toLength: widths[column] + 2, withPad: " ", startingAt: 0)
+        }.joined().trimmingCharacters(in: .whitespaces)
     }.joined(separator: "\n")
 }

@@ -193,9 +193,9 @@ struct SubmitCommand: AsyncParsableCommand {
             for path in templates {
                 let xml = try DomainTemplate.read(path)
                 if let count {
-                    for n in 1...count {
-                        vms.append(VirtualMachineTemplate(libVirtTemplate: try DomainTemplate.copy(xml, number: n, file: path), hostId: host))
-                        origins.append("\(path), copy \(n)")
+                    for copy in 1...count {
+                        vms.append(VirtualMachineTemplate(libVirtTemplate: try DomainTemplate.copy(xml, number: copy, file: path), hostId: host))
+                        origins.append("\(path), copy \(copy)")
                     }
                 } else {
                     vms.append(VirtualMachineTemplate(libVirtTemplate: xml, hostId: host))
@@ -223,10 +223,10 @@ struct SubmitCommand: AsyncParsableCommand {
 
     /// Names the file behind `virtualMachineTemplates[i]` in a server message.
     static func locate(_ message: String, _ origins: [String]) -> String {
-        guard let match = message.firstMatch(of: /virtualMachineTemplates\[(\d+)\]/), let i = Int(match.1), origins.indices.contains(i) else {
+        guard let match = message.firstMatch(of: /virtualMachineTemplates\[(\d+)\]/), let index = Int(match.1), origins.indices.contains(index) else {
             return message
         }
-        return message + " (template \(i) is \(origins[i]))"
+        return message + " (template \(index) is \(origins[index]))"
     }
 
     /// Polls the task until it is done or the timeout passes; progress in place on a terminal, then the result.
@@ -270,9 +270,9 @@ struct SubmitCommand: AsyncParsableCommand {
             if !live { print(Self.progress(document, taskID: taskID, elapsed: start.duration(to: clock.now))) }
             var table = TextTable("VM", "STATUS", "IP", "LOCAL CONTROLLER", "GROUP MANAGER", "NOTE")
             for vm in document.response.virtualMachineMetaData {
-                let l = vm.virtualMachineLocation
-                table.add([vm.id, vm.status.rawValue, orDash(vm.ipAddress), l.localControllerControlDataAddress.shown,
-                           l.groupManagerControlDataAddress.shown, vm.note])
+                let location = vm.virtualMachineLocation
+                table.add([vm.id, vm.status.rawValue, orDash(vm.ipAddress), location.localControllerControlDataAddress.shown,
+                           location.groupManagerControlDataAddress.shown, vm.note])
             }
             print(table.render())
         }
@@ -288,11 +288,11 @@ struct SubmitCommand: AsyncParsableCommand {
         }
     }
 
-    static func progress(_ d: VirtualClusterTaskDocument, taskID: String, elapsed: Duration) -> String {
-        let total = d.counts.total
-        let placed = d.response.virtualMachineMetaData.filter { $0.virtualMachineLocation.groupManagerId != nil }.count
+    static func progress(_ document: VirtualClusterTaskDocument, taskID: String, elapsed: Duration) -> String {
+        let total = document.counts.total
+        let placed = document.response.virtualMachineMetaData.filter { $0.virtualMachineLocation.groupManagerId != nil }.count
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return "task \(taskID)  placed \(placed)/\(total)  running \(d.counts.running)/\(total)  failed \(d.counts.failed)/\(total)  "
+        return "task \(taskID)  placed \(placed)/\(total)  running \(document.counts.running)/\(total)  failed \(document.counts.failed)/\(total)  "
             + String(format: "%.1f s", seconds)
     }
 }
@@ -341,16 +341,16 @@ enum DomainTemplate {
 
     /// The root element's name, the byte range of the root `<name>`'s text and of the whole root `<uuid>` element.
     static func scan(_ xml: String, file: String) throws -> (root: String?, name: Range<Int>?, uuid: Range<Int>?) {
-        let b = Array(xml.utf8)
-        func starts(_ prefix: String, at i: Int) -> Bool {
-            let n = prefix.utf8
-            return i + n.count <= b.count && b[i..<(i + n.count)].elementsEqual(n)
+        let bytes = Array(xml.utf8)
+        func starts(_ prefix: String, at position: Int) -> Bool {
+            let wanted = prefix.utf8
+            return position + wanted.count <= bytes.count && bytes[position..<(position + wanted.count)].elementsEqual(wanted)
         }
         func find(_ needle: String, from: Int) -> Int? {
-            var i = from
-            while i < b.count {
-                if starts(needle, at: i) { return i }
-                i += 1
+            var position = from
+            while position < bytes.count {
+                if starts(needle, at: position) { return position }
+                position += 1
             }
             return nil
         }
@@ -359,48 +359,48 @@ enum DomainTemplate {
         var name: Range<Int>?
         var uuid: Range<Int>?
         var depth = 0
-        var i = 0
-        while let open = find("<", from: i) {
+        var position = 0
+        while let open = find("<", from: position) {
             if starts("<!--", at: open) {
                 guard let close = find("-->", from: open + 4) else { throw malformed("an unterminated comment") }
-                i = close + 3
+                position = close + 3
                 continue
             }
             if starts("<![CDATA[", at: open) {
                 guard let close = find("]]>", from: open + 9) else { throw malformed("an unterminated CDATA section") }
-                i = close + 3
+                position = close + 3
                 continue
             }
             // The end of this tag, with quoted attribute values skipped.
-            var j = open + 1
+            var tagEnd = open + 1
             var quote: UInt8?
-            while j < b.count {
-                if let q = quote { if b[j] == q { quote = nil } } else if b[j] == UInt8(ascii: "'") || b[j] == UInt8(ascii: "\"") { quote = b[j] } else if b[j] == UInt8(ascii: ">") { break }
-                j += 1
+            while tagEnd < bytes.count {
+                if let delimiter = quote { if bytes[tagEnd] == delimiter { quote = nil } } else if bytes[tagEnd] == UInt8(ascii: "'") || bytes[tagEnd] == UInt8(ascii: "\"") { quote = bytes[tagEnd] } else if bytes[tagEnd] == UInt8(ascii: ">") { break }
+                tagEnd += 1
             }
-            guard j < b.count else { throw malformed("an unterminated tag") }
-            let first = open + 1 < b.count ? b[open + 1] : 0
+            guard tagEnd < bytes.count else { throw malformed("an unterminated tag") }
+            let first = open + 1 < bytes.count ? bytes[open + 1] : 0
             if first == UInt8(ascii: "?") || first == UInt8(ascii: "!") {
-                i = j + 1
+                position = tagEnd + 1
                 continue
             }
             if first == UInt8(ascii: "/") {
                 depth -= 1
-                i = j + 1
+                position = tagEnd + 1
                 continue
             }
-            var k = open + 1
-            while k < j, ![UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"), UInt8(ascii: "/")].contains(b[k]) { k += 1 }
-            let tag = String(decoding: b[(open + 1)..<k], as: UTF8.self)
-            let selfClosing = b[j - 1] == UInt8(ascii: "/")
+            var nameEnd = open + 1
+            while nameEnd < tagEnd, ![UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"), UInt8(ascii: "/")].contains(bytes[nameEnd]) { nameEnd += 1 }
+            let tag = String(decoding: bytes[(open + 1)..<nameEnd], as: UTF8.self)
+            let selfClosing = bytes[tagEnd - 1] == UInt8(ascii: "/")
             if depth == 0 && root == nil { root = tag }
             if depth == 1 && !selfClosing && (tag == "name" || tag == "uuid") {
-                guard let close = find("</\(tag)>", from: j + 1) else { throw malformed("<\(tag)> is never closed") }
-                if tag == "name" && name == nil { name = (j + 1)..<close }
+                guard let close = find("</\(tag)>", from: tagEnd + 1) else { throw malformed("<\(tag)> is never closed") }
+                if tag == "name" && name == nil { name = (tagEnd + 1)..<close }
                 if tag == "uuid" && uuid == nil { uuid = open..<(close + tag.utf8.count + 3) }
             }
             if !selfClosing { depth += 1 }
-            i = j + 1
+            position = tagEnd + 1
         }
         return (root, name, uuid)
     }
@@ -429,8 +429,8 @@ struct VMCommand: AsyncParsableCommand {
                 let vms = try api.decode(VirtualMachineList.self, raw).virtualMachines
                 var table = TextTable("VM", "STATUS", "IP", "VCPUS", "MEMORY MiB", "LOCAL CONTROLLER", "GROUP MANAGER")
                 for vm in vms.sorted(by: { $0.id < $1.id }) {
-                    let r = vm.requested
-                    table.add([vm.id, vm.status.rawValue, orDash(vm.ipAddress), r.vcpus > 0 ? String(Int(r.vcpus)) : "-", mebibytes(r.memoryKiB),
+                    let requested = vm.requested
+                    table.add([vm.id, vm.status.rawValue, orDash(vm.ipAddress), requested.vcpus > 0 ? String(Int(requested.vcpus)) : "-", mebibytes(requested.memoryKiB),
                                vm.virtualMachineLocation.localControllerControlDataAddress.shown,
                                vm.virtualMachineLocation.groupManagerControlDataAddress.shown])
                 }
@@ -459,15 +459,15 @@ struct VMCommand: AsyncParsableCommand {
                     return
                 }
                 let vm = try api.decode(VirtualMachineMetaData.self, raw)
-                let l = vm.virtualMachineLocation
-                let r = vm.requested
+                let location = vm.virtualMachineLocation
+                let requested = vm.requested
                 var lines: [(String, String)] = [
                     ("vm", vm.id), ("status", vm.status.rawValue), ("ip", orDash(vm.ipAddress)),
-                    ("vcpus", r.vcpus > 0 ? String(Int(r.vcpus)) : "-"), ("memory MiB", mebibytes(r.memoryKiB)),
-                    ("local controller", "\(orDash(l.localControllerId))  \(l.localControllerControlDataAddress.shown)"),
-                    ("group manager", "\(orDash(l.groupManagerId))  \(l.groupManagerControlDataAddress.shown)"),
+                    ("vcpus", requested.vcpus > 0 ? String(Int(requested.vcpus)) : "-"), ("memory MiB", mebibytes(requested.memoryKiB)),
+                    ("local controller", "\(orDash(location.localControllerId))  \(location.localControllerControlDataAddress.shown)"),
+                    ("group manager", "\(orDash(location.groupManagerId))  \(location.groupManagerControlDataAddress.shown)"),
                 ]
-                if r.rxBytes > 0 || r.txBytes > 0 { lines.append(("network B/s", "rx \(Int(r.rxBytes))  tx \(Int(r.txBytes))")) }
+                if requested.rxBytes > 0 || requested.txBytes > 0 { lines.append(("network B/s", "rx \(Int(requested.rxBytes))  tx \(Int(requested.txBytes))")) }
                 if let image = vm.imageId { lines.append(("image", image)) }
                 if vm.errorCode != .none || !(vm.errorMessage ?? "").isEmpty { lines.append(("error", vm.note)) }
                 for adaptation in vm.adaptations ?? [] { lines.append(("adapted", adaptation)) }

@@ -69,30 +69,30 @@ struct ClusterOptions: ParsableArguments {
         guard let secret = try secretValue(), !secret.isEmpty else {
             throw ValidationError("a cluster needs a secret: --secret, --secret-file or DOZE_SECRET")
         }
-        var s = ClusterSettings(secret: secret)
-        s.httpLimits = try httpLimits()
-        s.bootstraps = try bootstraps.map { text in
-            guard let e = Endpoint(text) else { throw ValidationError("--bootstrap must be HOST:PORT, got '\(text)'") }
-            return e
+        var settings = ClusterSettings(secret: secret)
+        settings.httpLimits = try httpLimits()
+        settings.bootstraps = try bootstraps.map { text in
+            guard let endpoint = Endpoint(text) else { throw ValidationError("--bootstrap must be HOST:PORT, got '\(text)'") }
+            return endpoint
         }
         for (name, value) in [("heartbeat-interval-ms", heartbeatIntervalMs), ("controller-timeout-ms", controllerTimeoutMs),
                               ("manager-timeout-ms", managerTimeoutMs), ("leader-timeout-ms", leaderTimeoutMs),
                               ("leader-manager-timeout-ms", leaderManagerTimeoutMs)] where value <= 0 {
             throw ValidationError("--\(name) must be > 0")
         }
-        s.heartbeatInterval = .milliseconds(heartbeatIntervalMs)
-        s.controllerTimeout = .milliseconds(controllerTimeoutMs)
-        s.managerTimeout = .milliseconds(managerTimeoutMs)
-        s.leaderManagerTimeout = .milliseconds(leaderManagerTimeoutMs)
-        s.leaderTimeout = .milliseconds(leaderTimeoutMs)
+        settings.heartbeatInterval = .milliseconds(heartbeatIntervalMs)
+        settings.controllerTimeout = .milliseconds(controllerTimeoutMs)
+        settings.managerTimeout = .milliseconds(managerTimeoutMs)
+        settings.leaderManagerTimeout = .milliseconds(leaderManagerTimeoutMs)
+        settings.leaderTimeout = .milliseconds(leaderTimeoutMs)
         if let multicast {
             guard let group = Endpoint(multicast), let first = group.host.split(separator: ".").first.flatMap({ Int($0) }),
                   (224...239).contains(first) else {
                 throw ValidationError("--multicast must be a multicast GROUP:PORT (224.0.0.0-239.255.255.255), got '\(multicast)'")
             }
-            s.multicast = group
+            settings.multicast = group
         }
-        return s
+        return settings
     }
 }
 
@@ -114,26 +114,26 @@ struct SubmissionOptions: ParsableArguments {
     var migrationsPerHost = 2
 
     func settings() throws -> SubmissionSettings {
-        var s = SubmissionSettings()
+        var settings = SubmissionSettings()
         if let vmSubnet {
             do { _ = try IPPool(subnet: vmSubnet) } catch {
                 throw ValidationError("--vm-subnet must be an IPv4 CIDR with a prefix from /8 to /30, got '\(vmSubnet)'")
             }
-            s.subnet = vmSubnet
+            settings.subnet = vmSubnet
         }
-        guard let d = PlacementPolicy(rawValue: dispatch), d != .leastLoaded else {
+        guard let dispatchPolicy = PlacementPolicy(rawValue: dispatch), dispatchPolicy != .leastLoaded else {
             throw ValidationError("--dispatch must be round-robin or first-fit, got '\(dispatch)'")
         }
-        guard let p = PlacementPolicy(rawValue: placement) else {
+        guard let placementPolicy = PlacementPolicy(rawValue: placement) else {
             throw ValidationError("--placement must be least-loaded, first-fit or round-robin, got '\(placement)'")
         }
         guard resultTtl > 0 else { throw ValidationError("--result-ttl must be > 0 seconds") }
-        s.dispatch = d
-        s.placement = p
-        s.resultTTL = .seconds(resultTtl)
+        settings.dispatch = dispatchPolicy
+        settings.placement = placementPolicy
+        settings.resultTTL = .seconds(resultTtl)
         guard (1...64).contains(migrationsPerHost) else { throw ValidationError("--migrations-per-host must be from 1 to 64") }
-        s.migrationsPerHost = migrationsPerHost
-        return s
+        settings.migrationsPerHost = migrationsPerHost
+        return settings
     }
 }
 

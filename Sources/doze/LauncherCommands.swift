@@ -43,20 +43,20 @@ struct ClusterCommand: AsyncParsableCommand {
             print("cluster '\(launcher.topology.name)' is up (run directory \(launcher.runDirectory))")
             if nodes.contains(where: { $0.namespace != nil }) {
                 print(pad("NAME", 14) + pad("ROLE", 11) + pad("ADDRESS", 18) + pad("PID", 9) + pad("NAMESPACE", 22) + "HYPERVISOR")
-                for n in nodes {
-                    print(pad(n.name, 14) + pad(n.role, 11) + pad(n.listen, 18) + pad("\(n.pid)", 9)
-                          + pad(n.namespace ?? "(root)", 22) + (n.hypervisor ?? "-"))
+                for node in nodes {
+                    print(pad(node.name, 14) + pad(node.role, 11) + pad(node.listen, 18) + pad("\(node.pid)", 9)
+                          + pad(node.namespace ?? "(root)", 22) + (node.hypervisor ?? "-"))
                 }
                 if let client = launcher.topology.network?.clientListen {
                     print("logs: \(launcher.runDirectory)/NAME.log; reach the cluster with --bootstrap \(client)")
                 }
-                if let etcd = launcher.topology.etcdLayout(runDirectory: launcher.runDirectory), let m = etcd.members.first, let ns = m.namespace {
+                if let etcd = launcher.topology.etcdLayout(runDirectory: launcher.runDirectory), let firstMember = etcd.members.first, let ns = firstMember.namespace {
                     print("etcd: ip netns exec \(ns) etcdctl --endpoints=\(etcd.endpoints) endpoint health; prefix \(etcd.prefix)")
                 }
             } else {
                 print(pad("NAME", 14) + pad("ROLE", 11) + pad("ADDRESS", 18) + pad("PID", 9) + "LOG")
-                for n in nodes {
-                    print(pad(n.name, 14) + pad(n.role, 11) + pad(n.listen, 18) + pad("\(n.pid)", 9) + n.log)
+                for node in nodes {
+                    print(pad(node.name, 14) + pad(node.role, 11) + pad(node.listen, 18) + pad("\(node.pid)", 9) + node.log)
                 }
             }
             print("layout for scripts (restart commands, PIDs, namespaces): \(launcher.layoutFile)")
@@ -71,13 +71,13 @@ struct ClusterCommand: AsyncParsableCommand {
             print(Self.describe(await launcher.down()))
         }
 
-        static func describe(_ s: ClusterLauncher.Stopped) -> String {
-            var parts = ["\(s.nodes) nodes"]
-            if s.guests > 0 { parts.append("\(s.guests) guests") }
-            if s.daemons > 0 { parts.append("\(s.daemons) libvirt daemons") }
-            if s.etcdMembers > 0 { parts.append("\(s.etcdMembers) etcd members") }
-            if s.namespaces > 0 { parts.append("\(s.namespaces) network namespaces") }
-            if s.mountPoints > 0 { parts.append("\(s.mountPoints) mount points") }
+        static func describe(_ stopped: ClusterLauncher.Stopped) -> String {
+            var parts = ["\(stopped.nodes) nodes"]
+            if stopped.guests > 0 { parts.append("\(stopped.guests) guests") }
+            if stopped.daemons > 0 { parts.append("\(stopped.daemons) libvirt daemons") }
+            if stopped.etcdMembers > 0 { parts.append("\(stopped.etcdMembers) etcd members") }
+            if stopped.namespaces > 0 { parts.append("\(stopped.namespaces) network namespaces") }
+            if stopped.mountPoints > 0 { parts.append("\(stopped.mountPoints) mount points") }
             return "stopped " + parts.joined(separator: ", ")
         }
     }
@@ -107,7 +107,7 @@ struct ClusterCommand: AsyncParsableCommand {
     }
 }
 
-func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s + " " : s + String(repeating: " ", count: width - s.count) }
+func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count) }
 
 struct HierarchyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -140,8 +140,8 @@ struct HierarchyCommand: AsyncParsableCommand {
     static func render(_ tree: GroupLeaderRepositoryInformation) -> String {
         func gib(_ kib: Double) -> String { String(format: "%.1f", kib / 1_048_576) }
         var lines: [String] = []
-        if let l = tree.groupLeader {
-            lines.append("LEADER  \(l.id)  \(l.listenSettings.controlDataAddress.address):\(l.listenSettings.controlDataAddress.port)  term \(l.term)")
+        if let leader = tree.groupLeader {
+            lines.append("LEADER  \(leader.id)  \(leader.listenSettings.controlDataAddress.address):\(leader.listenSettings.controlDataAddress.port)  term \(leader.term)")
         }
         for gm in tree.groupManagerDescriptions {
             let lcs = gm.localControllers.values.sorted { $0.id < $1.id }
@@ -150,9 +150,9 @@ struct HierarchyCommand: AsyncParsableCommand {
             for lc in lcs {
                 // From the network: read through ResourceVector, which tolerates short arrays.
                 let tv = ResourceVector(snoozeArray: lc.totalCapacity), uv = ResourceVector(snoozeArray: lc.usedCapacity)
-                let t = [tv.vcpus, tv.memoryKiB], u = [uv.vcpus, uv.memoryKiB]
+                let total = [tv.vcpus, tv.memoryKiB], used = [uv.vcpus, uv.memoryKiB]
                 lines.append("    LC  \(lc.id)  \(lc.controlDataAddress.address):\(lc.controlDataAddress.port)  "
-                             + "vcpus \(Int(u[0]))/\(Int(t[0]))  mem \(gib(u[1]))/\(gib(t[1])) GiB  vms \(lc.virtualMachineMetaData.count)"
+                             + "vcpus \(Int(used[0]))/\(Int(total[0]))  mem \(gib(used[1]))/\(gib(total[1])) GiB  vms \(lc.virtualMachineMetaData.count)"
                              + (lc.virtualMachineMetaData.isEmpty ? "" : " (\(lc.virtualMachineMetaData.keys.sorted().joined(separator: ", ")))"))
             }
         }

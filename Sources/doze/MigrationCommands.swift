@@ -67,45 +67,50 @@ extension HostEntry {
 enum MigrationView {
     static func mib(_ bytes: UInt64) -> String { String(format: "%.1f", Double(bytes) / 1_048_576) }
 
-    static func progressLine(_ r: MigrationRecord) -> String {
-        var parts = ["migration \(r.id.prefix(8))", r.vm, "\(r.source.address.shown) -> \(r.destination.address.shown)", r.mode, r.state.rawValue]
-        if let p = r.progress, p.dataTotal > 0 {
-            let done = p.dataTotal > 0 ? min(100, Int(Double(p.dataProcessed) * 100 / Double(p.dataTotal))) : 0
-            parts.append("\(done)%  \(mib(p.dataProcessed))/\(mib(p.dataTotal)) MiB")
-            if p.memoryBytesPerSecond > 0 { parts.append("\(mib(p.memoryBytesPerSecond)) MiB/s") }
-            if p.iteration > 0 { parts.append("pass \(p.iteration)") }
+    static func progressLine(_ record: MigrationRecord) -> String {
+        var parts = ["migration \(record.id.prefix(8))", record.vm, "\(record.source.address.shown) -> \(record.destination.address.shown)",
+                     record.mode, record.state.rawValue]
+        if let progress = record.progress, progress.dataTotal > 0 {
+            let done = progress.dataTotal > 0 ? min(100, Int(Double(progress.dataProcessed) * 100 / Double(progress.dataTotal))) : 0
+            parts.append("\(done)%  \(mib(progress.dataProcessed))/\(mib(progress.dataTotal)) MiB")
+            if progress.memoryBytesPerSecond > 0 { parts.append("\(mib(progress.memoryBytesPerSecond)) MiB/s") }
+            if progress.iteration > 0 { parts.append("pass \(progress.iteration)") }
         }
-        let elapsed = r.durationMs.map { Double($0) / 1000 } ?? max(0, Double(Int64(Date().timeIntervalSince1970 * 1000) - r.startedAt) / 1000)
+        let elapsed = record.durationMs.map { Double($0) / 1000 }
+            ?? max(0, Double(Int64(Date().timeIntervalSince1970 * 1000) - record.startedAt) / 1000)
         parts.append(String(format: "%.1f s", elapsed))
         return parts.joined(separator: "  ")
     }
 
-    static func details(_ r: MigrationRecord) -> String {
+    static func details(_ record: MigrationRecord) -> String {
         var lines: [(String, String)] = [
-            ("migration", r.id), ("vm", r.vm), ("state", r.state.rawValue), ("mode", r.mode),
-            ("from", "\(r.source.localControllerId)  \(r.source.address.shown)"),
-            ("to", "\(r.destination.localControllerId)  \(r.destination.address.shown)"),
+            ("migration", record.id), ("vm", record.vm), ("state", record.state.rawValue), ("mode", record.mode),
+            ("from", "\(record.source.localControllerId)  \(record.source.address.shown)"),
+            ("to", "\(record.destination.localControllerId)  \(record.destination.address.shown)"),
         ]
-        if let d = r.durationMs { lines.append(("took", String(format: "%.3f s", Double(d) / 1000))) }
-        if let p = r.progress {
-            if p.elapsedMs > 0 { lines.append((r.mode == "live" ? "libvirt job" : "save+restore", "\(p.elapsedMs) ms")) }
-            if p.dataTotal > 0 {
-                lines.append(("data", p.dataTotal < 1 << 20 ? "\(p.dataProcessed) of \(p.dataTotal) bytes"
-                                                            : "\(mib(p.dataProcessed)) of \(mib(p.dataTotal)) MiB, \(mib(p.dataRemaining)) MiB left"))
+        if let duration = record.durationMs { lines.append(("took", String(format: "%.3f s", Double(duration) / 1000))) }
+        if let progress = record.progress {
+            if progress.elapsedMs > 0 { lines.append((record.mode == "live" ? "libvirt job" : "save+restore", "\(progress.elapsedMs) ms")) }
+            if progress.dataTotal > 0 {
+                let processed = progress.dataTotal < 1 << 20
+                    ? "\(progress.dataProcessed) of \(progress.dataTotal) bytes"
+                    : "\(mib(progress.dataProcessed)) of \(mib(progress.dataTotal)) MiB, \(mib(progress.dataRemaining)) MiB left"
+                lines.append(("data", processed))
             }
-            if let downtime = p.downtimeMs { lines.append((r.state == .completed ? "downtime" : "expected downtime", "\(downtime) ms")) }
+            if let downtime = progress.downtimeMs { lines.append((record.state == .completed ? "downtime" : "expected downtime", "\(downtime) ms")) }
         }
-        if let drain = r.drain { lines.append(("drain of", drain)) }
-        if let e = r.error { lines.append(("error", e)) }
+        if let drain = record.drain { lines.append(("drain of", drain)) }
+        if let error = record.error { lines.append(("error", error)) }
         return keyValueLines(lines)
     }
 
     static func table(_ records: [MigrationRecord]) -> String {
         var table = TextTable("MIGRATION", "VM", "STATE", "MODE", "FROM", "TO", "TOOK", "DOWNTIME", "ERROR")
-        for r in records {
-            table.add([String(r.id.prefix(8)), r.vm, r.state.rawValue, r.mode, r.source.address.shown, r.destination.address.shown,
-                       r.durationMs.map { String(format: "%.2f s", Double($0) / 1000) } ?? "-",
-                       r.progress?.downtimeMs.map { "\($0) ms" } ?? "-", r.error ?? ""])
+        for record in records {
+            table.add([String(record.id.prefix(8)), record.vm, record.state.rawValue, record.mode,
+                       record.source.address.shown, record.destination.address.shown,
+                       record.durationMs.map { String(format: "%.2f s", Double($0) / 1000) } ?? "-",
+                       record.progress?.downtimeMs.map { "\($0) ms" } ?? "-", record.error ?? ""])
         }
         return table.render()
     }
@@ -266,10 +271,10 @@ struct HostCommand: AsyncParsableCommand {
                 let raw = try await api.call(.GET, "/v1/hosts")
                 if client.json { print(String(buffer: raw)); return }
                 var table = TextTable("HOST", "ADDRESS", "VCPUS", "MEMORY MiB", "VMS", "MIGRATIONS", "SCHEDULING")
-                for h in try api.decode(HostList.self, raw).hosts {
-                    table.add([String(h.id.prefix(8)), h.address.shown, "\(Int(h.vcpusRequested))/\(Int(h.vcpus))",
-                               "\(Int(h.memoryMiBRequested))/\(Int(h.memoryMiB))", "\(h.vms.count)", "\(h.migrations)",
-                               h.draining ? "drained" : "open"])
+                for entry in try api.decode(HostList.self, raw).hosts {
+                    table.add([String(entry.id.prefix(8)), entry.address.shown, "\(Int(entry.vcpusRequested))/\(Int(entry.vcpus))",
+                               "\(Int(entry.memoryMiBRequested))/\(Int(entry.memoryMiB))", "\(entry.vms.count)", "\(entry.migrations)",
+                               entry.draining ? "drained" : "open"])
                 }
                 print(table.render())
             }
@@ -298,7 +303,7 @@ struct HostCommand: AsyncParsableCommand {
                 var outcomes = report.migrations
                 if wait {
                     var finished: [MigrationRecord] = []
-                    for m in report.migrations { finished.append(try await api.follow(m.id, json: true, timeout: timeout)) }
+                    for migration in report.migrations { finished.append(try await api.follow(migration.id, json: true, timeout: timeout)) }
                     outcomes = finished
                 }
                 if client.json {

@@ -33,8 +33,8 @@ func keyValueLines(_ pairs: [(String, String)]) -> String {
 
 extension String {
     func trimmingTrailingSpaces() -> String {
-        var s = self
-        while s.last == " " { s.removeLast() }
-        return s
+        var trimmed = self
+        while trimmed.last == " " { trimmed.removeLast() }
+        return trimmed
     }
 }

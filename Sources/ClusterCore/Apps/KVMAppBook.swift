@@ -150,7 +150,7 @@ public struct KVMAppBook: Sendable {
     public private(set) var busy: [String: KVMAppOperation] = [:]
 
     public init(_ records: [KVMAppRecord] = []) {
-        for r in records { apps[r.id] = r }
+        for record in records { apps[record.id] = record }
     }
 
     // MARK: - Creating
@@ -178,9 +178,9 @@ public struct KVMAppBook: Sendable {
         for index in 0..<spec.count {
             // The roomiest controller that still fits: most free memory, then vCPUs, then id (deterministic).
             let fitting = large.filter { free[$0.id]!.vcpus >= demand.vcpus && free[$0.id]!.memoryMiB >= demand.memoryMiB }
-            guard let pick = fitting.max(by: { a, b in
-                let fa = free[a.id]!, fb = free[b.id]!
-                return (fa.memoryMiB, fa.vcpus, b.id) < (fb.memoryMiB, fb.vcpus, a.id)
+            guard let pick = fitting.max(by: { lhs, rhs in
+                let lhsFree = free[lhs.id]!, rhsFree = free[rhs.id]!
+                return (lhsFree.memoryMiB, lhsFree.vcpus, rhs.id) < (rhsFree.memoryMiB, rhsFree.vcpus, lhs.id)
             }) else {
                 throw DozeError(.conflict, "the local controllers\(which) have room for \(index) of the \(spec.count) VMs "
                     + "(\(demand.vcpus) vCPUs, \(demand.memoryMiB) MiB each); nothing was created")
@@ -194,10 +194,10 @@ public struct KVMAppBook: Sendable {
     /// The controllers satisfying every constraint; none is an error naming the constraint nothing satisfies.
     static func satisfying(_ constraints: [KVMAppConstraint], among hosts: [KVMAppHost]) throws(DozeError) -> [KVMAppHost] {
         let hostnames = Set(hosts.map(\.hostname)).sorted().prefix(10).joined(separator: ", ")
-        for c in constraints where !hosts.contains(where: c.isSatisfied) {
-            throw DozeError(.conflict, "no local controller satisfies the constraint \(c) (local controller hostnames: \(hostnames))")
+        for constraint in constraints where !hosts.contains(where: constraint.isSatisfied) {
+            throw DozeError(.conflict, "no local controller satisfies the constraint \(constraint) (local controller hostnames: \(hostnames))")
         }
-        let all = hosts.filter { h in constraints.allSatisfy { $0.isSatisfied(by: h) } }
+        let all = hosts.filter { host in constraints.allSatisfy { $0.isSatisfied(by: host) } }
         guard !all.isEmpty else {
             throw DozeError(.conflict, "no local controller satisfies all of \(describe(constraints)) together (local controller hostnames: \(hostnames))")
         }
@@ -236,8 +236,8 @@ public struct KVMAppBook: Sendable {
             changed = true
         }
         guard changed else { return false }
-        let failed = record.tasks.compactMap { t -> String? in
-            if case .failed(let m) = t.creation { return "\(t.name): \(m)" }
+        let failed = record.tasks.compactMap { task -> String? in
+            if case .failed(let reason) = task.creation { return "\(task.name): \(reason)" }
             return nil
         }
         if !record.isCreating && !failed.isEmpty {
@@ -269,11 +269,11 @@ public struct KVMAppBook: Sendable {
     public static func action(_ operation: KVMAppOperation, for task: KVMAppTask, presence: KVMAppPresence) -> KVMAppAction {
         let status: VMStatus
         switch presence {
-        case .live(let s): status = s
+        case .live(let liveStatus): status = liveStatus
         case .unknown(let why): return .fail("the VM cannot be reached: \(why)")
         case .absent:
             if operation == .delete { return .skip }
-            if case .failed(let m) = task.creation { return .fail("the VM was never created: \(m)") }
+            if case .failed(let reason) = task.creation { return .fail("the VM was never created: \(reason)") }
             return .fail("the VM is on no local controller any more")
         }
         if operation == .delete { return .send([.destroy]) }
@@ -333,8 +333,8 @@ public struct KVMAppBook: Sendable {
     public static func status(of task: KVMAppTask, presence: KVMAppPresence) -> (status: String, errmsg: String) {
         var errmsg = task.lastOperation?.failure ?? ""
         switch (presence, task.creation) {
-        case (.live(let s), _):
-            switch s {
+        case (.live(let liveStatus), _):
+            switch liveStatus {
             case .running: return ("TASK_RUNNING", errmsg)
             case .paused: return ("KvmSuspended", errmsg)
             case .shutdownPending: return ("KvmStopping", errmsg)
@@ -343,7 +343,7 @@ public struct KVMAppBook: Sendable {
             case .unknown: return ("TASK_UNKNOWN", errmsg)
             }
         case (_, .pending): return ("pending", "")
-        case (_, .failed(let m)): return ("KvmStartFailed", m)
+        case (_, .failed(let reason)): return ("KvmStartFailed", reason)
         case (.unknown(let why), .started):
             if errmsg.isEmpty { errmsg = why }
             return ("TASK_UNKNOWN", errmsg)

@@ -14,8 +14,9 @@ public struct KVMAppID: Sendable, Hashable, Codable, CustomStringConvertible {
         for (what, part) in [("name", name), ("runas", runAs), ("cluster", cluster)] {
             guard !part.isEmpty else { throw DozeError(.badRequest, "\(what) is empty: give ?name=…&runas=…&cluster=…") }
             guard part.utf8.count <= 24 else { throw DozeError(.badRequest, "\(what) '\(part)' is longer than 24 bytes") }
-            let ok = part.unicodeScalars.allSatisfy { c in
-                (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || c == "-" || c == "_"
+            let ok = part.unicodeScalars.allSatisfy { scalar in
+                (scalar >= "a" && scalar <= "z") || (scalar >= "A" && scalar <= "Z") || (scalar >= "0" && scalar <= "9")
+                    || scalar == "-" || scalar == "_"
             }
             guard ok else {
                 throw DozeError(.badRequest, "\(what) '\(part)' is invalid: use letters, digits, '-' and '_' (dots separate the parts of an app id)")

@@ -43,7 +43,7 @@ public struct ControllerMembership: Sendable {
     }
 
     public var manager: ManagerInfo? {
-        if case .joined(let m, _) = state { return m }
+        if case .joined(let manager, _) = state { return manager }
         return nil
     }
 
@@ -78,7 +78,7 @@ public struct ControllerMembership: Sendable {
     }
 
     public mutating func onJoined(_ manager: ManagerInfo, now: MonotonicTime) -> [Directive] {
-        guard case .joining(let m, _) = state, m.id == manager.id else { return [] }
+        guard case .joining(let candidate, _) = state, candidate.id == manager.id else { return [] }
         state = .joined(manager, lastHeard: now)
         previousManager = manager.id
         avoid = nil
@@ -86,8 +86,8 @@ public struct ControllerMembership: Sendable {
     }
 
     public mutating func onJoinFailed(now: MonotonicTime) {
-        if case .joining(let m, _) = state {
-            avoid = m.id
+        if case .joining(let candidate, _) = state {
+            avoid = candidate.id
             state = .unassigned(lastAttempt: now)
         }
     }
@@ -96,10 +96,10 @@ public struct ControllerMembership: Sendable {
     public mutating func onTick(now: MonotonicTime) -> [Directive] {
         var directives: [Directive] = []
         switch state {
-        case .joined(let m, let heard) where now - heard > settings.managerTimeout:
+        case .joined(let manager, let heard) where now - heard > settings.managerTimeout:
             state = .unassigned(lastAttempt: nil)
-            avoid = m.id
-            directives.append(.managerLost(m))
+            avoid = manager.id
+            directives.append(.managerLost(manager))
         case .assigning(let since) where now - since > settings.managerTimeout:
             state = .unassigned(lastAttempt: now)     // the request hung; ask again
         case .joining(_, let since) where now - since > settings.managerTimeout:

@@ -84,9 +84,9 @@ public struct GroupLeaderState: Sendable {
     public mutating func moveVM(_ vm: String, from source: NodeID, to destination: NodeID, demand: ResourceVector) {
         for id in managers.keys {
             for i in managers[id]!.controllers.indices {
-                let c = managers[id]!.controllers[i]
-                if c.id == source, c.vms.contains(vm) { managers[id]!.controllers[i] = c.removingVM(vm, demand) }
-                if c.id == destination, !c.vms.contains(vm) { managers[id]!.controllers[i] = c.addingVM(vm, demand) }
+                let controller = managers[id]!.controllers[i]
+                if controller.id == source, controller.vms.contains(vm) { managers[id]!.controllers[i] = controller.removingVM(vm, demand) }
+                if controller.id == destination, !controller.vms.contains(vm) { managers[id]!.controllers[i] = controller.addingVM(vm, demand) }
             }
         }
     }
@@ -123,8 +123,8 @@ public struct GroupLeaderState: Sendable {
             return remember(controller, on: pick.info)
         case .leastLoaded:
             // Most free capacity first; among equals, the fewest controllers.
-            return remember(controller, on: candidates.max { a, b in
-                (a.summary.freeFraction, -load(of: a)) < (b.summary.freeFraction, -load(of: b))
+            return remember(controller, on: candidates.max { lhs, rhs in
+                (lhs.summary.freeFraction, -load(of: lhs)) < (rhs.summary.freeFraction, -load(of: rhs))
             }!.info)
         }
     }

@@ -81,8 +81,8 @@ public struct GroupManagerState: Sendable {
     /// A VM migrated between two of the controllers this view knows (either may be elsewhere): the books show it
     /// at once, before the controllers' next heartbeats confirm it.
     public mutating func moveVM(_ vm: String, from source: NodeID, to destination: NodeID, demand: ResourceVector) {
-        if let c = controllers[source], c.vms.contains(vm) { controllers[source] = c.removingVM(vm, demand) }
-        if let c = controllers[destination], !c.vms.contains(vm) { controllers[destination] = c.addingVM(vm, demand) }
+        if let controller = controllers[source], controller.vms.contains(vm) { controllers[source] = controller.removingVM(vm, demand) }
+        if let controller = controllers[destination], !controller.vms.contains(vm) { controllers[destination] = controller.addingVM(vm, demand) }
     }
 
     /// The controllers in a stable order, for summaries and joins.

@@ -56,7 +56,7 @@ public struct CapacitySummary: Sendable, Equatable, Codable {
 
     /// Free share of the scarcest dimension (vCPUs or memory), 0…1, for least-loaded choices.
     public var freeFraction: Double {
-        func free(_ t: Double, _ u: Double) -> Double { t > 0 ? max(0, (t - u) / t) : 0 }
+        func free(_ capacity: Double, _ taken: Double) -> Double { capacity > 0 ? max(0, (capacity - taken) / capacity) : 0 }
         return min(free(total.vcpus, requested.vcpus), free(total.memoryKiB, requested.memoryKiB))
     }
 }
@@ -84,21 +84,21 @@ public struct ControllerInfo: Sendable, Equatable, Codable {
 extension ControllerInfo {
     /// This view with `vm` (and what it asks for) gone: the books between a migration and the next heartbeat.
     public func removingVM(_ vm: String, _ demand: ResourceVector) -> ControllerInfo {
-        var c = self
-        c.vms.removeAll { $0 == vm }
-        c.summary.requested = c.summary.requested - demand
-        c.summary.used = c.summary.used - demand
-        c.summary.vmCount = max(0, c.summary.vmCount - 1)
-        return c
+        var updated = self
+        updated.vms.removeAll { $0 == vm }
+        updated.summary.requested = updated.summary.requested - demand
+        updated.summary.used = updated.summary.used - demand
+        updated.summary.vmCount = max(0, updated.summary.vmCount - 1)
+        return updated
     }
 
     public func addingVM(_ vm: String, _ demand: ResourceVector) -> ControllerInfo {
-        var c = self
-        c.vms.append(vm)
-        c.summary.requested = c.summary.requested + demand
-        c.summary.used = c.summary.used + demand
-        c.summary.vmCount += 1
-        return c
+        var updated = self
+        updated.vms.append(vm)
+        updated.summary.requested = updated.summary.requested + demand
+        updated.summary.used = updated.summary.used + demand
+        updated.summary.vmCount += 1
+        return updated
     }
 }
 

@@ -91,7 +91,7 @@ public struct MigrationBook: Sendable {
     public mutating func startable() -> [String] {
         var started: [String] = []
         for id in queue {
-            guard let e = entries[id], hasSlot(e.source, e.destination) else { continue }
+            guard let entry = entries[id], hasSlot(entry.source, entry.destination) else { continue }
             entries[id]?.phase = .running
             started.append(id)
         }

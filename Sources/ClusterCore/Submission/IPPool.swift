@@ -59,9 +59,9 @@ public struct IPPool: Sendable, Equatable, Codable {
         let octets = text.split(separator: ".", omittingEmptySubsequences: false)
         guard octets.count == 4 else { return nil }
         var value: UInt32 = 0
-        for o in octets {
-            guard let n = UInt32(o), n <= 255, !o.isEmpty, o.count <= 3 else { return nil }
-            value = value << 8 | n
+        for octet in octets {
+            guard let number = UInt32(octet), number <= 255, !octet.isEmpty, octet.count <= 3 else { return nil }
+            value = value << 8 | number
         }
         return value
     }
@@ -75,8 +75,8 @@ public struct IPPool: Sendable, Equatable, Codable {
     public static func mac(for address: String) -> String? {
         guard let value = parse(address) else { return nil }
         let octets = [0x54, 0x56, value >> 24, value >> 16 & 0xFF, value >> 8 & 0xFF, value & 0xFF]
-        return octets.map { o in
-            let hex = String(o, radix: 16)
+        return octets.map { octet in
+            let hex = String(octet, radix: 16)
             return hex.count == 1 ? "0" + hex : hex
         }.joined(separator: ":")
     }

@@ -54,18 +54,18 @@ public struct Placement: Sendable {
                                pinned: NodeID? = nil) -> Result<NodeID, Failure> {
         // What each candidate has left once in-flight reservations are taken off.
         var left: [NodeID: HostUsage] = [:]
-        for c in candidates { left[c.id] = c.free - reserved(on: c.id) }
-        let fits: (PlacementCandidate) -> Bool = { c in
-            let l = left[c.id] ?? HostUsage()
-            return l.vcpus >= demand.vcpus && l.memoryMiB >= demand.memoryMiB
+        for candidate in candidates { left[candidate.id] = candidate.free - reserved(on: candidate.id) }
+        let fits: (PlacementCandidate) -> Bool = { candidate in
+            let remaining = left[candidate.id] ?? HostUsage()
+            return remaining.vcpus >= demand.vcpus && remaining.memoryMiB >= demand.memoryMiB
         }
         let ordered = candidates.sorted { $0.id < $1.id }
         if let pinned {
-            guard let c = ordered.first(where: { $0.id == pinned }) else { return .failure(.unknownHost(pinned)) }
-            guard c.schedulable else { return .failure(.hostUnschedulable(pinned)) }
-            guard fits(c) else { return .failure(.notEnoughCapacity(demand: demand, largestFree: left[c.id])) }
-            reserve(key, on: c.id, demand)
-            return .success(c.id)
+            guard let candidate = ordered.first(where: { $0.id == pinned }) else { return .failure(.unknownHost(pinned)) }
+            guard candidate.schedulable else { return .failure(.hostUnschedulable(pinned)) }
+            guard fits(candidate) else { return .failure(.notEnoughCapacity(demand: demand, largestFree: left[candidate.id])) }
+            reserve(key, on: candidate.id, demand)
+            return .success(candidate.id)
         }
         let usable = ordered.filter { $0.schedulable }
         var chosen: PlacementCandidate?
@@ -82,9 +82,9 @@ public struct Placement: Sendable {
                 }
             }
         case .leastLoaded:
-            chosen = usable.filter(fits).max { a, b in
-                let fa = left[a.id]!, fb = left[b.id]!
-                return (fa.memoryMiB, fa.vcpus, b.id) < (fb.memoryMiB, fb.vcpus, a.id)
+            chosen = usable.filter(fits).max { lhs, rhs in
+                let lhsLeft = left[lhs.id]!, rhsLeft = left[rhs.id]!
+                return (lhsLeft.memoryMiB, lhsLeft.vcpus, rhs.id) < (rhsLeft.memoryMiB, rhsLeft.vcpus, lhs.id)
             }
         }
         guard let chosen else {
@@ -97,8 +97,8 @@ public struct Placement: Sendable {
 
     /// The VM started (its usage now shows in the candidate's reports) or failed: the reservation goes.
     public mutating func settle(_ key: String) {
-        guard let r = reservations.removeValue(forKey: key) else { return }
-        let left = (reservedTotals[r.candidate] ?? HostUsage()) - r.demand
-        reservedTotals[r.candidate] = left == HostUsage() ? nil : left
+        guard let reservation = reservations.removeValue(forKey: key) else { return }
+        let left = (reservedTotals[reservation.candidate] ?? HostUsage()) - reservation.demand
+        reservedTotals[reservation.candidate] = left == HostUsage() ? nil : left
     }
 }

@@ -44,13 +44,13 @@ public struct EtcdClient: Sendable {
 
     /// A client speaking TLS to the members, made once per process (see `EtcdSettings.client()`).
     public static func tlsHTTP(_ tls: EtcdTLS) throws -> HTTPClient {
-        var t = TLSConfiguration.makeClientConfiguration()
-        if let ca = tls.caFile { t.trustRoots = .file(ca) }
+        var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
+        if let ca = tls.caFile { tlsConfiguration.trustRoots = .file(ca) }
         if let cert = tls.certFile, let key = tls.keyFile {
-            t.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
-            t.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+            tlsConfiguration.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
+            tlsConfiguration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
         }
-        var configuration = HTTPClient.Configuration(tlsConfiguration: t)
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tlsConfiguration)
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.timeout.connect = .milliseconds(500)
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
@@ -144,8 +144,8 @@ public struct EtcdClient: Sendable {
     public func grantLease(ttlSeconds: Int) async throws -> (id: String, ttl: Int) {
         struct Grant: Codable { var TTL: String }
         struct Granted: Codable { var ID: String?; var TTL: String? }
-        let g = try await post("/v3/lease/grant", Grant(TTL: "\(ttlSeconds)"), as: Granted.self)
-        guard let id = g.ID, let ttl = g.TTL.flatMap(Int.init), ttl > 0 else {
+        let granted = try await post("/v3/lease/grant", Grant(TTL: "\(ttlSeconds)"), as: Granted.self)
+        guard let id = granted.ID, let ttl = granted.TTL.flatMap(Int.init), ttl > 0 else {
             throw Failure(description: "etcd granted no lease", refused: true)
         }
         return (id, ttl)
@@ -158,8 +158,8 @@ public struct EtcdClient: Sendable {
             struct R: Codable { var ID: String?; var TTL: String? }
             var result: R?
         }
-        let a = try await post("/v3/lease/keepalive", Ask(ID: lease), as: Answer.self, timeout: timeout)
-        return a.result?.TTL.flatMap(Int.init) ?? 0
+        let answer = try await post("/v3/lease/keepalive", Ask(ID: lease), as: Answer.self, timeout: timeout)
+        return answer.result?.TTL.flatMap(Int.init) ?? 0
     }
 
     public func revoke(lease: String) async {
@@ -171,19 +171,19 @@ public struct EtcdClient: Sendable {
     /// Creates `key` = `value` on `lease` if the key does not exist. Won: the revision that created it (the term).
     /// Lost: nil and the current holder.
     public func createIfAbsent(key: String, value: Data, lease: String) async throws -> (won: Bool, revision: Int64, holder: KeyValue?) {
-        let k = Data(key.utf8)
-        let txn = TxnRequest(compare: [Compare(key: k, target: "CREATE", result: "EQUAL", create_revision: "0")],
-                             success: [RequestOp(request_put: PutRequest(key: k, value: value, lease: lease))],
-                             failure: [RequestOp(request_range: RangeRequest(key: k))])
-        let r = try await post("/v3/kv/txn", txn, as: TxnResponse.self)
-        let revision = r.header?.revision.flatMap(Int64.init) ?? 0
-        if r.succeeded == true { return (true, revision, nil) }
-        return (false, revision, r.responses?.first?.response_range?.kvs?.first)
+        let keyBytes = Data(key.utf8)
+        let txn = TxnRequest(compare: [Compare(key: keyBytes, target: "CREATE", result: "EQUAL", create_revision: "0")],
+                             success: [RequestOp(request_put: PutRequest(key: keyBytes, value: value, lease: lease))],
+                             failure: [RequestOp(request_range: RangeRequest(key: keyBytes))])
+        let reply = try await post("/v3/kv/txn", txn, as: TxnResponse.self)
+        let revision = reply.header?.revision.flatMap(Int64.init) ?? 0
+        if reply.succeeded == true { return (true, revision, nil) }
+        return (false, revision, reply.responses?.first?.response_range?.kvs?.first)
     }
 
     public func get(_ key: String) async throws -> (kv: KeyValue?, revision: Int64) {
-        let r = try await post("/v3/kv/range", RangeRequest(key: Data(key.utf8)), as: RangeResponse.self)
-        return (r.kvs?.first, r.header?.revision.flatMap(Int64.init) ?? 0)
+        let reply = try await post("/v3/kv/range", RangeRequest(key: Data(key.utf8)), as: RangeResponse.self)
+        return (reply.kvs?.first, reply.header?.revision.flatMap(Int64.init) ?? 0)
     }
 
     /// Watches `key` from `revision` on and returns when it is deleted (or at once if it already was after that
@@ -243,9 +243,9 @@ public struct EtcdClient: Sendable {
 
     /// Every key under `prefix`.
     public func list(prefix: String) async throws -> [KeyValue] {
-        let r = try await post("/v3/kv/range", RangeRequest(key: Data(prefix.utf8), range_end: Self.rangeEnd(prefix)),
-                               as: RangeResponse.self, timeout: .seconds(10))
-        return r.kvs ?? []
+        let reply = try await post("/v3/kv/range", RangeRequest(key: Data(prefix.utf8), range_end: Self.rangeEnd(prefix)),
+                                   as: RangeResponse.self, timeout: .seconds(10))
+        return reply.kvs ?? []
     }
 
     /// `prefix` with its last byte + 1: the end of the range of keys starting with `prefix`.
@@ -258,9 +258,9 @@ public struct EtcdClient: Sendable {
     /// A write that happens only while `fenceKey` was created at `fenceRevision`: a deposed leader's write fails.
     /// `value` nil deletes the key. Returns whether the fence held.
     public func fencedWrite(_ key: String, value: Data?, fenceKey: String, fenceRevision: Int64) async throws -> Bool {
-        let k = Data(key.utf8)
-        let op = value.map { RequestOp(request_put: PutRequest(key: k, value: $0)) }
-            ?? RequestOp(request_delete_range: DeleteRequest(key: k))
+        let keyBytes = Data(key.utf8)
+        let op = value.map { RequestOp(request_put: PutRequest(key: keyBytes, value: $0)) }
+            ?? RequestOp(request_delete_range: DeleteRequest(key: keyBytes))
         let txn = TxnRequest(compare: [Compare(key: Data(fenceKey.utf8), target: "CREATE", result: "EQUAL",
                                                create_revision: "\(fenceRevision)")],
                              success: [op], failure: [])

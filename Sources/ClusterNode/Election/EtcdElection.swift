@@ -111,7 +111,7 @@ final class EtcdLeadership: Leadership, @unchecked Sendable {
             defer { waiters = [] }
             return waiters
         }
-        for w in toWake { w.resume() }
+        for waiter in toWake { waiter.resume() }
     }
 
     func lost() async {
