@@ -106,20 +106,20 @@ public struct MetricsReport: Sendable, Equatable {
     public static func build(samples: [MetricsSample], period: MetricsPeriod, now: Date, calendar: Calendar) -> MetricsReport {
         let (start, end, width) = period.window(now: now, calendar: calendar)
         let lo = start.timeIntervalSince1970, hi = end.timeIntervalSince1970
-        var sums: [Double: (n: Double, cpu: Double, mem: Double, rx: Double, tx: Double)] = [:]
+        var sums: [Double: (count: Double, cpu: Double, mem: Double, rx: Double, tx: Double)] = [:]
         for sample in samples where sample.time >= lo && sample.time < hi {
             let bucket = lo + (((sample.time - lo) / Double(width)).rounded(.down) * Double(width))
             var acc = sums[bucket] ?? (0, 0, 0, 0, 0)
-            acc.n += 1; acc.cpu += sample.cpuPercent; acc.mem += sample.memoryMB; acc.rx += sample.networkInBps; acc.tx += sample.networkOutBps
+            acc.count += 1; acc.cpu += sample.cpuPercent; acc.mem += sample.memoryMB; acc.rx += sample.networkInBps; acc.tx += sample.networkOutBps
             sums[bucket] = acc
         }
         var report = MetricsReport(duration: period.rawValue, cpu: [:], memory: [:], networkIn: [:], networkOut: [:])
         for (bucket, acc) in sums {
             let label = Self.label(Date(timeIntervalSince1970: bucket), calendar: calendar)
-            report.cpu[label] = (acc.cpu / acc.n * 100).rounded() / 100
-            report.memory[label] = (acc.mem / acc.n).rounded()
-            report.networkIn[label] = (acc.rx / acc.n).rounded()
-            report.networkOut[label] = (acc.tx / acc.n).rounded()
+            report.cpu[label] = (acc.cpu / acc.count * 100).rounded() / 100
+            report.memory[label] = (acc.mem / acc.count).rounded()
+            report.networkIn[label] = (acc.rx / acc.count).rounded()
+            report.networkOut[label] = (acc.tx / acc.count).rounded()
         }
         return report
     }

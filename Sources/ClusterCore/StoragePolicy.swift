@@ -58,9 +58,9 @@ public struct StoragePolicy: Sendable, Equatable {
             }
         }
         for other in others {
-            let o = PathPolicy.normalize(other.path)
-            if Self.contains(o, path) || Self.contains(path, o) {
-                throw DozeError(.conflict, "\(what) '\(path)' overlaps \(other.what) at \(o)")
+            let otherPath = PathPolicy.normalize(other.path)
+            if Self.contains(otherPath, path) || Self.contains(path, otherPath) {
+                throw DozeError(.conflict, "\(what) '\(path)' overlaps \(other.what) at \(otherPath)")
             }
         }
     }

@@ -27,8 +27,8 @@ public enum Validation {
     static func identifier(_ name: String, what: String) throws(DozeError) {
         guard !name.isEmpty else { throw DozeError(.badRequest, "\(what) is empty") }
         guard name.utf8.count <= 64 else { throw DozeError(.badRequest, "\(what) is longer than 64 bytes") }
-        let allowed: (Unicode.Scalar) -> Bool = { c in
-            (c >= "a" && c <= "z") || (c >= "A" && c <= "Z") || (c >= "0" && c <= "9") || c == "-" || c == "_" || c == "."
+        let allowed: (Unicode.Scalar) -> Bool = { scalar in
+            (scalar >= "a" && scalar <= "z") || (scalar >= "A" && scalar <= "Z") || (scalar >= "0" && scalar <= "9") || scalar == "-" || scalar == "_" || scalar == "."
         }
         guard name.unicodeScalars.allSatisfy(allowed), let first = name.unicodeScalars.first,
               first != ".", first != "-"

@@ -16,8 +16,8 @@ struct MetricsStore: Sendable {
         let date = Date(timeIntervalSince1970: Double(days) * 86400)
         var cal = Calendar(identifier: .gregorian)
         cal.timeZone = TimeZone(identifier: "UTC")!
-        let c = cal.dateComponents([.year, .month, .day], from: date)
-        return String(format: "%04d-%02d-%02d", c.year ?? 0, c.month ?? 0, c.day ?? 0)
+        let components = cal.dateComponents([.year, .month, .day], from: date)
+        return String(format: "%04d-%02d-%02d", components.year ?? 0, components.month ?? 0, components.day ?? 0)
     }
 
     func append(_ sample: MetricsSample) throws {
@@ -39,8 +39,8 @@ struct MetricsStore: Sendable {
             let path = "\(directory)/\(Self.dayName(day)).jsonl"
             if let data = FileManager.default.contents(atPath: path) {
                 for line in data.split(separator: 0x0A) {
-                    if let s = try? decoder.decode(MetricsSample.self, from: line), s.time >= from, s.time < to {
-                        result.append(s)
+                    if let sample = try? decoder.decode(MetricsSample.self, from: line), sample.time >= from, sample.time < to {
+                        result.append(sample)
                     }
                 }
             }

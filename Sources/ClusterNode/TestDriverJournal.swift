@@ -62,7 +62,7 @@ struct TestDriverJournal {
 
     /// After the first open: record every domain the original file defined, so the journal is complete.
     mutating func initialize(with existing: [(info: DomainInfo, xml: String)]) throws {
-        for d in existing { domains[d.info.uuid] = Self.domain(d.info, xml: d.xml) }
+        for original in existing { domains[original.info.uuid] = Self.domain(original.info, xml: original.xml) }
         try compact()
     }
 
@@ -72,10 +72,10 @@ struct TestDriverJournal {
         guard let data = FileManager.default.contents(atPath: path) else { return result }
         let decoder = JSONDecoder()
         for line in data.split(separator: 0x0A) {
-            guard let e = try? decoder.decode(Entry.self, from: line) else { continue }
-            if e.deleted == true { result[e.uuid] = nil; continue }
-            guard let runstate = e.runstate, let persistent = e.persistent, let xml = e.xml ?? result[e.uuid]?.xml else { continue }
-            result[e.uuid] = Domain(xml: xml, runstate: runstate, persistent: persistent)
+            guard let entry = try? decoder.decode(Entry.self, from: line) else { continue }
+            if entry.deleted == true { result[entry.uuid] = nil; continue }
+            guard let runstate = entry.runstate, let persistent = entry.persistent, let xml = entry.xml ?? result[entry.uuid]?.xml else { continue }
+            result[entry.uuid] = Domain(xml: xml, runstate: runstate, persistent: persistent)
         }
         return result
     }

@@ -76,9 +76,9 @@ public struct KVMAppCreateRequest: Sendable, Equatable, Codable {
             throw DozeError(.badRequest, "image.type must be iso or qcow2, got '\(typeText)'")
         }
         var constraints: [KVMAppConstraint] = []
-        for (i, c) in (self.constraints ?? []).enumerated() {
-            guard let attribute = c.attribute, let op = c.operator, let value = c.value else {
-                throw DozeError(.badRequest, "constraints[\(i)] needs attribute, operator and value")
+        for (index, raw) in (self.constraints ?? []).enumerated() {
+            guard let attribute = raw.attribute, let op = raw.operator, let value = raw.value else {
+                throw DozeError(.badRequest, "constraints[\(index)] needs attribute, operator and value")
             }
             constraints.append(try KVMAppConstraint(attribute: attribute, operator: op, value: value))
         }

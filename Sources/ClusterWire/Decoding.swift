@@ -21,14 +21,14 @@ public enum WireCoding {
         return try decoder().decode(T.self, from: Data(bytes))
     }
     public static func encoder() -> JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return e
+        let jsonEncoder = JSONEncoder()
+        jsonEncoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return jsonEncoder
     }
     /// Between nodes nobody reads the bytes: skip sorting keys (a 1,000-VM submission crosses three hops).
     public static func peerEncoder() -> JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.withoutEscapingSlashes]
-        return e
+        let jsonEncoder = JSONEncoder()
+        jsonEncoder.outputFormatting = [.withoutEscapingSlashes]
+        return jsonEncoder
     }
 }

@@ -80,16 +80,16 @@ extension HeartbeatMessage: Codable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         switch self {
-        case .hello(let m, let term):
-            try c.encode(Kind.hello, forKey: .kind); try c.encode(m, forKey: .member); try c.encode(term, forKey: .term)
-        case .leader(let l):
-            try c.encode(Kind.leader, forKey: .kind); try c.encode(l, forKey: .leader)
-        case .manager(let m, let term):
-            try c.encode(Kind.manager, forKey: .kind); try c.encode(m, forKey: .manager); try c.encode(term, forKey: .term)
+        case .hello(let member, let term):
+            try c.encode(Kind.hello, forKey: .kind); try c.encode(member, forKey: .member); try c.encode(term, forKey: .term)
+        case .leader(let leader):
+            try c.encode(Kind.leader, forKey: .kind); try c.encode(leader, forKey: .leader)
+        case .manager(let manager, let term):
+            try c.encode(Kind.manager, forKey: .kind); try c.encode(manager, forKey: .manager); try c.encode(term, forKey: .term)
         case .controller(let info, let managerID):
             try c.encode(Kind.controller, forKey: .kind); try c.encode(info, forKey: .controller); try c.encode(managerID, forKey: .managerID)
-        case .managerSummary(let m, let term, let controllers):
-            try c.encode(Kind.managerSummary, forKey: .kind); try c.encode(m, forKey: .manager)
+        case .managerSummary(let manager, let term, let controllers):
+            try c.encode(Kind.managerSummary, forKey: .kind); try c.encode(manager, forKey: .manager)
             try c.encode(term, forKey: .term); try c.encode(controllers, forKey: .controllers)
         }
     }

@@ -158,7 +158,7 @@ public struct GroupManagerDescription: Sendable, Equatable, Codable {
         isAssigned = true
         virtualMachines = controllers.flatMap { $0.virtualMachineMetaData.keys }.sorted()
         var byID: [String: LocalControllerDescription] = [:]
-        for c in controllers { byID[c.id] = c }
+        for controller in controllers { byID[controller.id] = controller }
         localControllers = byID
         summaryInformation = summary.map { ["\(timeStamp)": GroupManagerSummaryInformation($0, controllers: controllers.map(\.id).sorted(), timeStamp: timeStamp)] } ?? [:]
         self.term = term

@@ -127,7 +127,7 @@ public enum StrictJSON {
                     case UInt8(ascii: "u"):
                         index += 1
                         for _ in 0..<4 {
-                            guard let h = peek, Self.isHex(h) else { throw fail("\\u must be followed by four hex digits") }
+                            guard let hexDigit = peek, Self.isHex(hexDigit) else { throw fail("\\u must be followed by four hex digits") }
                             index += 1
                         }
                     default: throw fail("unknown escape '\\\(Character(Unicode.Scalar(escaped)))' in a string")
@@ -157,19 +157,19 @@ public enum StrictJSON {
             digits()
             if peek == UInt8(ascii: ".") {
                 index += 1
-                guard let d = peek, Self.isDigit(d) else { throw fail("a number needs digits after '.'") }
+                guard let digit = peek, Self.isDigit(digit) else { throw fail("a number needs digits after '.'") }
                 digits()
             }
             if peek == UInt8(ascii: "e") || peek == UInt8(ascii: "E") {
                 index += 1
                 if peek == UInt8(ascii: "+") || peek == UInt8(ascii: "-") { index += 1 }
-                guard let d = peek, Self.isDigit(d) else { throw fail("a number needs digits in its exponent") }
+                guard let digit = peek, Self.isDigit(digit) else { throw fail("a number needs digits in its exponent") }
                 digits()
             }
         }
 
         mutating func digits() {
-            while let d = peek, Self.isDigit(d) { index += 1 }
+            while let digit = peek, Self.isDigit(digit) { index += 1 }
         }
 
         mutating func literal(_ word: StaticString) throws(Failure) {
@@ -181,14 +181,14 @@ public enum StrictJSON {
         }
 
         mutating func skipSpace() {
-            while let b = peek, b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 { index += 1 }
+            while let byte = peek, byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 { index += 1 }
         }
 
         var peek: UInt8? { index < bytes.count ? bytes[index] : nil }
 
-        static func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
-        static func isHex(_ b: UInt8) -> Bool {
-            isDigit(b) || (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "f")) || (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "F"))
+        static func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+        static func isHex(_ byte: UInt8) -> Bool {
+            isDigit(byte) || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "f")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "F"))
         }
 
         func shown(_ byte: UInt8) -> String {

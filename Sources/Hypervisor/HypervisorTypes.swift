@@ -125,8 +125,8 @@ public enum DomainRef: Sendable, Equatable, CustomStringConvertible {
     case uuid(String)
     public var description: String {
         switch self {
-        case .name(let n): return n
-        case .uuid(let u): return u
+        case .name(let name): return name
+        case .uuid(let uuid): return uuid
         }
     }
 }

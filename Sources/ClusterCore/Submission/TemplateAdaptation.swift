@@ -74,18 +74,18 @@ extension TemplateAdaptation {
     }
 }
 
-/// `s` as XML character data or an attribute value in either quote: the five predefined entities escaped.
-public func xmlEscape(_ s: String) -> String {
+/// `text` as XML character data or an attribute value in either quote: the five predefined entities escaped.
+public func xmlEscape(_ text: String) -> String {
     var out = ""
-    out.reserveCapacity(s.count)
-    for c in s {
-        switch c {
+    out.reserveCapacity(text.count)
+    for character in text {
+        switch character {
         case "&": out += "&amp;"
         case "<": out += "&lt;"
         case ">": out += "&gt;"
         case "'": out += "&apos;"
         case "\"": out += "&quot;"
-        default: out.append(c)
+        default: out.append(character)
         }
     }
     return out

@@ -116,13 +116,13 @@ final class EtcdLeadership: Leadership, @unchecked Sendable {
 
     func lost() async {
         await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let now: Bool = lock.withLock {
                     if ended { return true }
-                    waiters.append(c)
+                    waiters.append(continuation)
                     return false
                 }
-                if now { c.resume() }
+                if now { continuation.resume() }
             }
         } onCancel: {
             end()

@@ -136,7 +136,7 @@ public actor BootstrapNode: BootstrapBackend {
     private func awaitNewLeader(after old: LeaderInfo, until deadline: MonotonicTime) async -> LeaderInfo? {
         let limit = min(deadline, now + cluster.leaderTimeout * 3)
         while now < limit {
-            if let l = leader, l.term > old.term || l.id != old.id { return l }
+            if let current = leader, current.term > old.term || current.id != old.id { return current }
             try? await Task.sleep(for: .milliseconds(20))
         }
         return nil

@@ -63,7 +63,7 @@ actor ControllerAgent {
         if let manager = membership.manager {
             await link.send(.controller(me, managerID: manager.id), to: [manager.heartbeat])
         }
-        for d in directives { apply(d) }
+        for directive in directives { apply(directive) }
     }
 
     func receive(_ decoded: HeartbeatCodec.Decoded) async {
@@ -73,7 +73,7 @@ actor ControllerAgent {
         case .manager(let manager, _): directives = membership.onManagerAnnouncement(manager, now: now)
         default: return
         }
-        for d in directives { apply(d) }
+        for directive in directives { apply(directive) }
     }
 
     private func apply(_ directive: ControllerMembership.Directive) {
@@ -97,7 +97,7 @@ actor ControllerAgent {
         do {
             let assigned = try await peers.call(.POST, leader.control, "/groupmanager?assignLocalController",
                                                 body: request, as: AssignedGroupManager.self)
-            for d in membership.onAssigned(assigned.groupManager.managerInfo, now: now) { apply(d) }
+            for directive in membership.onAssigned(assigned.groupManager.managerInfo, now: now) { apply(directive) }
         } catch {
             log.debug("assignment failed; retrying", metadata: ["error": "\(error)"])
             membership.onAssignmentFailed(now: now)
@@ -109,7 +109,7 @@ actor ControllerAgent {
         let request = JoinManagerRequest(controller: await info(), hypervisorURI: controller.hypervisor.uri, virtualMachines: vms)
         do {
             _ = try await peers.call(.POST, manager.control, "/groupmanager?joinGroupManager", body: request, as: String.self)
-            for d in membership.onJoined(manager, now: now) { apply(d) }
+            for directive in membership.onJoined(manager, now: now) { apply(directive) }
         } catch {
             log.warning("joining the group manager failed", metadata: ["doze/gm": "\(manager.id)", "error": "\(error)"])
             membership.onJoinFailed(now: now)

@@ -65,8 +65,8 @@ actor HeartbeatLink {
                 return nil
             }
             accepted += 1
-            if case .leader(let l) = decoded.message, l.term >= (lastLeaderDatagram?.term ?? 0) {
-                lastLeaderDatagram = (l.term, bytes)
+            if case .leader(let announced) = decoded.message, announced.term >= (lastLeaderDatagram?.term ?? 0) {
+                lastLeaderDatagram = (announced.term, bytes)
             }
             return decoded
         }
@@ -92,10 +92,10 @@ actor HeartbeatLink {
     }
 
     var statistics: [String: Int] {
-        var s = dropped.mapKeys { "dropped_\($0)" }
-        s["sent"] = sent
-        s["accepted"] = accepted
-        return s
+        var counters = dropped.mapKeys { "dropped_\($0)" }
+        counters["sent"] = sent
+        counters["accepted"] = accepted
+        return counters
     }
 }
 

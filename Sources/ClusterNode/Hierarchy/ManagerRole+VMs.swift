@@ -94,8 +94,8 @@ extension ManagerRole {
         for vm in order {
             var meta: VirtualMachineMetaData
             let key = scope + vm
-            if let m = immediate[vm] {
-                meta = m
+            if let decided = immediate[vm] {
+                meta = decided
             } else if let start = vmStarts[key] {
                 meta = await start.value
                 vmStarts[key] = nil
@@ -132,11 +132,11 @@ extension ManagerRole {
     }
 
     static func error(_ meta: VirtualMachineMetaData, _ code: VMErrorCode, _ message: String) -> VirtualMachineMetaData {
-        var m = meta
-        m.status = .error
-        m.errorCode = code
-        m.errorMessage = message
-        return m
+        var errored = meta
+        errored.status = .error
+        errored.errorCode = code
+        errored.errorMessage = message
+        return errored
     }
 
     private func startBatch(_ metas: [VirtualMachineMetaData], on controller: ControllerInfo,

@@ -56,7 +56,7 @@ actor KVMAppCoordinator {
                 loaded = .failure(DozeError(.unavailable, "cannot read the kvm-app records: \(error)"))
             }
         }
-        if case .failure(let e) = loaded { throw e }
+        if case .failure(let failure) = loaded { throw failure }
     }
 
     private func persist() throws(DozeError) {
@@ -76,11 +76,11 @@ actor KVMAppCoordinator {
         try await ready()
         let current = await managers()
         try await ready()
-        let hosts = current.values.flatMap(\.controllers).map { c in
-            let s = c.summary
-            return KVMAppHost(id: c.id, hostname: c.control.host,
-                              total: HostUsage(vcpus: Int(s.total.vcpus), memoryMiB: Int(s.total.memoryKiB / 1024)),
-                              free: s.free)
+        let hosts = current.values.flatMap(\.controllers).map { controller in
+            let summary = controller.summary
+            return KVMAppHost(id: controller.id, hostname: controller.control.host,
+                              total: HostUsage(vcpus: Int(summary.total.vcpus), memoryMiB: Int(summary.total.memoryKiB / 1024)),
+                              free: summary.free)
         }.sorted { $0.id < $1.id }
         let plan = try book.plan(app, spec, hosts: hosts)
         // Booked before the first await, so a concurrent create of the same id is refused.
@@ -91,9 +91,9 @@ actor KVMAppCoordinator {
             throw error
         }
         let templates = plan.map { vm in
-            var t = VirtualMachineTemplate(vcpus: spec.cpus, memory: spec.memoryMiB * 1024, imageId: spec.imageURI, name: vm.name, hostId: vm.controller)
-            t.vncPassword = spec.vncPassword
-            return t
+            var template = VirtualMachineTemplate(vcpus: spec.cpus, memory: spec.memoryMiB * 1024, imageId: spec.imageURI, name: vm.name, hostId: vm.controller)
+            template.vncPassword = spec.vncPassword
+            return template
         }
         submitting.insert(app.id)
         defer { submitting.remove(app.id) }
@@ -122,7 +122,7 @@ actor KVMAppCoordinator {
             var outcomes: [String: KVMAppTask.Creation] = [:]
             guard let submission = record.submission else {
                 // The leader that booked it died before the submission was recorded.
-                for t in record.tasks { outcomes[t.name] = .failed("the group leader changed before this VM's creation was recorded; delete the app and create it again") }
+                for task in record.tasks { outcomes[task.name] = .failed("the group leader changed before this VM's creation was recorded; delete the app and create it again") }
                 changed = book.onCreation(record.id, outcomes: outcomes, nowMillis: Self.wallMillis) || changed
                 continue
             }
@@ -141,7 +141,7 @@ actor KVMAppCoordinator {
                 }
             } catch {
                 guard error.kind == .notFound else { continue }
-                for t in record.tasks { outcomes[t.name] = .failed("the creation's submission record \(submission) is gone (expired or lost)") }
+                for task in record.tasks { outcomes[task.name] = .failed("the creation's submission record \(submission) is gone (expired or lost)") }
             }
             changed = book.onCreation(record.id, outcomes: outcomes, nowMillis: Self.wallMillis) || changed
         }
@@ -171,60 +171,60 @@ actor KVMAppCoordinator {
     private func snapshot() async -> Snapshot {
         async let metas = liveVMs()
         let current = await managers()
-        var s = Snapshot()
+        var state = Snapshot()
         for record in current.values {
-            for c in record.controllers {
-                s.listed.formUnion(c.vms)
-                s.controllers.insert(c.id)
+            for controller in record.controllers {
+                state.listed.formUnion(controller.vms)
+                state.controllers.insert(controller.id)
             }
         }
         for meta in await metas {
-            s.live[meta.virtualMachineLocation.virtualMachineId] = meta
-            s.statuses[meta.virtualMachineLocation.virtualMachineId] = meta.status
+            state.live[meta.virtualMachineLocation.virtualMachineId] = meta
+            state.statuses[meta.virtualMachineLocation.virtualMachineId] = meta.status
         }
-        return s
+        return state
     }
 
-    private func entry(_ record: KVMAppRecord, _ s: Snapshot) -> KVMAppEntry {
+    private func entry(_ record: KVMAppRecord, _ state: Snapshot) -> KVMAppEntry {
         var counts: [String: Int] = [:]
-        for t in record.tasks { counts[KVMAppBook.status(of: t, presence: s.presence(t)).status, default: 0] += 1 }
+        for task in record.tasks { counts[KVMAppBook.status(of: task, presence: state.presence(task)).status, default: 0] += 1 }
         return KVMAppEntry(record, tasksStatus: counts, operationStatus: book.operationStatus(record.id))
     }
 
     func list() async throws(DozeError) -> [KVMAppEntry] {
         try await ready()
         await refreshCreations()
-        let s = await snapshot()
-        return book.apps.values.sorted { $0.id < $1.id }.map { entry($0, s) }
+        let state = await snapshot()
+        return book.apps.values.sorted { $0.id < $1.id }.map { entry($0, state) }
     }
 
     func tasks(_ id: String) async throws(DozeError) -> [KVMAppTaskEntry] {
         try await ready()
         guard book.apps[id] != nil else { throw DozeError(.notFound, "no kvm-app '\(id)'") }
         await refreshCreations()
-        let s = await snapshot()
+        let state = await snapshot()
         guard let record = book.apps[id] else { throw DozeError(.notFound, "no kvm-app '\(id)'") }
-        return record.tasks.map { t in
-            let presence = s.presence(t)
-            let (status, errmsg) = KVMAppBook.status(of: t, presence: presence)
+        return record.tasks.map { task in
+            let presence = state.presence(task)
+            let (status, errmsg) = KVMAppBook.status(of: task, presence: presence)
             var agent = "", ip = "", uuid = "", domain = "", vnc = ""
-            if case .started(let controller, let address) = t.creation {
+            if case .started(let controller, let address) = task.creation {
                 agent = controller
                 ip = address
             }
-            if let meta = s.live[t.name] {
+            if let meta = state.live[task.name] {
                 agent = meta.virtualMachineLocation.localControllerId ?? agent
                 if !meta.ipAddress.isEmpty { ip = meta.ipAddress }
                 uuid = KVMAppBook.domainUUID(inDomainXML: meta.xmlRepresentation)
-                domain = t.name
+                domain = task.name
                 if let display = KVMAppBook.vncDisplay(inDomainXML: meta.xmlRepresentation),
                    let host = meta.virtualMachineLocation.localControllerControlDataAddress {
                     vnc = "\(host.address):\(display)"
                 }
             }
-            return KVMAppTaskEntry(id: t.id, name: t.name, agentId: agent, executorId: record.submission ?? "", domainUuid: uuid,
-                                   domainName: domain, opstatus: book.opStatus(of: t, in: id, presence: presence), status: status,
-                                   errmsg: errmsg, createdAt: t.createdAt, updatedAt: t.updatedAt, ipAddr: ip, vncAddr: vnc)
+            return KVMAppTaskEntry(id: task.id, name: task.name, agentId: agent, executorId: record.submission ?? "", domainUuid: uuid,
+                                   domainName: domain, opstatus: book.opStatus(of: task, in: id, presence: presence), status: status,
+                                   errmsg: errmsg, createdAt: task.createdAt, updatedAt: task.updatedAt, ipAddr: ip, vncAddr: vnc)
         }
     }
 
@@ -237,14 +237,14 @@ actor KVMAppCoordinator {
         try await ready()
         await refreshCreations()
         let record = try book.begin(operation, on: id)
-        let s = await snapshot()
+        let state = await snapshot()
         var failures: [String: DozeError] = [:]
         var sends: [(vm: String, ops: [VMOperation])] = []
-        for t in record.tasks {
-            switch KVMAppBook.action(operation, for: t, presence: s.presence(t)) {
+        for task in record.tasks {
+            switch KVMAppBook.action(operation, for: task, presence: state.presence(task)) {
             case .skip: break
-            case .send(let ops): sends.append((t.name, ops))
-            case .fail(let why): failures[t.name] = DozeError(.conflict, why)
+            case .send(let ops): sends.append((task.name, ops))
+            case .fail(let why): failures[task.name] = DozeError(.conflict, why)
             }
         }
         let results = await withTaskGroup(of: (String, DozeError?).self) { group in
@@ -255,7 +255,7 @@ actor KVMAppCoordinator {
                 }
             }
             var out: [(String, DozeError?)] = []
-            for await r in group { out.append(r) }
+            for await result in group { out.append(result) }
             return out
         }
         for case (let vm, let error?) in results { failures[vm] = error }

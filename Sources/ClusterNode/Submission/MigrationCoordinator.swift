@@ -100,8 +100,8 @@ actor MigrationCoordinator {
     private func hosts(_ current: [NodeID: GroupLeaderState.ManagerRecord]) -> [NodeID: Host] {
         var out: [NodeID: Host] = [:]
         for record in current.values {
-            for c in record.controllers {
-                out[c.id] = Host(info: c, manager: record.info, draining: c.draining == true || drained.contains(c.id))
+            for controller in record.controllers {
+                out[controller.id] = Host(info: controller, manager: record.info, draining: controller.draining == true || drained.contains(controller.id))
             }
         }
         return out
@@ -111,9 +111,9 @@ actor MigrationCoordinator {
     /// it holds for VMs on their way in) and what queued migrations will ask of it. A precheck: the destination
     /// itself admits or refuses each incoming VM against its quota.
     private func free(_ host: Host) -> HostUsage {
-        let s = host.info.summary
+        let summary = host.info.summary
         let queued = book.entries.values.filter { $0.phase == .queued && $0.destination == host.info.id }.reduce(HostUsage()) { $0 + $1.demand }
-        return s.free - queued
+        return summary.free - queued
     }
 
     // MARK: - Starting
@@ -131,7 +131,7 @@ actor MigrationCoordinator {
         if let mode = options.mode, !MigrationOptions.modes.contains(mode) {
             throw DozeError(.badRequest, "mode must be one of \(MigrationOptions.modes.joined(separator: ", ")), got '\(mode)'")
         }
-        if let p = options.postCopyAfterSeconds, !(p >= 0 && p <= 3600) {
+        if let postCopy = options.postCopyAfterSeconds, !(postCopy >= 0 && postCopy <= 3600) {
             throw DozeError(.badRequest, "postCopyAfterSeconds must be from 0 to 3600")
         }
         // A drain knows where its VMs are (their host listed them); others ask the cluster's books.
@@ -175,12 +175,12 @@ actor MigrationCoordinator {
         let id = UUID().uuidString.lowercased()
         let phase: MigrationBook.Phase
         switch book.admit(id: id, vm: vm, source: source.info.id, destination: to, demand: demand, queue: queue, now: now) {
-        case .success(let p): phase = p
+        case .success(let admitted): phase = admitted
         case .failure(.sameHost): throw DozeError(.conflict, "VM '\(vm)' already runs on local controller \(to)")
         case .failure(.alreadyMigrating(_, let other)): throw DozeError(.conflict, "VM '\(vm)' is already migrating (migration \(other))")
         case .failure(.hostBusy(let host, let limit)):
             throw DozeError(.conflict, "local controller \(host) already takes part in \(limit) migrations (the per-host limit); retry when one ends")
-        case .failure(.noSuchMigration(let m)): throw DozeError(.notFound, "no migration \(m)")
+        case .failure(.noSuchMigration(let migration)): throw DozeError(.notFound, "no migration \(migration)")
         }
         var record = MigrationRecord(id: id, vm: vm, source: source.endpoint, destination: destination.endpoint,
                                      mode: options.mode ?? "auto", state: phase == .queued ? .queued : .running,
@@ -302,8 +302,8 @@ actor MigrationCoordinator {
         if wait > .zero {
             if !record.state.isFinal {
                 let token = UUID()
-                await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                    waiters[id, default: [:]][token] = c
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    waiters[id, default: [:]][token] = continuation
                     Task {
                         try? await Task.sleep(for: wait)
                         self.timeOut(id, token)
@@ -357,13 +357,13 @@ actor MigrationCoordinator {
 
     func hostList() async -> HostList {
         let all = hosts(await managers())
-        return HostList(hosts: all.values.map { h in
-            let s = h.info.summary
-            return HostEntry(id: h.info.id, address: NetworkAddress(address: h.info.control.host, port: h.info.control.port),
-                             groupManagerId: h.manager.id, draining: h.draining, vms: h.info.vms.sorted(),
-                             vcpus: s.total.vcpus, vcpusRequested: s.requested.vcpus,
-                             memoryMiB: s.total.memoryKiB / 1024, memoryMiBRequested: s.requested.memoryKiB / 1024,
-                             migrations: book.running(on: h.info.id))
+        return HostList(hosts: all.values.map { host in
+            let summary = host.info.summary
+            return HostEntry(id: host.info.id, address: NetworkAddress(address: host.info.control.host, port: host.info.control.port),
+                             groupManagerId: host.manager.id, draining: host.draining, vms: host.info.vms.sorted(),
+                             vcpus: summary.total.vcpus, vcpusRequested: summary.requested.vcpus,
+                             memoryMiB: summary.total.memoryKiB / 1024, memoryMiBRequested: summary.requested.memoryKiB / 1024,
+                             migrations: book.running(on: host.info.id))
         }.sorted { $0.id < $1.id })
     }
 
@@ -402,7 +402,7 @@ actor MigrationCoordinator {
         for meta in vms.sorted(by: { $0.virtualMachineLocation.virtualMachineId < $1.virtualMachineLocation.virtualMachineId }) {
             let vm = meta.virtualMachineLocation.virtualMachineId
             if let moving = book.active(vm: vm) {
-                if let r = records[moving.id] { started.append(r) }
+                if let existing = records[moving.id] { started.append(existing) }
                 continue
             }
             guard meta.status == .running else {

@@ -99,7 +99,7 @@ actor SubmissionCoordinator {
     /// Leadership lost: nothing more is written (the next leader owns the records now).
     func stop() {
         active = false
-        for (_, list) in waiters { for c in list.values { c.resume() } }
+        for (_, list) in waiters { for waiter in list.values { waiter.resume() } }
         waiters = [:]
     }
 
@@ -174,10 +174,10 @@ actor SubmissionCoordinator {
             throw DozeError(.payloadTooLarge, "\(templates.count) VMs in one submission; at most \(maxVMs)")
         }
         var described: [Int: DomainDescription] = [:]
-        for (i, t) in templates.enumerated() {
-            guard let xml = t.libVirtTemplate, !xml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { continue }
-            do { described[i] = try DomainDescription(xml: xml) } catch {
-                throw DozeError(.badRequest, "virtualMachineTemplates[\(i)]: invalid libVirtTemplate: \(error.message)")
+        for (index, template) in templates.enumerated() {
+            guard let xml = template.libVirtTemplate, !xml.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { continue }
+            do { described[index] = try DomainDescription(xml: xml) } catch {
+                throw DozeError(.badRequest, "virtualMachineTemplates[\(index)]: invalid libVirtTemplate: \(error.message)")
             }
         }
         return described
@@ -187,7 +187,7 @@ actor SubmissionCoordinator {
     func takenNames(_ managers: [NodeID: GroupLeaderState.ManagerRecord]) -> [String: String] {
         var taken: [String: String] = [:]
         for record in managers.values {
-            for c in record.controllers { for vm in c.vms { taken[vm] = "on local controller \(c.id)" } }
+            for controller in record.controllers { for vm in controller.vms { taken[vm] = "on local controller \(controller.id)" } }
         }
         for (vm, task) in book.pendingVMs { taken[vm] = "being started by task \(task)" }
         let cutoff = Self.wallMillis - TaskBook.millis(Self.reportGrace)
@@ -476,11 +476,11 @@ actor SubmissionCoordinator {
 
     private func fail(_ vms: [String], in task: String, _ code: VMErrorCode, _ message: String) {
         let metas: [VirtualMachineMetaData] = (book.records[task]?.vms ?? []).filter { vms.contains($0.id) && !$0.isFinal }.map {
-            var m = $0.meta
-            m.status = .error
-            m.errorCode = code
-            m.errorMessage = message
-            return m
+            var meta = $0.meta
+            meta.status = .error
+            meta.errorCode = code
+            meta.errorMessage = message
+            return meta
         }
         record(metas, task: task)
     }
@@ -493,11 +493,11 @@ actor SubmissionCoordinator {
     }
 
     private func finish(_ task: String) {
-        if let r = book.records[task] {
-            let c = r.counts
-            log.info("virtual cluster done", metadata: ["doze/task": "\(task)", "doze/running": "\(c.running)", "doze/failed": "\(c.failed)"])
+        if let finished = book.records[task] {
+            let counts = finished.counts
+            log.info("virtual cluster done", metadata: ["doze/task": "\(task)", "doze/running": "\(counts.running)", "doze/failed": "\(counts.failed)"])
         }
-        for c in waiters.removeValue(forKey: task)?.values ?? [:].values { c.resume() }
+        for waiter in waiters.removeValue(forKey: task)?.values ?? [:].values { waiter.resume() }
     }
 
     // MARK: - Reading results
@@ -511,8 +511,8 @@ actor SubmissionCoordinator {
         }
         guard first.state == .pending, wait > .zero, active else { return first }
         let token = UUID()
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            waiters[id, default: [:]][token] = c
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            waiters[id, default: [:]][token] = continuation
             Task {
                 try? await Task.sleep(for: wait)
                 self.timeOut(id, token)

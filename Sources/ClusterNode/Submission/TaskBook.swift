@@ -31,12 +31,12 @@ struct TaskRecord: Sendable, Codable, Equatable {
     var isFinal: Bool { vms.allSatisfy(\.isFinal) }
 
     var counts: VirtualClusterTaskDocument.Counts {
-        var c = VirtualClusterTaskDocument.Counts()
-        c.total = vms.count
+        var tally = VirtualClusterTaskDocument.Counts()
+        tally.total = vms.count
         for vm in vms {
-            if !vm.isFinal { c.pending += 1 } else if vm.meta.status == .error { c.failed += 1 } else { c.running += 1 }
+            if !vm.isFinal { tally.pending += 1 } else if vm.meta.status == .error { tally.failed += 1 } else { tally.running += 1 }
         }
-        return c
+        return tally
     }
 }
 
@@ -51,8 +51,8 @@ struct TaskBook: Sendable {
 
     init(resultTTL: Duration) { self.resultTTL = resultTTL }
 
-    static func millis(_ d: Duration) -> Int64 {
-        d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+    static func millis(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 
     mutating func add(_ record: TaskRecord) {
@@ -66,7 +66,7 @@ struct TaskBook: Sendable {
     mutating func apply(_ results: [VirtualMachineMetaData], to taskID: String, nowMillis: Int64) -> Bool {
         guard var record = records[taskID], !record.isFinal else { return false }
         var byID: [String: VirtualMachineMetaData] = [:]
-        for r in results { byID[r.virtualMachineLocation.virtualMachineId] = r }
+        for meta in results { byID[meta.virtualMachineLocation.virtualMachineId] = meta }
         for i in record.vms.indices where !record.vms[i].isFinal {
             guard var result = byID[record.vms[i].id], result.status != .unknown else { continue }
             // The leader's IP and requested capacity stand; the host fills location, status, XML.
@@ -98,19 +98,19 @@ struct TaskBook: Sendable {
     }
 
     mutating func setManager(_ manager: NodeID, for vmID: String, in taskID: String, address: NetworkAddress) {
-        guard var record = records[taskID], let i = record.vms.firstIndex(where: { $0.id == vmID }) else { return }
-        record.vms[i].manager = manager
-        record.vms[i].meta.locate(underManager: manager, at: address)
+        guard var record = records[taskID], let index = record.vms.firstIndex(where: { $0.id == vmID }) else { return }
+        record.vms[index].manager = manager
+        record.vms[index].meta.locate(underManager: manager, at: address)
         records[taskID] = record
     }
 
     /// A migrated VM's new location, in the newest finished task that started it; the ids of changed tasks.
     mutating func relocate(_ vmID: String, to location: VirtualMachineLocation) -> String? {
-        let newest = records.values.filter { r in r.isFinal && r.vms.contains { $0.id == vmID && $0.meta.status != .error } }
+        let newest = records.values.filter { candidate in candidate.isFinal && candidate.vms.contains { $0.id == vmID && $0.meta.status != .error } }
             .max { $0.createdAt < $1.createdAt }
-        guard var record = newest, let i = record.vms.firstIndex(where: { $0.id == vmID }) else { return nil }
-        record.vms[i].meta.relocate(to: location)
-        record.vms[i].manager = location.groupManagerId
+        guard var record = newest, let index = record.vms.firstIndex(where: { $0.id == vmID }) else { return nil }
+        record.vms[index].meta.relocate(to: location)
+        record.vms[index].manager = location.groupManagerId
         records[record.id] = record
         return record.id
     }
@@ -120,17 +120,17 @@ struct TaskBook: Sendable {
     }
 
     func document(_ taskID: String) -> VirtualClusterTaskDocument? {
-        guard let r = records[taskID] else { return nil }
+        guard let record = records[taskID] else { return nil }
         return VirtualClusterTaskDocument(
-            taskId: r.id, state: r.isFinal ? .done : .pending, counts: r.counts, createdAt: r.createdAt,
-            finishedAt: r.finishedAt, expiresAt: r.finishedAt.map { $0 + Self.millis(resultTTL) },
-            response: VirtualClusterSubmissionResponse(errorCode: r.clusterError, virtualMachineMetaData: r.vms.map(\.meta)))
+            taskId: record.id, state: record.isFinal ? .done : .pending, counts: record.counts, createdAt: record.createdAt,
+            finishedAt: record.finishedAt, expiresAt: record.finishedAt.map { $0 + Self.millis(resultTTL) },
+            response: VirtualClusterSubmissionResponse(errorCode: record.clusterError, virtualMachineMetaData: record.vms.map(\.meta)))
     }
 
     /// Final tasks whose results outlived the TTL; they are dropped from the book.
     mutating func expire(nowMillis: Int64) -> [String] {
         let ttl = Self.millis(resultTTL)
-        let gone = records.values.filter { r in r.finishedAt.map { nowMillis - $0 >= ttl } ?? false }.map(\.id)
+        let gone = records.values.filter { record in record.finishedAt.map { nowMillis - $0 >= ttl } ?? false }.map(\.id)
         for id in gone { records[id] = nil }
         return gone
     }
@@ -147,10 +147,10 @@ struct TaskBook: Sendable {
     /// taken until heartbeats report them.
     func recentlyStarted(since cutoffMillis: Int64) -> [String: RecentStart] {
         var out: [String: RecentStart] = [:]
-        for r in records.values where (r.finishedAt ?? Int64.max) >= cutoffMillis {
-            for vm in r.vms where vm.isFinal && vm.meta.status != .error {
-                if let seen = out[vm.id], seen.createdAt > r.createdAt { continue }
-                out[vm.id] = RecentStart(task: r.id, createdAt: r.createdAt, vm: vm)
+        for record in records.values where (record.finishedAt ?? Int64.max) >= cutoffMillis {
+            for vm in record.vms where vm.isFinal && vm.meta.status != .error {
+                if let seen = out[vm.id], seen.createdAt > record.createdAt { continue }
+                out[vm.id] = RecentStart(task: record.id, createdAt: record.createdAt, vm: vm)
             }
         }
         return out
