@@ -17,6 +17,7 @@ extension Rebalancer {
         private(set) var load: [NodeID: Load] = [:]
 
         /// VMs on hosts the observation does not list are left out: nothing can be said about them.
+        /// A VM listed twice counts once, where it is first listed.
         init(settings: Settings, hosts: [Host], vms: [VM]) {
             self.settings = settings
             for host in hosts {
@@ -24,7 +25,7 @@ extension Rebalancer {
                 residents[host.id] = []
                 load[host.id] = Load()
             }
-            for vm in vms where self.hosts[vm.host] != nil {
+            for vm in vms where self.hosts[vm.host] != nil && self.vms[vm.id] == nil {   // a repeated id counts once
                 self.vms[vm.id] = vm
                 add(vm.id, to: vm.host)
             }
@@ -138,6 +139,7 @@ extension Rebalancer {
 
 /// 0.8 → "80%"; 0.125 → "12.5%".
 func percent(_ fraction: Double) -> String {
+    guard fraction.isFinite else { return "∞%" }   // a used resource on a host that has none of it
     let tenths = (fraction * 1000).rounded()
     let whole = Int(tenths / 10)
     let rest = Int(tenths) % 10

@@ -28,7 +28,8 @@ extension Rebalancer {
         /// Each overloaded host (most loaded first) sheds VMs until every resource is below `high - hysteresis`:
         /// the smallest-memory VM that relieves it alone if there is one (one cheap move), else the smallest
         /// helpful VMs one by one. Each goes to the least loaded host that stays under `high`, preferring hosts
-        /// that already run VMs (an idle host is the last resort: it may be on its way to sleep).
+        /// that already run VMs (an idle host is the last resort: it may be on its way to sleep). Small VMs
+        /// that bigger ones made unnecessary are not moved.
         mutating func relieveOverloadedHosts() {
             let overloaded = layout.hostIDs.filter { state.overloadDwellPassed($0, now: now) && mayTakeFrom($0) }
                 .sorted { (layout.loadScore($0), $1) > (layout.loadScore($1), $0) }
@@ -42,17 +43,31 @@ extension Rebalancer {
                    budgetLeft > 0 {
                     commit(single.id, to: overloadTarget(for: single, from: host)!, reason: .overload)
                 } else {
+                    // Snooze's greedy: smallest helpful VMs one by one, tried on a copy of the layout...
+                    let saved = layout
+                    var chosen: [(vm: VM, target: NodeID)] = []
                     for vm in candidates where !isRelieved(host) && helps(vm, host) {
-                        guard budgetLeft > 0 else {
+                        guard chosen.count < budgetLeft else {
                             notes.append("the budget of \(settings.migrationBudget) migrations per round is spent")
                             break
                         }
                         if let target = overloadTarget(for: vm, from: host) {
-                            commit(vm.id, to: target, reason: .overload)
+                            layout.move(vm.id, to: target)
+                            chosen.append((vm, target))
                         } else {
                             notes.append(noHost(for: vm, among: targets(excluding: host)))
                         }
                     }
+                    // ...then the small ones the bigger ones made unnecessary are dropped (fewer moves). Dropping
+                    // a move only frees room on its target, so the moves kept still fit.
+                    if isRelieved(host) {
+                        for (vm, target) in chosen {
+                            layout.move(vm.id, to: host)
+                            if isRelieved(host) { chosen.removeAll { $0.vm.id == vm.id } } else { layout.move(vm.id, to: target) }
+                        }
+                    }
+                    layout = saved
+                    for (vm, target) in chosen { commit(vm.id, to: target, reason: .overload) }
                 }
                 if !isRelieved(host) {
                     let why = notes.isEmpty ? "no VM on it can be moved" : notes.joined(separator: "; ")
