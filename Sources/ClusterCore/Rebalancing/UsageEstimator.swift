@@ -60,3 +60,29 @@ public struct UsageEstimator: Sendable, Equatable {
             && l.samples.map(\.at) == r.samples.map(\.at) && l.samples.map(\.value) == r.samples.map(\.value)
     }
 }
+
+extension UsageEstimator {
+    /// What a controller smooths its VMs' use with unless told otherwise: the mean of the last 30 seconds.
+    public static let defaultForSampling = UsageEstimator(method: .average(window: .seconds(30)))
+
+    /// Parses `average:SECONDS` or `ewma:ALPHA` (the `--usage-estimator` syntax).
+    public static func parse(_ text: String) throws(DozeError) -> UsageEstimator {
+        let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        let syntax = "use average:SECONDS (e.g. average:30) or ewma:ALPHA (e.g. ewma:0.3)"
+        guard parts.count == 2 else { throw DozeError(.badRequest, "usage estimator '\(text)' is not understood; \(syntax)") }
+        guard let number = Double(parts[1]), number.isFinite else {
+            throw DozeError(.badRequest, "usage estimator '\(text)': '\(parts[1])' is not a number; \(syntax)")
+        }
+        switch parts[0] {
+        case "average":
+            guard number > 0, number <= 86_400 else {
+                throw DozeError(.badRequest, "usage estimator window must be from more than 0 to 86400 seconds, got \(parts[1])")
+            }
+            return try average(window: .milliseconds(Int64((number * 1000).rounded())))
+        case "ewma":
+            return try ewma(alpha: number)
+        default:
+            throw DozeError(.badRequest, "usage estimator '\(parts[0])' is unknown; \(syntax)")
+        }
+    }
+}
