@@ -3,7 +3,7 @@ import Foundation
 
 /// Doze's own element in a domain's `<metadata>`: what a VM carries from host to host (migration) and across
 /// controller restarts, since libvirt keeps it with the domain. Written as one empty element,
-/// `<vm rx='…' tx='…' ip='…' adapted='…' def='…'/>`, in the namespace `namespace`.
+/// `<vm rx='…' tx='…' ip='…' adapted='…' def='…' load-vcpus='…' load-mem='…'/>`, in the namespace `namespace`.
 public struct DozeDomainMetadata: Sendable, Equatable {
     public static let namespace = "urn:doze:vm:1"
     /// The prefix libvirt gives the element.
@@ -17,6 +17,9 @@ public struct DozeDomainMetadata: Sendable, Equatable {
     public var adaptations: [String]
     /// SHA-256 of the domain XML the VM was created from: a retried identical create finds it by this.
     public var definitionDigest: String?
+    /// Load declared on a test-driver host (`POST /v1/vms/{name}/load`): kept here so it outlives a restart
+    /// and travels with a migration. Written only when declared.
+    public var syntheticLoad = SyntheticLoad()
 
     // Public types get only an internal memberwise initialiser: the controller (another module) needs this one.
     public init(rxBytes: Double = 0, txBytes: Double = 0, ipAddress: String = "", adaptations: [String] = [],
@@ -44,13 +47,17 @@ public struct DozeDomainMetadata: Sendable, Equatable {
                   ipAddress: attributes["ip"] ?? "",
                   adaptations: attributes["adapted"].map { $0.isEmpty ? [] : $0.components(separatedBy: "; ") } ?? [],
                   definitionDigest: attributes["def"])
+        func load(_ name: String) -> Double? { attributes[name].flatMap(Double.init).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } }
+        syntheticLoad = SyntheticLoad(vcpus: load("load-vcpus"), memoryMiB: load("load-mem"))
     }
 
     /// The element, values escaped (the IP comes from the network). `adapted` and `def` only when there is one.
     public func encode() -> String {
         let adaptedAttribute = adaptations.isEmpty ? "" : " adapted='\(xmlEscape(adaptations.joined(separator: "; ")))'"
         let definitionAttribute = definitionDigest.map { " def='\(xmlEscape($0))'" } ?? ""
-        return "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(xmlEscape(ipAddress))'\(adaptedAttribute)\(definitionAttribute)/>"
+        let loadAttributes = (syntheticLoad.vcpus.map { " load-vcpus='\($0)'" } ?? "")
+            + (syntheticLoad.memoryMiB.map { " load-mem='\($0)'" } ?? "")
+        return "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(xmlEscape(ipAddress))'\(adaptedAttribute)\(definitionAttribute)\(loadAttributes)/>"
     }
 
     /// The element as a domain is defined with it.

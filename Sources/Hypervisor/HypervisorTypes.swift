@@ -51,11 +51,14 @@ public struct DomainStats: Sendable, Equatable {
     public var memoryKiB: UInt64
     public var rxBytes: UInt64
     public var txBytes: UInt64
-    public init(cpuTimeNs: UInt64, memoryKiB: UInt64, rxBytes: UInt64, txBytes: UInt64) {
+    /// vCPUs the domain has at the time of the reading (CPU time is spread over these).
+    public var vcpus: Int
+    public init(cpuTimeNs: UInt64, memoryKiB: UInt64, rxBytes: UInt64, txBytes: UInt64, vcpus: Int = 0) {
         self.cpuTimeNs = cpuTimeNs
         self.memoryKiB = memoryKiB
         self.rxBytes = rxBytes
         self.txBytes = txBytes
+        self.vcpus = vcpus
     }
 }
 

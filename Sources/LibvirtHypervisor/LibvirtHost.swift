@@ -269,7 +269,8 @@ public actor LibvirtHost: Hypervisor {
                     }
                 }
             }
-            return DomainStats(cpuTimeNs: UInt64(info.cpuTime), memoryKiB: UInt64(info.memory), rxBytes: rx, txBytes: tx)
+            return DomainStats(cpuTimeNs: UInt64(info.cpuTime), memoryKiB: UInt64(info.memory), rxBytes: rx, txBytes: tx,
+                               vcpus: Int(info.nrVirtCpu))
         }
     }
 

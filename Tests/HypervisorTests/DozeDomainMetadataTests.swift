@@ -14,6 +14,17 @@ import Testing
         #expect(DozeDomainMetadata(ipAddress: "10.0.0.1").encode() == "<vm rx='0.0' tx='0.0' ip='10.0.0.1'/>")
     }
 
+    @Test func carriesADeclaredLoadOnlyWhenThereIsOne() {
+        var metadata = DozeDomainMetadata(ipAddress: "10.0.0.1")
+        metadata.syntheticLoad = SyntheticLoad(vcpus: 1.5, memoryMiB: 512)
+        #expect(metadata.encode() == "<vm rx='0.0' tx='0.0' ip='10.0.0.1' load-vcpus='1.5' load-mem='512.0'/>")
+        #expect(DozeDomainMetadata(decoding: metadata.encode()) == metadata)
+        metadata.syntheticLoad = SyntheticLoad(vcpus: 2)
+        #expect(DozeDomainMetadata(decoding: metadata.encode()).syntheticLoad == SyntheticLoad(vcpus: 2))
+        // A value no declaration could have made reads as none.
+        #expect(DozeDomainMetadata(decoding: "<vm load-vcpus='-1' load-mem='nan'/>").syntheticLoad.isEmpty)
+    }
+
     @Test func decodesWhatItEncodes() {
         let metadata = DozeDomainMetadata(rxBytes: 100, txBytes: 250.25, ipAddress: "192.168.1.9",
                                           adaptations: ["one 'quoted'", "two <b>"], definitionDigest: "f00d")
