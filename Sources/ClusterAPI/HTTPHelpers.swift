@@ -26,7 +26,11 @@ public enum HTTPBody {
 
     /// Decodes JSON whatever the Content-Type says (Snooze clients send none, or a form type).
     public static func json<T: Decodable>(_ request: Request, as type: T.Type, limit: Int) async throws -> T {
-        let buffer = try await collect(request, limit: limit)
+        try decode(try await collect(request, limit: limit), as: type)
+    }
+
+    /// Decodes a body already collected, with the same errors as `json(_:as:limit:)`.
+    public static func decode<T: Decodable>(_ buffer: ByteBuffer, as type: T.Type) throws -> T {
         guard buffer.readableBytes > 0 else {
             throw APIError(DozeError(.badRequest, "the request body is empty; a JSON \(T.self) is expected"))
         }

@@ -55,6 +55,13 @@ public protocol LocalControllerBackend: Sendable {
     func finishIncomingMigration(_ request: IncomingMigration) async throws(DozeError) -> LocalMigrationStatus
     func restoreMigratedVirtualMachine(_ transfer: OfflineMigrationImage) async throws(DozeError) -> LocalMigrationStatus
     func setDraining(_ draining: Bool) async throws(DozeError)
+
+    // Issue 12: measured use (or, on test-driver hosts, declared load)
+    /// `.notFound` for an unknown VM; `.unavailable` while it has no sample (not running, or just started).
+    func vmUsage(_ name: String) async throws(DozeError) -> VMUsageDocument
+    func hostUsage() async throws(DozeError) -> HostUsageDocument
+    /// Declares (or, with an empty load, clears) a VM's synthetic load; refused off the test driver.
+    func declareLoad(vm: String, _ load: SyntheticLoad) async throws(DozeError) -> SyntheticLoadDocument
 }
 
 /// What `POST /vm` made: the VM, and whether it is new (201) or was there with the same definition (200).

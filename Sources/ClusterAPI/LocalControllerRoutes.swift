@@ -22,6 +22,7 @@ public struct LocalControllerRoutes<Backend: LocalControllerBackend>: Sendable {
         router.get("/localcontroller") { request, _ in try await self.snooze(request) }
         registerHost(on: router)
         registerVMs(on: router)
+        registerUsage(on: router)
     }
 
     // MARK: - Snooze
@@ -263,6 +264,27 @@ public struct LocalControllerRoutes<Backend: LocalControllerBackend>: Sendable {
             let snapshot = try request.requiredQuery("snapshot")
             try await api { () async throws(DozeError) in try await backend.deleteSnapshot(vm: name, snapshot: snapshot) }
             return HTTPReply.bool(true)
+        }
+    }
+
+    // MARK: - Issue 12: usage
+
+    func registerUsage<Context: RequestContext>(on router: Router<Context>) {
+        let limit = maxBodyBytes
+        router.get("/v1/vms/{name}/usage") { _, context in
+            let name = try context.parameters.require("name")
+            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.vmUsage(name) })
+        }
+        router.get("/v1/hosts/self/usage") { _, _ in
+            try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.hostUsage() })
+        }
+        router.post("/v1/vms/{name}/load") { request, context in
+            let name = try context.parameters.require("name")
+            let body = try await HTTPBody.collect(request, limit: limit)
+            // `{}` and `null` clear the load; an empty body is more likely a mistake than a request to clear it.
+            let isNull = String(buffer: body).trimmingCharacters(in: .whitespacesAndNewlines) == "null"
+            let load = isNull ? SyntheticLoad() : try HTTPBody.decode(body, as: SyntheticLoadRequest.self).load
+            return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.declareLoad(vm: name, load) })
         }
     }
 

@@ -37,6 +37,8 @@ public actor LocalController: LocalControllerBackend {
     /// Samples for `/hypervisor/metrics`, made from successive readings by `metricsSeries` (LocalController+Metrics.swift).
     let metrics: MetricsStore
     var metricsSeries: HostMetricsSeries
+    /// Each running VM's smoothed use, from readings taken every `settings.usageInterval` (LocalController+Usage.swift).
+    var usageSampler: VMUsageSampler
     var vms: [String: VMRecord] = [:]
     /// Capacity held by VMs being created or grown, by VM name.
     var reservations: [String: HostUsage] = [:]
@@ -86,6 +88,7 @@ public actor LocalController: LocalControllerBackend {
         self.journal = journal
         self.metrics = metrics
         self.metricsSeries = HostMetricsSeries(retentionDays: settings.metricsRetentionDays)
+        self.usageSampler = VMUsageSampler(estimator: settings.usageEstimator)
         var log = settings.logger
         log[metadataKey: "doze/role"] = "lc"
         log[metadataKey: "doze/node"] = "\(configStore.current.id)"

@@ -51,6 +51,7 @@ public enum LocalControllerRuntime {
             services: [
                 .init(service: EventFollower(controller: controller)),
                 .init(service: MetricsSampler(controller: controller, interval: settings.sampleInterval)),
+                .init(service: UsageSampler(controller: controller, interval: settings.usageInterval)),
             ] + extraServices.map { .init(service: $0) } + [.init(service: app)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: log))
@@ -78,6 +79,23 @@ struct MetricsSampler: Service {
                 let elapsed = start.duration(to: clock.now)
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
                 await controller.takeSample(monotonicSeconds: seconds, wallTime: Date().timeIntervalSince1970)
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}
+
+/// Reads every running VM's use every `interval` for `/v1/vms/{name}/usage` (issue 12's monitoring).
+struct UsageSampler: Service {
+    let controller: LocalController
+    let interval: Duration
+
+    func run() async throws {
+        let clock = ContinuousClock()
+        let start = clock.now
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await controller.sampleUsage(now: start.duration(to: clock.now), wallClockMs: Int64(Date().timeIntervalSince1970 * 1000))
                 try? await Task.sleep(for: interval)
             }
         }

@@ -1,4 +1,5 @@
 import ClusterAPI
+import ClusterCore
 import Foundation
 import Hypervisor
 import Logging
@@ -27,6 +28,9 @@ public struct LocalControllerSettings: Sendable {
     public var httpLimits = HTTPServerLimits()
     /// How often the controller samples CPU, memory and network for `/hypervisor/metrics`.
     public var sampleInterval: Duration = .seconds(60)
+    /// How often the controller reads every running VM's use (`/v1/vms/{name}/usage`), and how it smooths it.
+    public var usageInterval: Duration = .seconds(5)
+    public var usageEstimator: UsageEstimator = .defaultForSampling
     /// Samples older than this are deleted.
     public var metricsRetentionDays: Int = 70
     public var logger: Logger = Logger(label: "doze.lc")
