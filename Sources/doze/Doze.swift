@@ -1,4 +1,5 @@
 import ArgumentParser
+import ClusterCore
 import ClusterNode
 import Foundation
 import LibvirtHypervisor
@@ -77,6 +78,12 @@ struct LocalControllerCommand: AsyncParsableCommand {
     @Option(help: "Seconds between metrics samples.")
     var sampleInterval: Double = 60
 
+    @Option(help: "Seconds between readings of every running VM's use (GET /v1/vms/NAME/usage).")
+    var usageInterval: Double = 5
+
+    @Option(help: "How VM use is smoothed: average:SECONDS (the mean over a window) or ewma:ALPHA (0 < ALPHA <= 1).")
+    var usageEstimator: String = "average:30"
+
     @Option(help: "Largest accepted request body, in bytes.")
     var maxBodyBytes: Int = 1 << 20
 
@@ -86,6 +93,10 @@ struct LocalControllerCommand: AsyncParsableCommand {
     func validate() throws {
         _ = try parseListen(listen)
         guard sampleInterval > 0 else { throw ValidationError("--sample-interval must be > 0") }
+        guard usageInterval.isFinite, usageInterval > 0, usageInterval <= 3600 else {
+            throw ValidationError("--usage-interval must be > 0 and at most 3600 seconds, got \(usageInterval)")
+        }
+        do { _ = try UsageEstimator.parse(usageEstimator) } catch { throw ValidationError("--usage-estimator: \(error.message)") }
         guard maxBodyBytes > 0 else { throw ValidationError("--max-body-bytes must be > 0") }
         for (flag, ratio) in [("--cpu-overcommit", cpuOvercommit), ("--memory-overcommit", memoryOvercommit)] {
             if let ratio, !(ratio >= 1 && ratio <= 100) { throw ValidationError("\(flag) must be a ratio from 1 to 100, got \(ratio)") }
@@ -114,6 +125,8 @@ struct LocalControllerCommand: AsyncParsableCommand {
         settings.cpuOvercommit = cpuOvercommit
         settings.memoryOvercommit = memoryOvercommit
         settings.sampleInterval = .milliseconds(Int64(sampleInterval * 1000))
+        settings.usageInterval = .milliseconds(max(1, Int64(usageInterval * 1000)))
+        settings.usageEstimator = try UsageEstimator.parse(usageEstimator)
         settings.maxBodyBytes = maxBodyBytes
         settings.accelerator = LocalControllerSettings.Accelerator(rawValue: accelerator)!
         settings.migrationURI = migrationURI

@@ -96,6 +96,40 @@ extension ProcessTests {
         #expect(try await Self.request(.POST, node.base + "/vm/start?name=c").0 == 200)
     }
 
+    /// Issue 12: a load declared on a test-driver host is kept with the VM, and the real sampler reads it.
+    @Test func declaredLoadSurvivesARestart() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let host = dir.file("host.xml")
+        try TestHostFile.write(to: host, cpus: 4, domains: [.init(name: "web", vcpus: 2)])
+        let state = dir.file("state")
+        let fast = ["--usage-interval", "0.1", "--usage-estimator", "ewma:0.5"]
+        var node = try await Self.startLC(hostFile: host, state: state, log: dir.file("lc1.log"), extraArguments: fast)
+        let (status, body) = try await Self.request(.POST, node.base + "/v1/vms/web/load", #"{"vcpus": 1.25}"#)
+        #expect(status == 200, "\(body)")
+        node.process.kill9()
+
+        node = try await Self.startLC(hostFile: host, state: state, log: dir.file("lc2.log"), extraArguments: fast)
+        defer { node.process.kill9() }
+        let base = node.base
+        try await eventually(.seconds(10), "a usage sample") { try await Self.request(.GET, base + "/v1/vms/web/usage").0 == 200 }
+        let usage = try await Self.json(VMUsageDocument.self, base + "/v1/vms/web/usage")
+        #expect(usage.synthetic && usage.vcpusInUse == 1.25 && usage.vcpus == 2)
+    }
+
+    @Test func badUsageOptionsAreRefused() async throws {
+        for (arguments, message) in [(["--usage-interval", "0"], "--usage-interval must be > 0"),
+                                     (["--usage-estimator", "median:3"], "usage estimator 'median' is unknown")] {
+            let dir = try TemporaryDirectory()
+            defer { dir.remove() }
+            let process = try DozeProcess(arguments: ["lc", "--hypervisor", "test:///default", "--state-dir", dir.file("state")] + arguments,
+                                          logPath: dir.file("lc.log"))
+            try await eventually(.seconds(20), "doze lc to refuse its options") { !process.process.isRunning }
+            #expect(process.process.terminationStatus != 0)
+            #expect(process.log.contains(message), "\(process.log)")
+        }
+    }
+
     @Test func sigtermStopsCleanly() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
