@@ -50,8 +50,8 @@ public enum LocalControllerRuntime {
         return ServiceGroup(configuration: .init(
             services: [
                 .init(service: EventFollower(controller: controller)),
-                .init(service: MetricsSampler(controller: controller, interval: settings.sampleInterval)),
-                .init(service: UsageSampler(controller: controller, interval: settings.usageInterval)),
+                .init(service: PeriodicSampler.hostMetrics(controller, every: settings.sampleInterval)),
+                .init(service: PeriodicSampler.vmUsage(controller, every: settings.usageInterval)),
             ] + extraServices.map { .init(service: $0) } + [.init(service: app)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: log))
@@ -66,38 +66,33 @@ struct EventFollower: Service {
     }
 }
 
-/// Samples host CPU, memory and network every `interval` for `/hypervisor/metrics`.
-struct MetricsSampler: Service {
-    let controller: LocalController
+/// Runs `sample` every `interval` until shutdown, with the time since it started: the host metrics of
+/// `/hypervisor/metrics` and each VM's use for `/v1/vms/{name}/usage` (issue 12's monitoring).
+struct PeriodicSampler: Service {
     let interval: Duration
+    let sample: @Sendable (_ sinceStart: Duration) async -> Void
 
     func run() async throws {
         let clock = ContinuousClock()
         let start = clock.now
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                let elapsed = start.duration(to: clock.now)
-                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-                await controller.takeSample(monotonicSeconds: seconds, wallTime: Date().timeIntervalSince1970)
+                await sample(start.duration(to: clock.now))
                 try? await Task.sleep(for: interval)
             }
         }
     }
-}
 
-/// Reads every running VM's use every `interval` for `/v1/vms/{name}/usage` (issue 12's monitoring).
-struct UsageSampler: Service {
-    let controller: LocalController
-    let interval: Duration
+    static func hostMetrics(_ controller: LocalController, every interval: Duration) -> PeriodicSampler {
+        PeriodicSampler(interval: interval) { elapsed in
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            await controller.takeSample(monotonicSeconds: seconds, wallTime: Date().timeIntervalSince1970)
+        }
+    }
 
-    func run() async throws {
-        let clock = ContinuousClock()
-        let start = clock.now
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                await controller.sampleUsage(now: start.duration(to: clock.now), wallClockMs: Int64(Date().timeIntervalSince1970 * 1000))
-                try? await Task.sleep(for: interval)
-            }
+    static func vmUsage(_ controller: LocalController, every interval: Duration) -> PeriodicSampler {
+        PeriodicSampler(interval: interval) { elapsed in
+            await controller.sampleUsage(now: elapsed, wallClockMs: Int64(Date().timeIntervalSince1970 * 1000))
         }
     }
 }
