@@ -1,3 +1,4 @@
+import ClusterCore
 import Foundation
 
 /// The domain types a host runs, best first (a template written for another gets its type adapted), and why:
@@ -27,7 +28,7 @@ struct DomainTypeChoice: Equatable {
     /// hypervisor should be given `--accelerator`.
     static func choose(uri: String, accelerator: LocalControllerSettings.Accelerator,
                        kvm: @autoclosure () -> KVMProbe = .probe()) -> DomainTypeChoice {
-        if uri.hasPrefix("test:") { return DomainTypeChoice(types: ["test"], reason: "test driver") }
+        if HypervisorURI.isTestDriver(uri) { return DomainTypeChoice(types: ["test"], reason: "test driver") }
         switch accelerator {
         case .kvm: return DomainTypeChoice(types: ["kvm", "qemu"], reason: "kvm (configured)")
         case .tcg: return DomainTypeChoice(types: ["qemu"], reason: "tcg (configured)")

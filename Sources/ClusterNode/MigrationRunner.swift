@@ -42,7 +42,7 @@ actor MigrationRunner {
         self.log = log
     }
 
-    private var isTestDriver: Bool { hypervisor.uri.hasPrefix("test:") }
+    private var isTestDriver: Bool { HypervisorURI.isTestDriver(hypervisor.uri) }
 
     /// Refuses while `vm` has an unfinished migration from this host.
     func refuseIfMigrating(_ vm: String) throws(DozeError) {

@@ -33,7 +33,7 @@ public struct SyntheticLoad: Sendable, Equatable, Codable {
     /// Refuses declared load on a host that measures real load (any hypervisor but libvirt's `test` driver),
     /// and values the VM could not have: negative, non-finite, more vCPUs or memory than it has.
     public func validated(hypervisorURI: String, vmVCPUs: Int, vmMemoryMiB: Int) throws(DozeError) -> SyntheticLoad {
-        guard Self.isTestDriver(hypervisorURI) else { throw DozeError(.conflict, Self.testDriverOnly) }
+        guard HypervisorURI.isTestDriver(hypervisorURI) else { throw DozeError(.conflict, Self.testDriverOnly) }
         if let vcpus {
             guard vcpus.isFinite, vcpus >= 0 else { throw DozeError(.badRequest, "vcpus must be a number >= 0, got \(vcpus)") }
             guard vcpus <= Double(vmVCPUs) else {
@@ -49,12 +49,6 @@ public struct SyntheticLoad: Sendable, Equatable, Codable {
             }
         }
         return self
-    }
-
-    /// libvirt's test driver: the URI scheme is exactly `test` (`test:///default`, `test:///PATH.xml`).
-    public static func isTestDriver(_ uri: String) -> Bool {
-        guard let colon = uri.firstIndex(of: ":") else { return false }
-        return uri[..<colon] == "test"
     }
 }
 

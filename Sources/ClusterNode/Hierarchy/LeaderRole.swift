@@ -52,7 +52,7 @@ actor LeaderRole {
     /// Reads back what earlier leaders recorded (in the background: calls wait for it) and announces the term.
     func start() {
         let submissions = self.submissions, migrations = self.migrations
-        _ = apps
+        _ = apps   // made now, not on the first app call: its tick must run from the start
         Task {
             await submissions.load()
             await submissions.takeOver()
@@ -177,17 +177,11 @@ actor LeaderRole {
     private func describeControllers(of records: [GroupLeaderState.ManagerRecord]) async -> [NodeID: [LocalControllerDescription]] {
         let peers = context.peers
         let timeout = ManagerRole.viewTimeout
-        let answers = await withTaskGroup(of: (NodeID, GroupManagerRepositoryInformation?).self) { group in
-            // A manager whose controllers run no VM has nothing to add to the books.
-            for record in records where record.controllers.contains(where: { !$0.vms.isEmpty }) {
-                group.addTask {
-                    (record.info.id, try? await peers.call(.POST, record.info.control, "/groupmanager?getGroupManagerRepositoryInformation",
-                                                           body: "0", as: GroupManagerRepositoryInformation.self, timeout: timeout))
-                }
-            }
-            var answers: [NodeID: GroupManagerRepositoryInformation] = [:]
-            for await (manager, answer) in group { answers[manager] = answer }
-            return answers
+        // A manager whose controllers run no VM has nothing to add to the books.
+        let withVMs = records.filter { record in record.controllers.contains { !$0.vms.isEmpty } }
+        let answers = await askEach(withVMs, id: \.info.id) { record in
+            try? await peers.call(.POST, record.info.control, "/groupmanager?getGroupManagerRepositoryInformation",
+                                  body: "0", as: GroupManagerRepositoryInformation.self, timeout: timeout)
         }
         var described: [NodeID: [LocalControllerDescription]] = [:]
         for record in records {
@@ -207,18 +201,11 @@ actor LeaderRole {
     func virtualMachineDescriptions() async -> VirtualMachineList {
         let managers = state.managers.values.map(\.info)
         let peers = context.peers
-        let lists = await withTaskGroup(of: [VirtualMachineMetaData].self) { group in
-            for manager in managers {
-                group.addTask {
-                    (try? await peers.call(.POST, manager.control, "/groupmanager?getVirtualMachineDescriptions", body: "{}",
-                                           as: VirtualMachineList.self, timeout: .seconds(10)))?.virtualMachines ?? []
-                }
-            }
-            var all: [VirtualMachineMetaData] = []
-            for await list in group { all += list }
-            return all
+        let lists = await askEach(managers, id: \.id) { manager in
+            try? await peers.call(.POST, manager.control, "/groupmanager?getVirtualMachineDescriptions", body: "{}",
+                                  as: VirtualMachineList.self, timeout: .seconds(10)).virtualMachines
         }
-        return VirtualMachineList(virtualMachines: lists.sorted { $0.virtualMachineLocation.virtualMachineId < $1.virtualMachineLocation.virtualMachineId })
+        return VirtualMachineList(merging: lists.values)
     }
 
     // MARK: - Submissions: placement over managers, addresses, records and dispatch are SubmissionCoordinator's

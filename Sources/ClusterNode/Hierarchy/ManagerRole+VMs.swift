@@ -277,19 +277,17 @@ extension ManagerRole {
     func virtualMachineDescriptions() async throws(DozeError) -> VirtualMachineList {
         let controllers = Array(try following().controllers.values)
         let peers = self.peers
-        let lists = await withTaskGroup(of: [VirtualMachineMetaData].self) { group in
-            for controller in controllers {
-                group.addTask {
-                    (try? await peers.call(.POST, controller.control, "/localcontroller?getVirtualMachines", body: "0",
-                                           as: [VirtualMachineMetaData].self)) ?? []
-                }
-            }
-            var all: [VirtualMachineMetaData] = []
-            for await list in group { all += list }
-            return all
+        let me = self.me
+        let lists = await askEach(controllers, id: \.id) { controller in
+            try? await peers.call(.POST, controller.control, "/localcontroller?getVirtualMachines", body: "0",
+                                  as: [VirtualMachineMetaData].self)
         }
-        var stamped = lists
-        for index in stamped.indices { stamped[index].locate(under: me) }
-        return VirtualMachineList(virtualMachines: stamped.sorted { $0.virtualMachineLocation.virtualMachineId < $1.virtualMachineLocation.virtualMachineId })
+        return VirtualMachineList(merging: lists.values.map { list in
+            list.map { meta in
+                var located = meta
+                located.locate(under: me)
+                return located
+            }
+        })
     }
 }

@@ -218,16 +218,9 @@ actor ManagerRole {
                   askedAt - at <= Self.reportMaxAge else { return true }
             return Set(last.map(\.virtualMachineLocation.virtualMachineId)) != Set(controller.vms)
         }
-        let answers = await withTaskGroup(of: (NodeID, [VirtualMachineMetaData]?).self) { group in
-            for controller in stale {
-                group.addTask {
-                    (controller.id, try? await peers.call(.POST, controller.control, "/localcontroller?getVirtualMachines", body: "0",
-                                                          as: [VirtualMachineMetaData].self, timeout: timeout))
-                }
-            }
-            var answers: [NodeID: [VirtualMachineMetaData]] = [:]
-            for await (controller, answer) in group { answers[controller] = answer }
-            return answers
+        let answers = await askEach(stale, id: \.id) { controller in
+            try? await peers.call(.POST, controller.control, "/localcontroller?getVirtualMachines", body: "0",
+                                  as: [VirtualMachineMetaData].self, timeout: timeout)
         }
         return controllers.map { controller in
             if let reported = answers[controller.id] {
