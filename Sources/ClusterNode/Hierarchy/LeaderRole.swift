@@ -52,7 +52,7 @@ actor LeaderRole {
     /// Reads back what earlier leaders recorded (in the background: calls wait for it) and announces the term.
     func start() {
         let submissions = self.submissions, migrations = self.migrations
-        _ = apps   // made now, not on the first app call: its tick must run from the start
+        _ = apps   // made with the others: every service of the term exists before the first call or tick
         Task {
             await submissions.load()
             await submissions.takeOver()
