@@ -554,6 +554,13 @@ actor SubmissionCoordinator {
                 }
                 throw DozeError(.unavailable, "VM '\(vm)' is on local controller \(location.localControllerId ?? "(not known yet)"), which is joining another group manager; retry in a moment")
             }
+            // Listed once since its start, and in no summary now: summaries can briefly disagree (a manager's join,
+            // sent over HTTP with an older list, landing after its newer heartbeat summary). Wait for them, bounded;
+            // a VM really gone since stays unlisted and is not found once the deadline passes.
+            if book.recentlyStarted(since: cutoff)[vm] != nil, now < deadline {
+                try? await Task.sleep(for: .milliseconds(50))
+                continue
+            }
             if let task = book.pendingVMs[vm] {
                 throw DozeError(.conflict, "VM '\(vm)' is still being started by task \(task)")
             }
