@@ -402,6 +402,10 @@ public struct BootstrapRoutes<Backend: BootstrapBackend>: Sendable {
         router.post("/v1/vms/{id}/{operation}") { request, context in
             let id = try context.parameters.require("id")
             let name = try context.parameters.require("operation")
+            if name == "load" {   // declared load (test-driver hosts): the leader passes it to the VM's controller
+                let escaped = id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? id
+                return try await leader(.post, "/v1/vms/\(escaped)/load", try await HTTPBody.collect(request, limit: limit))
+            }
             if name == "resize" {
                 let resize = try await HTTPBody.json(request, as: NativeResize.self, limit: limit)
                 guard resize.vcpus != nil || resize.memoryMiB != nil else {
@@ -412,7 +416,7 @@ public struct BootstrapRoutes<Backend: BootstrapBackend>: Sendable {
                 return try await vm(id, "resizeVirtualMachine") { try Self.encoded(ResizeRequest(virtualMachineLocation: $0, resizedCapacity: capacity)) }
             }
             guard let operation = VMControl(rawValue: name) else {
-                throw APIError(DozeError(.notFound, "unknown VM operation '\(name)'; known: \(VMControl.allCases.map(\.rawValue).joined(separator: ", ")), resize"))
+                throw APIError(DozeError(.notFound, "unknown VM operation '\(name)'; known: \(VMControl.allCases.map(\.rawValue).joined(separator: ", ")), resize, load"))
             }
             let answer = try await api { () async throws(DozeError) in
                 try await backend.callVMManager(id, operation.snoozeOperation) { try Self.encoded($0) }

@@ -94,6 +94,7 @@ public struct ClusterLauncher {
             if let placement = topology.placement { args += ["--placement", placement] }
             if let resultTTL = topology.resultTTLSeconds { args += ["--result-ttl", "\(resultTTL)"] }
             if let perHost = topology.migrationsPerHost { args += ["--migrations-per-host", "\(perHost)"] }
+            args += topology.rebalance?.managerArguments ?? []
             if let etcd = topology.etcdLayout(runDirectory: runDirectory) {
                 args += ["--etcd", etcd.endpoints, "--etcd-prefix", etcd.prefix]
                 if let ttl = etcd.leaseTTLSeconds { args += ["--lease-ttl", "\(ttl)"] }
@@ -108,6 +109,7 @@ public struct ClusterLauncher {
             var args = ["lc", "--listen", node.listen, "--hypervisor", uri, "--state-dir", "\(runDirectory)/\(name)"]
             if let migrationURI = host?.migrationURI { args += ["--migration-uri", migrationURI] }
             if let accelerator = node.accelerator { args += ["--accelerator", accelerator] }
+            args += topology.rebalance?.controllerArguments ?? []
             for dir in topology.diskDirs ?? [] { args += ["--disk-dir", URL(fileURLWithPath: resolve(dir)).standardizedFileURL.path] }
             plan.append(PlannedNode(name: name, role: .localController, listen: node.listen, namespace: host?.namespace,
                                     hypervisor: uri, arguments: args + common))

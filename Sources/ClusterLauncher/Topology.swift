@@ -54,6 +54,8 @@ public struct Topology: Sendable, Codable {
     public var etcd: Etcd?
     /// Extra directories every local controller lets VMs use (kernels, initrds, disks), relative to the file.
     public var diskDirs: [String]?
+    /// The leader's rebalancing and the usage sampling it rests on (Topology+Rebalance.swift).
+    public var rebalance: Rebalance?
     public var bootstrap: [Node]
     public var managers: [Node]
     public var controllers: [Node]
@@ -61,7 +63,7 @@ public struct Topology: Sendable, Codable {
     enum CodingKeys: String, CodingKey {
         case name, secret, secretFile = "secret_file", runDir = "run_dir", assignment, multicast
         case vmSubnet = "vm_subnet", dispatch, placement, resultTTLSeconds = "result_ttl_s", migrationsPerHost = "migrations_per_host"
-        case heartbeat, network, etcd, diskDirs = "disk_dirs", bootstrap, managers, controllers
+        case heartbeat, network, etcd, diskDirs = "disk_dirs", rebalance, bootstrap, managers, controllers
     }
 
     /// Loads and checks a topology file; errors name the file and the problem.

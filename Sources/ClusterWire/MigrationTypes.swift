@@ -152,6 +152,8 @@ public struct MigrationRecord: Sendable, Equatable, Codable {
     public var error: String?
     /// A drain that asked for this migration.
     public var drain: String?
+    /// Why the rebalancer asked for it (`overload`, `underload`, `consolidation`); nil when a person asked.
+    public var reason: String?
     public var options: MigrationOptions
 
     public init(id: String, vm: String, source: MigrationEndpoint, destination: MigrationEndpoint, mode: String,
@@ -277,6 +279,12 @@ public struct HostEntry: Sendable, Equatable, Codable {
     public var memoryMiB: Double
     public var memoryMiBRequested: Double
     public var migrations: Int
+    /// Use as the managers' windows estimate it (issue 12); nil while the host's manager has no window of it.
+    public var vcpusInUse: Double?
+    public var memoryUsedMiB: Double?
+    /// Shares of capacity: what the rebalancer's thresholds are compared with.
+    public var cpuFraction: Double?
+    public var memoryFraction: Double?
     public init(id: String, address: NetworkAddress, groupManagerId: String, draining: Bool, vms: [String],
                 vcpus: Double, vcpusRequested: Double, memoryMiB: Double, memoryMiBRequested: Double, migrations: Int) {
         self.id = id

@@ -411,7 +411,7 @@ enum DomainTemplate {
 struct VMCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vm", abstract: "List, show and control the cluster's VMs through the bootstrap.",
-        subcommands: [List.self, Show.self, Suspend.self, Resume.self, Shutdown.self, Reboot.self, Destroy.self, Resize.self, Migrate.self])
+        subcommands: [List.self, Show.self, Suspend.self, Resume.self, Shutdown.self, Reboot.self, Destroy.self, Resize.self, Migrate.self, Load.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every VM of the cluster, with where it runs.")
@@ -471,6 +471,13 @@ struct VMCommand: AsyncParsableCommand {
                 if let image = vm.imageId { lines.append(("image", image)) }
                 if vm.errorCode != .none || !(vm.errorMessage ?? "").isEmpty { lines.append(("error", vm.note)) }
                 for adaptation in vm.adaptations ?? [] { lines.append(("adapted", adaptation)) }
+                // Use as the manager's window estimates it; a VM not sampled yet has none (503), not zeros.
+                if vm.status == .running, let raw = try? await api.call(.GET, "/v1/vms/\(BootstrapClient.segment(id))/usage"),
+                   let usage = try? api.decode(ClusterVMUsage.self, raw) {
+                    lines.append(("in use", String(format: "%.2f of %d vCPUs, %.0f MiB", usage.vcpusInUse, usage.vcpus, usage.memoryUsedMiB)
+                        + String(format: ", rx %.0f B/s, tx %.0f B/s", usage.rxBytesPerSecond, usage.txBytesPerSecond)
+                        + (usage.synthetic ? " (declared)" : "")))
+                }
                 print(keyValueLines(lines))
                 if xml { print("xml:\n" + vm.xmlRepresentation.trimmingCharacters(in: .newlines)) }
             }

@@ -183,6 +183,7 @@ struct GroupManagerCommand: AsyncParsableCommand {
     var assignment = "round-robin"
 
     @OptionGroup var submission: SubmissionOptions
+    @OptionGroup var rebalancing: RebalanceOptions
     @OptionGroup var clusterOptions: ClusterOptions
     @OptionGroup var common: CommonOptions
 
@@ -228,6 +229,7 @@ struct GroupManagerCommand: AsyncParsableCommand {
             backend = CoordinationBackend.directory(absolutePath(electionDir!))
         }
         cluster.submission = try submission.settings()
+        cluster.rebalancing = try rebalancing.settings()
         let state = absolutePath(stateDir)
         try await HierarchyRuntime.runGroupManager(
             listen: ListenAddress(host: host, port: port), stateDirectory: state, cluster: cluster,

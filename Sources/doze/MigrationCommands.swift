@@ -270,11 +270,12 @@ struct HostCommand: AsyncParsableCommand {
                 let api = try client.client()
                 let raw = try await api.call(.GET, "/v1/hosts")
                 if client.json { print(String(buffer: raw)); return }
-                var table = TextTable("HOST", "ADDRESS", "VCPUS", "MEMORY MiB", "VMS", "MIGRATIONS", "SCHEDULING")
+                var table = TextTable("HOST", "ADDRESS", "VCPUS", "MEMORY MiB", "CPU USE", "MEM USE", "VMS", "MIGRATIONS", "SCHEDULING")
                 for entry in try api.decode(HostList.self, raw).hosts {
+                    let use = { (fraction: Double?) in fraction.map { "\(Int(($0 * 100).rounded()))%" } ?? "-" }
                     table.add([String(entry.id.prefix(8)), entry.address.shown, "\(Int(entry.vcpusRequested))/\(Int(entry.vcpus))",
-                               "\(Int(entry.memoryMiBRequested))/\(Int(entry.memoryMiB))", "\(entry.vms.count)", "\(entry.migrations)",
-                               entry.draining ? "drained" : "open"])
+                               "\(Int(entry.memoryMiBRequested))/\(Int(entry.memoryMiB))", use(entry.cpuFraction), use(entry.memoryFraction),
+                               "\(entry.vms.count)", "\(entry.migrations)", entry.draining ? "drained" : "open"])
                 }
                 print(table.render())
             }

@@ -70,14 +70,18 @@ public struct ControllerInfo: Sendable, Equatable, Codable {
     public var vms: [String]
     /// Drained (`doze host drain`): takes no new VMs. Optional so heartbeats of older nodes still decode.
     public var draining: Bool?
+    /// Each running VM's last use sample: only in the controller's heartbeat to its manager, which keeps the
+    /// window (`UsageWindows`) and strips it before the info goes anywhere else.
+    public var usage: ControllerUsageReport?
     public init(id: NodeID, control: Endpoint, heartbeat: Endpoint, summary: CapacitySummary = .init(), vms: [String] = [],
-                draining: Bool? = nil) {
+                draining: Bool? = nil, usage: ControllerUsageReport? = nil) {
         self.id = id
         self.control = control
         self.heartbeat = heartbeat
         self.summary = summary
         self.vms = vms
         self.draining = draining
+        self.usage = usage
     }
 }
 

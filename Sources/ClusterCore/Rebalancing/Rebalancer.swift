@@ -164,6 +164,27 @@ public struct Rebalancer: Sendable {
         if succeeded { landed[vm] = move }
     }
 
+    /// MUST be invoked for a move the shell did not carry out at all (a dry run): it is forgotten as if never
+    /// planned, with no cool-down, so the next round plans it again while the host stays as it is.
+    public mutating func withdraw(_ move: Move) {
+        guard inFlight[move.vm] == move else { return }
+        inFlight[move.vm] = nil
+        lastMoved[move.vm] = nil
+    }
+
+    /// Whether the host is in the overloaded or underloaded state now (entered, hysteresis not yet left).
+    public func condition(of host: NodeID) -> HostCondition {
+        if overloadedSince[host] != nil { return .overloaded }
+        if underloadedSince[host] != nil { return .underloaded }
+        if reportedIdle.contains(host) { return .idle }
+        if emptySince[host] != nil { return .empty }
+        return .normal
+    }
+
+    public enum HostCondition: String, Sendable, Equatable {
+        case overloaded, underloaded, normal, empty, idle
+    }
+
     // MARK: - Bookkeeping
 
     /// Unfinished and just-landed moves count at their destination; a landed move is forgotten once the

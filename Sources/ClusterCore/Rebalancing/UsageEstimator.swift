@@ -86,3 +86,16 @@ extension UsageEstimator {
         }
     }
 }
+
+extension UsageEstimator: CustomStringConvertible {
+    /// The form `parse` reads: `average:30`, `ewma:0.3`.
+    public var description: String {
+        switch method {
+        case .average(let window):
+            let seconds = Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18
+            return "average:" + (seconds == seconds.rounded() ? "\(Int(seconds))" : "\(seconds)")
+        case .ewma(let alpha):
+            return "ewma:\(alpha)"
+        }
+    }
+}

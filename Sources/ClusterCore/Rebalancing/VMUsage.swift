@@ -89,6 +89,9 @@ public struct VMUsageSampler: Sendable {
         /// Which source fed the CPU and memory estimators last: a switch restarts them, so declared load is
         /// not averaged with measured load (and clearing it does not linger).
         var syntheticCPU = false, syntheticMemory = false
+        /// The last interval's raw figures (what heartbeats carry up to the manager's own window).
+        var lastCPU: Double?
+        var lastMemory = 0.0, lastRx = 0.0, lastTx = 0.0
     }
 
     public let estimator: UsageEstimator
@@ -101,24 +104,29 @@ public struct VMUsageSampler: Sendable {
     public mutating func record(vm: String, _ reading: VMReading, synthetic: SyntheticLoad?, now: MonotonicTime, wallClockMs: Int64) {
         var entry = series[vm] ?? Series(cpu: estimator, memory: estimator, rx: estimator, tx: estimator)
         let syntheticCPU = synthetic?.vcpus != nil, syntheticMemory = synthetic?.memoryMiB != nil
-        if syntheticCPU != entry.syntheticCPU { entry.cpu = estimator; entry.syntheticCPU = syntheticCPU }
+        if syntheticCPU != entry.syntheticCPU { entry.cpu = estimator; entry.syntheticCPU = syntheticCPU; entry.lastCPU = nil }
         if syntheticMemory != entry.syntheticMemory { entry.memory = estimator; entry.syntheticMemory = syntheticMemory }
 
         if let declared = synthetic?.vcpus {
             entry.cpu.record(declared, now: now)
+            entry.lastCPU = declared
         }
-        entry.memory.record(synthetic?.memoryMiB ?? Double(reading.memoryKiB) / 1024, now: now)
+        entry.lastMemory = synthetic?.memoryMiB ?? Double(reading.memoryKiB) / 1024
+        entry.memory.record(entry.lastMemory, now: now)
         if let previous = entry.previous, now > previous.at {
             let seconds = (now - previous.at) / .seconds(1)
             if synthetic?.vcpus == nil, reading.cpuTimeNs >= previous.reading.cpuTimeNs {
                 let busy = Double(reading.cpuTimeNs - previous.reading.cpuTimeNs) / 1e9 / seconds
-                entry.cpu.record(min(busy, Double(reading.vcpus)), now: now)
+                entry.lastCPU = min(busy, Double(reading.vcpus))
+                entry.cpu.record(entry.lastCPU!, now: now)
             }
             if reading.rxBytes >= previous.reading.rxBytes {
-                entry.rx.record(Double(reading.rxBytes - previous.reading.rxBytes) / seconds, now: now)
+                entry.lastRx = Double(reading.rxBytes - previous.reading.rxBytes) / seconds
+                entry.rx.record(entry.lastRx, now: now)
             }
             if reading.txBytes >= previous.reading.txBytes {
-                entry.tx.record(Double(reading.txBytes - previous.reading.txBytes) / seconds, now: now)
+                entry.lastTx = Double(reading.txBytes - previous.reading.txBytes) / seconds
+                entry.tx.record(entry.lastTx, now: now)
             }
         }
         entry.previous = (reading, now)
@@ -138,6 +146,13 @@ public struct VMUsageSampler: Sendable {
     }
 
     public var vms: [String] { series.keys.sorted() }
+
+    /// The VM's figures over the last interval, unsmoothed (the heartbeat's `UsageSample`, less what the
+    /// controller adds: memory given, paused); nil until its vCPUs in use are known.
+    public func lastSample(of vm: String) -> (cpu: Double, vcpus: Int, memoryMiB: Double, rx: Double, tx: Double, synthetic: Bool, atMs: Int64)? {
+        guard let entry = series[vm], let cpu = entry.lastCPU else { return nil }
+        return (cpu, entry.vcpus, entry.lastMemory, entry.lastRx, entry.lastTx, entry.syntheticCPU || entry.syntheticMemory, entry.sampledAtMs)
+    }
 
     /// Drops the series of VMs no longer running here (stopped, deleted, migrated away).
     public mutating func keepOnly(_ running: Set<String>) {

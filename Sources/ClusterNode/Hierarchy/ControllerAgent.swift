@@ -52,7 +52,7 @@ actor ControllerAgent {
     func info() async -> ControllerInfo {
         ControllerInfo(id: controller.id, control: control, heartbeat: link.channel.localEndpoint,
                        summary: await controller.capacitySummary(), vms: await controller.vmNames(),
-                       draining: await controller.isDraining ? true : nil)
+                       draining: await controller.isDraining ? true : nil, usage: await controller.usageReport())
     }
 
     private func tick() async {

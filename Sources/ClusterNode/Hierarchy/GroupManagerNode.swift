@@ -30,7 +30,7 @@ public actor GroupManagerNode: GroupManagerBackend {
     /// Opens the records of one term of leadership (the backend's other half).
     private let openRecords: @Sendable (Term, Logger) throws -> any ClusterRecordStore
     /// Kept for the node's whole life: it idles while the node leads (see `ManagerRole.nodeLeads`).
-    private let manager: ManagerRole
+    let manager: ManagerRole
     private var leader: LeaderRole?
     private var leadership: (any Leadership)?
 
@@ -135,7 +135,7 @@ public actor GroupManagerNode: GroupManagerBackend {
     // MARK: - HTTP (GroupManagerBackend): each call goes to the role it belongs to
 
     /// The current leader role, or the refusal a plain manager gives, naming the leader it follows.
-    private func leading() async throws(DozeError) -> LeaderRole {
+    func leading() async throws(DozeError) -> LeaderRole {
         if let leader { return leader }
         let hint = await manager.leaderHint()
         throw DozeError(.conflict, "this group manager is not the group leader\(hint)")

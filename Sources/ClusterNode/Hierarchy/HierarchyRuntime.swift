@@ -117,6 +117,7 @@ public enum HierarchyRuntime {
         let router = baseRouter(link)
         BootstrapRoutes(backend: node).register(on: router)
         KVMAppForwardingRoutes(backend: node).register(on: router)
+        RebalancingForwardingRoutes(backend: node).register(on: router)
         let app = application(router: router, listen: listen, name: "doze-bootstrap", limits: cluster.httpLimits, logger: logger) { endpoint in
             logger.info("bootstrap listening", metadata: ["doze/address": "\(endpoint)", "doze/heartbeat": "\(channel.localEndpoint)"])
             await onListening(endpoint)
@@ -138,6 +139,7 @@ public enum HierarchyRuntime {
         let router = baseRouter(link)
         GroupManagerRoutes(backend: node).register(on: router)
         KVMAppRoutes(backend: node).register(on: router)
+        RebalancingRoutes(backend: node).register(on: router)
         let app = application(router: router, listen: listen, name: "doze-gm", limits: cluster.httpLimits, logger: logger) { endpoint in
             await node.setControl(endpoint)
             logger.info("group manager listening", metadata: ["doze/address": "\(endpoint)", "doze/id": "\(identity.id)"])

@@ -14,7 +14,7 @@ import NIOHTTP1
 ///   (`MigrationCoordinator`), each a service of this role that stops with it.
 /// As in Snooze, the leader manages no local controllers itself.
 actor LeaderRole {
-    private let context: GroupManagerContext
+    let context: GroupManagerContext
     private var state: GroupLeaderState
     private let electedAt: MonotonicTime
     /// The records of this term (directory or etcd); nil when they could not be opened.
@@ -37,6 +37,10 @@ actor LeaderRole {
         limitPerHost: cluster.submission.migrationsPerHost, submissions: submissions, store: store, logger: log,
         managers: { [weak self] in await self?.managers() ?? [:] },
         moved: { [weak self] move in await self?.applyMove(move) })
+    lazy var rebalancing = RebalancingCoordinator(
+        settings: cluster.rebalancing, migrations: migrations, submissions: submissions, logger: log,
+        managers: { [weak self] in await self?.managers() ?? [:] },
+        usage: { [weak self] in await self?.clusterUsage() ?? [] })
 
     init(context: GroupManagerContext, term: Term, store: (any ClusterRecordStore)?) {
         self.context = context
@@ -51,13 +55,14 @@ actor LeaderRole {
 
     /// Reads back what earlier leaders recorded (in the background: calls wait for it) and announces the term.
     func start() {
-        let submissions = self.submissions, migrations = self.migrations
+        let submissions = self.submissions, migrations = self.migrations, rebalancing = self.rebalancing
         _ = apps   // made with the others: every service of the term exists before the first call or tick
         Task {
             await submissions.load()
             await submissions.takeOver()
         }
         Task { await migrations.load() }
+        Task { await rebalancing.start() }
         announce()
     }
 
@@ -65,6 +70,7 @@ actor LeaderRole {
         await submissions.stop()
         await apps.stop()
         await migrations.stop()
+        await rebalancing.stop()
     }
 
     func managers() -> [NodeID: GroupLeaderState.ManagerRecord] { state.managers }
@@ -247,7 +253,19 @@ actor LeaderRole {
 
     func abortMigration(id: String) async throws(DozeError) -> MigrationRecord { try await migrations.abort(id) }
 
-    func hostList() async -> HostList { await migrations.hostList() }
+    /// The hosts with their use as the managers' windows estimate it.
+    func hostList() async -> HostList {
+        var list = await migrations.hostList()
+        let usage = Dictionary(await clusterUsage().map { ($0.localControllerId, $0) }, uniquingKeysWith: { first, _ in first })
+        for index in list.hosts.indices {
+            guard let host = usage[list.hosts[index].id] else { continue }
+            list.hosts[index].vcpusInUse = host.vcpusInUse
+            list.hosts[index].memoryUsedMiB = host.memoryUsedMiB
+            list.hosts[index].cpuFraction = host.cpuFraction
+            list.hosts[index].memoryFraction = host.memoryFraction
+        }
+        return list
+    }
 
     func drainHost(_ id: String, options: MigrationOptions?) async throws(DozeError) -> DrainReport {
         try await migrations.drain(id, options: options)

@@ -25,6 +25,8 @@ actor ManagerRole {
     private var controllerVMs: [NodeID: [VirtualMachineMetaData]] = [:]
     private var controllerVMsAt: [NodeID: MonotonicTime] = [:]
     private var controllerHypervisors: [NodeID: String] = [:]
+    /// Each managed controller's VM use, windowed (ManagerRole+Usage.swift).
+    var usageWindows: UsageWindows
 
     // The submission books (ManagerRole+VMs.swift).
     /// Placement over this manager's controllers; a reservation lasts until the controller's heartbeat lists the VM.
@@ -54,6 +56,7 @@ actor ManagerRole {
         self.context = context
         self.state = Self.freshState(context)
         self.controllerPlacement = Placement(policy: context.cluster.submission.placement)
+        self.usageWindows = UsageWindows(estimator: context.cluster.rebalancing.estimator)
     }
 
     private static func freshState(_ context: GroupManagerContext) -> GroupManagerState {
@@ -73,6 +76,7 @@ actor ManagerRole {
         nodeIsLeading = true
         controllerVMs = [:]
         controllerVMsAt = [:]
+        usageWindows = UsageWindows(estimator: cluster.rebalancing.estimator)
     }
 
     /// The node stepped down: it starts over as a manager with no controllers, looking for the new leader.
@@ -109,7 +113,8 @@ actor ManagerRole {
         switch decoded.message {
         case .leader(let leader):
             for directive in state.onLeaderAnnouncement(leader, now: now) { apply(directive) }
-        case .controller(let info, let managerID) where managerID == id:
+        case .controller(let reported, let managerID) where managerID == id:
+            let info = takeUsage(from: reported)
             for directive in state.onController(info, now: now) { apply(directive) }
             settleReported(info)
         default:
@@ -143,6 +148,7 @@ actor ManagerRole {
         case .controllerDown(let controller):
             controllerVMs[controller.id] = nil
             controllerVMsAt[controller.id] = nil
+            usageWindows.forget(host: controller.id)
             log.warning("local controller down", metadata: ["doze/lc": "\(controller.id)", "doze/address": "\(controller.control)"])
         case .controllerJoined(let controller):
             log.info("local controller joined", metadata: ["doze/lc": "\(controller.id)", "doze/vms": "\(controller.vms.count)"])
@@ -187,7 +193,7 @@ actor ManagerRole {
 
     func joinGroupManager(_ request: JoinManagerRequest) throws(DozeError) {
         _ = try following()
-        let directives = state.onController(request.controller, now: now)
+        let directives = state.onController(takeUsage(from: request.controller), now: now)
         controllerVMs[request.controller.id] = request.virtualMachines
         controllerVMsAt[request.controller.id] = now
         controllerHypervisors[request.controller.id] = request.hypervisorURI

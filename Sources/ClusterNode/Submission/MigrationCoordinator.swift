@@ -121,7 +121,7 @@ actor MigrationCoordinator {
     /// Checks and admits a migration and has its source start it. Refusals are errors with nothing moved;
     /// with `queue`, a migration over the per-host limit waits for a slot instead (drains).
     func migrate(_ request: MigrationSubmission, queue: Bool = false, drain: String? = nil,
-                 knownSource: NodeID? = nil) async throws(DozeError) -> MigrationRecord {
+                 knownSource: NodeID? = nil, reason: String? = nil) async throws(DozeError) -> MigrationRecord {
         guard active else { throw DozeError(.unavailable, "this node is no longer the group leader") }
         let vm = request.vm.trimmingCharacters(in: .whitespacesAndNewlines)
         let to = request.to.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -185,6 +185,7 @@ actor MigrationCoordinator {
         var record = MigrationRecord(id: id, vm: vm, source: source.endpoint, destination: destination.endpoint,
                                      mode: options.mode ?? "auto", state: phase == .queued ? .queued : .running,
                                      startedAt: Self.wallMillis, options: options, drain: drain)
+        record.reason = reason
         records[id] = record
         persist(id)
         commands[id] = LocalMigrationCommand(id: id, vm: vm, destinationId: to, destination: destination.endpoint.address, options: options)
@@ -352,6 +353,14 @@ actor MigrationCoordinator {
         }
         return records[id] ?? record
     }
+
+    /// VMs with a migration queued or running: the rebalancer leaves them alone.
+    func migratingVMs() -> Set<String> {
+        Set(book.entries.values.filter { $0.phase != .finished }.map(\.vm))
+    }
+
+    /// Hosts drained through this leader whose heartbeats may not say so yet.
+    func drainedHosts() -> Set<NodeID> { drained }
 
     // MARK: - Hosts
 

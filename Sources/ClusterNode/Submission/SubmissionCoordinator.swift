@@ -528,6 +528,12 @@ actor SubmissionCoordinator {
     /// Where a VM runs, from the heartbeats (or, for one that just started, from its submission). A VM whose
     /// controller is between managers (its manager just became leader, or died) is waited for, bounded, rather
     /// than sent to a manager that no longer holds it.
+    /// VMs submitted with a `hostId` naming their local controller (and kvm-app VMs placed by constraints):
+    /// the rebalancer never moves them.
+    func pinnedVMs() -> Set<String> {
+        Set(book.records.values.flatMap(\.vms).filter { $0.pinnedController != nil }.map(\.id))
+    }
+
     func discover(_ vm: String) async throws(DozeError) -> VirtualMachineDiscoveryResponse {
         let deadline = now + settleTime * 8
         while true {
