@@ -35,6 +35,18 @@ struct ClusterLayoutFile: Codable, Sendable {
         var command: [String]
         var restart: String
     }
+    /// A controller host's hand-started libvirtd (network-namespace topologies).
+    struct Daemon: Codable, Sendable {
+        /// The controller's name (`host-a`).
+        var name: String
+        var namespace: String
+        var directory: String
+        var pidFile: String
+        var socket: String
+        /// Starts it again in a fresh private mount namespace (same tree, definitions kept) in the background and
+        /// records the new subreaper in `records_file`; the daemon is up once `socket` exists.
+        var restart: String
+    }
     struct Etcd: Codable, Sendable {
         var endpoints: String
         var prefix: String
@@ -50,6 +62,10 @@ struct ClusterLayoutFile: Codable, Sendable {
     /// The inline `secret:`, for restarting nodes (they read it from DOZE_SECRET); mode 0600.
     var secretFile: String?
     var nodes: [Node]
+    var daemons: [Daemon]?
+    /// Where `down` finds what to stop besides the nodes (`daemon NAME PID`, `reaper NAME PID`, …): a script that
+    /// restarts a daemon appends its new PIDs here.
+    var recordsFile: String?
     var etcd: Etcd?
 }
 
@@ -93,9 +109,19 @@ extension ClusterLauncher {
                     restart: Self.restartLine(command, namespace: member.namespace, ip: ip, log: member.log, pidFile: member.pidFile))
             }
         }
+        let quote = Tool.quote
+        let unshare = Tool.find("unshare") ?? "/usr/bin/unshare"
+        let daemons = network?.hosts.compactMap { host -> ClusterLayoutFile.Daemon? in
+            guard let dir = host.daemonDirectory else { return nil }
+            let restart = [ip, "netns", "exec", host.namespace, unshare, "--mount", "--uts", "--propagation", "private", "/bin/sh", dir + "/start.sh"]
+                .map(quote).joined(separator: " ") + " >>\(quote(dir + "/daemon.out")) 2>&1 </dev/null & echo \"reaper \(host.name) $!\" >>\(quote(recordFile))"
+            return ClusterLayoutFile.Daemon(name: host.name, namespace: host.namespace, directory: dir, pidFile: dir + "/libvirtd.pid",
+                                            socket: dir + "/run/libvirt-sock", restart: restart)
+        }
         let file = ClusterLayoutFile(
             topology: topology.name, topologyFile: topologyFile, runDirectory: runDirectory, hubNamespace: network?.hubNamespace,
             clientListen: network?.clientListen, secretFile: secretFile, nodes: nodes,
+            daemons: daemons?.isEmpty == false ? daemons : nil, recordsFile: network == nil ? nil : recordFile,
             etcd: etcd.map { ClusterLayoutFile.Etcd(endpoints: $0.endpoints, prefix: $0.prefix, leaseTtlS: $0.leaseTTLSeconds, members: members ?? []) })
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase

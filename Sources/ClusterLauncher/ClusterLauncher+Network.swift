@@ -208,6 +208,8 @@ extension ClusterLauncher {
         \(mounts)
         exec \(quote(tools.python3)) \(quote(tools.subreaper)) \(quote(tools.libvirtd)) -d -l -p \(quote(dir + "/libvirtd.pid"))
         """
+        // Kept for restarts (RUN/layout.json's `daemons`: the power agent starts a host's daemon again with it).
+        try script.write(toFile: "\(dir)/start.sh", atomically: true, encoding: .utf8)
         let out = "\(dir)/daemon.out"
         _ = fm.createFile(atPath: out, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: out))

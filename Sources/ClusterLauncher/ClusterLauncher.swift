@@ -95,6 +95,7 @@ public struct ClusterLauncher {
             if let resultTTL = topology.resultTTLSeconds { args += ["--result-ttl", "\(resultTTL)"] }
             if let perHost = topology.migrationsPerHost { args += ["--migrations-per-host", "\(perHost)"] }
             args += topology.rebalance?.managerArguments ?? []
+            args += topology.energy?.managerArguments(resolve: resolve, layoutFile: layoutFile) ?? []
             if let etcd = topology.etcdLayout(runDirectory: runDirectory) {
                 args += ["--etcd", etcd.endpoints, "--etcd-prefix", etcd.prefix]
                 if let ttl = etcd.leaseTTLSeconds { args += ["--lease-ttl", "\(ttl)"] }

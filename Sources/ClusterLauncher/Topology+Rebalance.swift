@@ -1,3 +1,5 @@
+import Foundation
+
 extension Topology {
     /// `rebalance:` — the `doze gm` rebalancing flags (and the controllers' `--usage-interval`), each optional:
     /// ```yaml
@@ -42,6 +44,44 @@ extension Topology {
 
         var controllerArguments: [String] {
             usageIntervalS.map { ["--usage-interval", "\($0)"] } ?? []
+        }
+    }
+}
+
+extension Topology {
+    /// `energy:` — the `doze gm` energy-saving flags:
+    /// ```yaml
+    /// energy: { power_off: "power-agent.py off {layout}", wake: "power-agent.py on {layout}", idle_s: 60 }
+    /// ```
+    /// A command's first word, when it names a file next to the topology, is made absolute; `{layout}` becomes the
+    /// run directory's layout.json (what `topology/power-agent.py` reads to find the host's processes).
+    public struct Energy: Sendable, Codable {
+        public var powerOff: String
+        public var wake: String
+        public var idleS: Double?
+        public var minAwake: Int?
+        public var wakeTimeoutS: Double?
+        public var agentTimeoutS: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case powerOff = "power_off", wake, idleS = "idle_s", minAwake = "min_awake", wakeTimeoutS = "wake_timeout_s"
+            case agentTimeoutS = "agent_timeout_s"
+        }
+
+        func managerArguments(resolve: (String) -> String, layoutFile: String) -> [String] {
+            func command(_ text: String) -> String {
+                var words = text.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+                if let first = words.first, !first.hasPrefix("/"), FileManager.default.fileExists(atPath: resolve(first)) {
+                    words[0] = resolve(first)
+                }
+                return words.joined(separator: " ").replacingOccurrences(of: "{layout}", with: layoutFile)
+            }
+            var args = ["--power-off-command", command(powerOff), "--wake-command", command(wake)]
+            if let idleS { args += ["--idle-before-sleep", "\(idleS)"] }
+            if let minAwake { args += ["--min-awake", "\(minAwake)"] }
+            if let wakeTimeoutS { args += ["--wake-timeout", "\(wakeTimeoutS)"] }
+            if let agentTimeoutS { args += ["--agent-timeout", "\(agentTimeoutS)"] }
+            return args
         }
     }
 }

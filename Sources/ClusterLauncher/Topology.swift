@@ -56,6 +56,8 @@ public struct Topology: Sendable, Codable {
     public var diskDirs: [String]?
     /// The leader's rebalancing and the usage sampling it rests on (Topology+Rebalance.swift).
     public var rebalance: Rebalance?
+    /// Putting idle hosts to sleep through power agents (Topology+Rebalance.swift).
+    public var energy: Energy?
     public var bootstrap: [Node]
     public var managers: [Node]
     public var controllers: [Node]
@@ -63,7 +65,7 @@ public struct Topology: Sendable, Codable {
     enum CodingKeys: String, CodingKey {
         case name, secret, secretFile = "secret_file", runDir = "run_dir", assignment, multicast
         case vmSubnet = "vm_subnet", dispatch, placement, resultTTLSeconds = "result_ttl_s", migrationsPerHost = "migrations_per_host"
-        case heartbeat, network, etcd, diskDirs = "disk_dirs", rebalance, bootstrap, managers, controllers
+        case heartbeat, network, etcd, diskDirs = "disk_dirs", rebalance, energy, bootstrap, managers, controllers
     }
 
     /// Loads and checks a topology file; errors name the file and the problem.

@@ -285,6 +285,11 @@ public struct HostEntry: Sendable, Equatable, Codable {
     /// Shares of capacity: what the rebalancer's thresholds are compared with.
     public var cpuFraction: Double?
     public var memoryFraction: Double?
+    /// Energy saving: `on`, `powering-off`, `sleeping` or `waking` (a sleeping host's controller is not heard, so
+    /// only the leader's energy saver lists it); nil from a leader without energy saving.
+    public var power: String?
+    /// Why the last power-off or wake of this host failed.
+    public var powerError: String?
     public init(id: String, address: NetworkAddress, groupManagerId: String, draining: Bool, vms: [String],
                 vcpus: Double, vcpusRequested: Double, memoryMiB: Double, memoryMiBRequested: Double, migrations: Int) {
         self.id = id

@@ -184,6 +184,7 @@ struct GroupManagerCommand: AsyncParsableCommand {
 
     @OptionGroup var submission: SubmissionOptions
     @OptionGroup var rebalancing: RebalanceOptions
+    @OptionGroup var energy: EnergyOptions
     @OptionGroup var clusterOptions: ClusterOptions
     @OptionGroup var common: CommonOptions
 
@@ -230,6 +231,7 @@ struct GroupManagerCommand: AsyncParsableCommand {
         }
         cluster.submission = try submission.settings()
         cluster.rebalancing = try rebalancing.settings()
+        cluster.energy = try energy.settings()
         let state = absolutePath(stateDir)
         try await HierarchyRuntime.runGroupManager(
             listen: ListenAddress(host: host, port: port), stateDirectory: state, cluster: cluster,

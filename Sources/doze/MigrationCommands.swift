@@ -275,10 +275,20 @@ struct HostCommand: AsyncParsableCommand {
                     let use = { (fraction: Double?) in fraction.map { "\(Int(($0 * 100).rounded()))%" } ?? "-" }
                     table.add([String(entry.id.prefix(8)), entry.address.shown, "\(Int(entry.vcpusRequested))/\(Int(entry.vcpus))",
                                "\(Int(entry.memoryMiBRequested))/\(Int(entry.memoryMiB))", use(entry.cpuFraction), use(entry.memoryFraction),
-                               "\(entry.vms.count)", "\(entry.migrations)", entry.draining ? "drained" : "open"])
+                               "\(entry.vms.count)", "\(entry.migrations)", HostCommand.scheduling(entry)])
                 }
                 print(table.render())
             }
+        }
+    }
+
+    /// SLEEPING, WAKING and POWERING OFF (energy saving) before drained / open.
+    static func scheduling(_ entry: HostEntry) -> String {
+        switch entry.power {
+        case "sleeping": return "SLEEPING"
+        case "waking": return "WAKING"
+        case "powering-off": return "POWERING OFF"
+        default: return entry.draining ? "drained" : "open"
         }
     }
 

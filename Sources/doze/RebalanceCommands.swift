@@ -79,6 +79,58 @@ struct RebalanceOptions: ParsableArguments {
     static func duration(_ seconds: Double) -> Duration { .milliseconds(Int64((seconds * 1000).rounded())) }
 }
 
+/// Energy saving (issue 12), on `doze gm`: on when both agents are given.
+struct EnergyOptions: ParsableArguments {
+    @Option(help: "Puts an idle host to sleep: a shell command, run with the host's id and HOST:PORT appended; exit 0 once it is down.")
+    var powerOffCommand: String?
+
+    @Option(help: "Wakes a sleeping host when placement needs room, run the same way; exit 0 once it is starting.")
+    var wakeCommand: String?
+
+    @Option(help: "Seconds a host must hold no VM before it is put to sleep.")
+    var idleBeforeSleep: Double = 300
+
+    @Option(help: "Hosts always kept awake.")
+    var minAwake = 1
+
+    @Option(help: "Seconds a woken host has to be heard again before the wake counts as failed.")
+    var wakeTimeout: Double = 120
+
+    @Option(help: "Seconds an agent may run.")
+    var agentTimeout: Double = 120
+
+    func validate() throws { _ = try settings() }
+
+    func settings() throws -> EnergySettings {
+        var settings = EnergySettings()
+        guard (powerOffCommand == nil) == (wakeCommand == nil) else {
+            throw ValidationError("--power-off-command and --wake-command go together: a host put to sleep must be woken")
+        }
+        for (name, command) in [("power-off-command", powerOffCommand), ("wake-command", wakeCommand)] {
+            guard let command else { continue }
+            guard let first = command.split(separator: " ").first, !command.trimmingCharacters(in: .whitespaces).isEmpty else {
+                throw ValidationError("--\(name) is empty")
+            }
+            let program = String(first)
+            if program.contains("/") && !FileManager.default.isExecutableFile(atPath: program) {
+                throw ValidationError("--\(name): \(program) is not an executable file")
+            }
+        }
+        for (name, value) in [("idle-before-sleep", idleBeforeSleep), ("wake-timeout", wakeTimeout), ("agent-timeout", agentTimeout)]
+            where !(value.isFinite && value > 0 && value <= 86_400) {
+            throw ValidationError("--\(name) must be a number of seconds above 0 and at most 86400, got \(value)")
+        }
+        guard minAwake >= 1 else { throw ValidationError("--min-awake must be at least 1, got \(minAwake)") }
+        settings.powerOffCommand = powerOffCommand
+        settings.wakeCommand = wakeCommand
+        settings.saver.idleTime = RebalanceOptions.duration(idleBeforeSleep)
+        settings.saver.minimumAwake = minAwake
+        settings.saver.wakeTimeout = RebalanceOptions.duration(wakeTimeout)
+        settings.agentTimeout = RebalanceOptions.duration(agentTimeout)
+        return settings
+    }
+}
+
 struct RebalanceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rebalance", abstract: "Watch and steer the leader's rebalancing: status, run-now, pause, resume.",

@@ -25,6 +25,8 @@ public struct ClusterSettings: Sendable {
     public var submission = SubmissionSettings()
     /// The leader's rebalancer and the managers' usage windows.
     public var rebalancing = RebalancingSettings()
+    /// Putting idle hosts to sleep and waking them for room (off unless both agents are given).
+    public var energy = EnergySettings()
     /// Read and idle timeouts and the connection cap of this node's HTTP server.
     public var httpLimits = HTTPServerLimits()
 

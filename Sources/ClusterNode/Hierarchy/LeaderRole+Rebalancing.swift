@@ -26,8 +26,7 @@ extension LeaderRole {
     }
 
     func vmUsage(_ vm: String) async throws(DozeError) -> ClusterVMUsage {
-        guard let host = hostOf(vm) else { throw DozeError(.notFound, "no VM '\(vm)' in the cluster (see doze vm list)") }
-        let usage = try await hostUsage(host.id)
+        let usage = try await hostUsage(try await discoverVirtualMachine(vm).localControllerId)
         guard let found = usage.virtualMachines.first(where: { $0.vm == vm }) else {
             throw DozeError(.unavailable, "no usage of VM '\(vm)' yet: it is not running, or its controller has not sampled it twice "
                 + "since it started or arrived")
@@ -37,14 +36,16 @@ extension LeaderRole {
 
     /// `POST /v1/vms/{id}/load`: to the controller that runs the VM (test-driver hosts only; it refuses otherwise).
     func declareLoad(vm: String, body: SyntheticLoadRequest) async throws(DozeError) -> SyntheticLoadDocument {
-        guard let host = hostOf(vm) else { throw DozeError(.notFound, "no VM '\(vm)' in the cluster (see doze vm list)") }
+        // Through discovery, which also finds a VM started or moved a moment ago that the summaries do not list yet.
+        let found = try await discoverVirtualMachine(vm)
+        let control = Endpoint(host: found.localControllerAddress.address, port: found.localControllerAddress.port)
         let escaped = vm.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? vm
         let load = LoadBody(vcpus: body.load.vcpus, memoryMiB: body.load.memoryMiB)
         do {
-            return try await context.peers.call(.POST, host.control, "/v1/vms/\(escaped)/load", body: load, as: SyntheticLoadDocument.self,
+            return try await context.peers.call(.POST, control, "/v1/vms/\(escaped)/load", body: load, as: SyntheticLoadDocument.self,
                                                 timeout: .seconds(10))
         } catch {
-            throw remoteError(error, "local controller \(host.id) did not answer")
+            throw remoteError(error, "local controller \(found.localControllerId) did not answer")
         }
     }
 
@@ -55,9 +56,5 @@ extension LeaderRole {
 
     private func controller(_ id: String) -> ControllerInfo? {
         managers().values.lazy.flatMap(\.controllers).first { $0.id == id }
-    }
-
-    private func hostOf(_ vm: String) -> ControllerInfo? {
-        managers().values.lazy.flatMap(\.controllers).first { $0.vms.contains(vm) }
     }
 }

@@ -41,6 +41,9 @@ actor LeaderRole {
         settings: cluster.rebalancing, migrations: migrations, submissions: submissions, logger: log,
         managers: { [weak self] in await self?.managers() ?? [:] },
         usage: { [weak self] in await self?.clusterUsage() ?? [] })
+    lazy var energy = EnergyCoordinator(settings: cluster.energy, booksLag: (cluster.controllerTimeout + cluster.leaderManagerTimeout) * 2,
+                                        migrations: migrations, logger: log,
+                                        managers: { [weak self] in await self?.managers() ?? [:] })
 
     init(context: GroupManagerContext, term: Term, store: (any ClusterRecordStore)?) {
         self.context = context
@@ -55,14 +58,16 @@ actor LeaderRole {
 
     /// Reads back what earlier leaders recorded (in the background: calls wait for it) and announces the term.
     func start() {
-        let submissions = self.submissions, migrations = self.migrations, rebalancing = self.rebalancing
+        let submissions = self.submissions, migrations = self.migrations, rebalancing = self.rebalancing, energy = self.energy
         _ = apps   // made with the others: every service of the term exists before the first call or tick
         Task {
+            await submissions.setWakeForRoom { limit in await energy.wakeForRoom(within: limit) }
             await submissions.load()
             await submissions.takeOver()
         }
         Task { await migrations.load() }
         Task { await rebalancing.start() }
+        Task { await energy.start() }
         announce()
     }
 
@@ -71,6 +76,7 @@ actor LeaderRole {
         await apps.stop()
         await migrations.stop()
         await rebalancing.stop()
+        await energy.stop()
     }
 
     func managers() -> [NodeID: GroupLeaderState.ManagerRecord] { state.managers }
@@ -264,6 +270,23 @@ actor LeaderRole {
             list.hosts[index].cpuFraction = host.cpuFraction
             list.hosts[index].memoryFraction = host.memoryFraction
         }
+        guard cluster.energy.enabled else { return list }
+        for index in list.hosts.indices {
+            let id = list.hosts[index].id
+            list.hosts[index].power = await energy.power(of: id).rawValue
+            list.hosts[index].powerError = await energy.lastFailure(of: id)
+        }
+        let listed = Set(list.hosts.map(\.id))
+        for record in await energy.records() where !listed.contains(record.id) {
+            var entry = HostEntry(id: record.id, address: NetworkAddress(address: record.address.host, port: record.address.port),
+                                  groupManagerId: record.manager, draining: record.drained, vms: [],
+                                  vcpus: Double(record.capacity.vcpus), vcpusRequested: 0,
+                                  memoryMiB: Double(record.capacity.memoryMiB), memoryMiBRequested: 0, migrations: 0)
+            entry.power = record.power.rawValue
+            entry.powerError = record.lastError
+            list.hosts.append(entry)
+        }
+        list.hosts.sort { $0.id < $1.id }
         return list
     }
 

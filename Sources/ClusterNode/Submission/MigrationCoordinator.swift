@@ -376,6 +376,18 @@ actor MigrationCoordinator {
         }.sorted { $0.id < $1.id })
     }
 
+    /// Sets a host's drained flag without moving anything (the energy saver keeps an empty host that way while it
+    /// powers off, and opens it again once woken).
+    func markDraining(_ id: NodeID, _ draining: Bool) async throws(DozeError) {
+        guard let host = hosts(await managers())[id] else { throw DozeError(.notFound, "no local controller '\(id)' in the cluster") }
+        try await setDraining(host, draining)
+    }
+
+    /// Hosts a queued or running migration leaves from or goes to.
+    func hostsMigrating() -> Set<NodeID> {
+        Set(book.entries.values.filter { $0.phase != .finished }.flatMap { [$0.source, $0.destination] })
+    }
+
     private func setDraining(_ host: Host, _ draining: Bool) async throws(DozeError) {
         do {
             _ = try await peers.call(.POST, host.info.control, "/localcontroller?setDraining", body: draining ? "true" : "false", as: String.self)

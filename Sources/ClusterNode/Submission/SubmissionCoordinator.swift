@@ -32,6 +32,11 @@ actor SubmissionCoordinator {
     /// listed since: from then on the listings alone say whether the name is taken and where the VM is.
     private var reported: Set<String> = []
     private var active = true
+    /// Energy saving: wakes a sleeping host when placement finds no room, true once it is back (bounded).
+    private var wakeForRoom: (@Sendable (Duration) async -> Bool)?
+    static let wakeWait: Duration = .seconds(150)
+
+    func setWakeForRoom(_ wake: @escaping @Sendable (Duration) async -> Bool) { wakeForRoom = wake }
     /// How long a VM that just started keeps its name taken before heartbeats list it.
     static let reportGrace: Duration = .seconds(5)
 
@@ -203,10 +208,21 @@ actor SubmissionCoordinator {
         guard active else { throw DozeError(.unavailable, "this node is no longer the group leader") }
         let described = try await Self.describeTemplates(request, maxVMs: settings.maxVMs)
         try await whenLoaded()
-        let managers = await joinedManagers()
-        let prepared = try prepare(request, described: described, taken: takenNames(managers))
+        var managers = await joinedManagers()
+        var prepared = try prepare(request, described: described, taken: takenNames(managers))
+        var plans = planner.plan(prepared.map(\.request), managers: managers, now: now)
+        // No room: wake sleeping hosts one at a time (each bounded) and plan again, instead of failing at once.
+        let deadline = now + Self.wakeWait
+        while let wake = wakeForRoom, !managers.isEmpty, now < deadline, plans.contains(where: Self.lacksRoom) {
+            planner.onNotRecorded(prepared.map(\.name))
+            let woke = await wake(deadline - now)
+            managers = await self.managers()
+            prepared = try prepare(request, described: described, taken: takenNames(managers))
+            plans = planner.plan(prepared.map(\.request), managers: managers, now: now)
+            if !woke { break }
+            log.info("a sleeping host woke for a submission", metadata: ["doze/vms": "\(prepared.count)"])
+        }
         // No suspension from here to `book.add`: a concurrent submission sees these names taken, this room reserved.
-        let plans = planner.plan(prepared.map(\.request), managers: managers, now: now)
         let vms = zip(prepared, plans).map { Self.taskVM($0, planned: $1) }
         let taskID = UUID().uuidString.lowercased()
         var record = TaskRecord(id: taskID, createdAt: Self.wallMillis, vms: vms, app: app)
@@ -226,6 +242,11 @@ actor SubmissionCoordinator {
         log.info("virtual cluster submitted", metadata: ["doze/task": "\(taskID)", "doze/vms": "\(vms.count)"])
         if !record.isFinal { Task { await self.run(taskID) } }
         return taskID
+    }
+
+    static func lacksRoom(_ plan: SubmissionPlanner.VMPlan) -> Bool {
+        if case .fail(.notEnoughGroupManagerCapacity, _) = plan.directive { return true }
+        return false
     }
 
     /// The leader's view of the managers. Just elected, managers (and their controllers) are still joining: wait
