@@ -320,6 +320,12 @@ public actor LocalController: LocalControllerBackend {
                                               rxBytes: record.rxBytes, txBytes: record.txBytes),
             isAssigned: true, adaptations: record.metadata.adaptations.isEmpty ? nil : record.metadata.adaptations)
         meta.locate(onController: id, at: advertisedAddress)
+        // Snooze's monitoring entry: the VM's use as sampled here ([vCPUs in use, memory KiB, rx B/s, tx B/s]).
+        if record.info.state.isActive, let usage = usageSampler.usage(of: record.info.name) {
+            meta.usedCapacity = ["\(usage.sampledAtMs)": VirtualMachineMonitoringData(
+                timeStamp: usage.sampledAtMs,
+                usedCapacity: [usage.vcpusInUse, usage.memoryUsedMiB * 1024, usage.rxBytesPerSecond, usage.txBytesPerSecond])]
+        }
         return meta
     }
 

@@ -104,6 +104,10 @@ extension ProcessTests {
         }
         let vm = try await c.get("/v1/vms/\(move.vm)/usage", as: ClusterVMUsage.self)
         #expect(vm.synthetic && vm.vcpusInUse == 3 && vm.memoryUsedMiB == 7000 && vm.localControllerId == move.to, "\(vm)")
+        // Snooze's monitoring entry in the VM's metadata carries the same use.
+        let meta = try await c.get("/v1/vms/\(move.vm)", as: VirtualMachineMetaData.self)
+        let entry = try #require(meta.usedCapacity.values.first, "usedCapacity filled: \(meta)")
+        #expect(entry.usedCapacity == [3, 7000 * 1024, 0, 0] && "\(entry.timeStamp)" == meta.usedCapacity.keys.first, "\(entry)")
         let hosts = try await c.get("/v1/hosts", as: HostList.self).hosts
         #expect(hosts.allSatisfy { ($0.cpuFraction ?? 1) < 0.8 && ($0.memoryFraction ?? 1) < 0.8 }, "\(hosts)")
 
