@@ -13,10 +13,11 @@ BIN=${1:-$(swift build --show-bin-path)/doze}
 ROUNDS=${2:-3}
 [ -x "$BIN" ] || { echo "bench-energy-netns: no doze binary at $BIN" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "bench-energy-netns: needs root (network namespaces, libvirtd)" >&2; exit 2; }
+export DOZE_SCRIPTS=$ROOT/scripts   # the launcher's helpers, wherever the binary is
 W=$(mktemp -d /tmp/doze-bench-energy.XXXXXX)
 TOPO=$W/energy.yaml
 BS=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-fail() { echo "FAIL: $*" >&2; tail -n 12 "$W"/cluster/gm-*.log >&2 2>/dev/null || true; exit 1; }
+fail() { echo "FAIL: $*" >&2; cat "$W/up.out" >&2 2>/dev/null || true; tail -n 12 "$W"/cluster/gm-*.log >&2 2>/dev/null || true; exit 1; }
 down() { "$BIN" cluster down "$TOPO" --run-dir "$W/cluster" >/dev/null 2>&1 || echo "bench-energy-netns: cluster down reported a problem" >&2; }
 cleanup() { local rc=$?; down; rm -rf "$W"; exit $rc; }
 trap cleanup EXIT
@@ -44,7 +45,7 @@ count() { doze host list --json 2>/dev/null | python3 -c "import json,sys; print
 run() {  # run ENERGY → prints "ASLEEP_S SUBMIT_S"
   topology "$1"
   rm -rf "$W/cluster"
-  "$BIN" cluster up "$TOPO" --detach --run-dir "$W/cluster" > "$W/up.out" 2>&1 || { cat "$W/up.out"; fail "cluster up"; }
+  "$BIN" cluster up "$TOPO" --detach --run-dir "$W/cluster" > "$W/up.out" 2>&1 || fail "cluster up"
   local t0 asleep=- t1 t2
   t0=$(now)
   if [ "$1" = yes ]; then
@@ -64,7 +65,9 @@ run() {  # run ENERGY → prints "ASLEEP_S SUBMIT_S"
 
 printf '%-6s %-22s %-26s %-26s\n' round "idle hosts asleep (s)" "submit, a host woken (s)" "submit, all awake (s)"
 for r in $(seq "$ROUNDS"); do
-  read -r asleep woken < <(run yes)
-  read -r _ awake < <(run no)
+  run yes > "$W/energy.out" || exit 1
+  run no > "$W/awake.out" || exit 1
+  read -r asleep woken < "$W/energy.out"
+  read -r _ awake < "$W/awake.out"
   printf '%-6s %-22s %-26s %-26s\n' "$r" "$asleep" "$woken" "$awake"
 done
