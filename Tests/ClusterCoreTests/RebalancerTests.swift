@@ -244,6 +244,28 @@ private struct SeededGenerator: RandomNumberGenerator {
         #expect(why.contains("no host can take VM a without going over 80% memory"), "only near-full is a candidate: \(why)")
     }
 
+    /// Placement and controllers refuse a VM whose vCPUs the target's quota cannot hold, whatever they use: the
+    /// rebalancer must not plan such a move (found by scripts/bench-rebalance.py: consolidation kept planning them).
+    @Test func aTargetWhoseVCPUQuotaIsFullIsNeverChosen() throws {
+        var r = try rebalancer()
+        let hosts = [host("hot"), host("full-quota"), host("roomy")]
+        let vms = [VM(id: "a", host: "hot", cpuInUse: 4.5, memoryUsedMiB: 1_000, requestedVCPUs: 6),
+                   VM(id: "b", host: "hot", cpuInUse: 4.4, memoryUsedMiB: 2_000, requestedVCPUs: 6),
+                   VM(id: "idle-wide", host: "full-quota", cpuInUse: 0, memoryUsedMiB: 100, requestedVCPUs: 8),
+                   VM(id: "busy", host: "roomy", cpuInUse: 3, memoryUsedMiB: 100, requestedVCPUs: 3)]
+        _ = r.onObservation(hosts: hosts, vms: vms, now: .zero)
+        let planned = moves(r.onObservation(hosts: hosts, vms: vms, now: .seconds(60)))
+        #expect(planned == [.init(vm: "a", from: "hot", to: "roomy", reason: .overload)],
+                "full-quota is the least loaded but holds only 2 more vCPUs: \(planned)")
+
+        var r2 = try rebalancer()
+        let noRoom = [hosts[0], hosts[1]]
+        _ = r2.onObservation(hosts: noRoom, vms: Array(vms.prefix(3)), now: .zero)
+        let directives = r2.onObservation(hosts: noRoom, vms: Array(vms.prefix(3)), now: .seconds(60))
+        #expect(moves(directives).isEmpty)
+        #expect(refusals(directives).first?.contains("vCPU quota") == true, "\(refusals(directives))")
+    }
+
     @Test func migratingSuspendedAndPinnedVMsNeverMove() throws {
         var r = try rebalancer()
         let hosts = [host("h1"), host("h2", memoryMiB: 100_000)]

@@ -50,6 +50,8 @@ public struct Rebalancer: Sendable {
         public var memoryUsedMiB: Double
         /// Memory the VM asked for, MiB: a target must have room for all of it (a guest may grow to it).
         public var requestedMemoryMiB: Int
+        /// vCPUs the VM was given: a target's quota must hold all of them (placement and controllers count them).
+        public var requestedVCPUs: Int
         public var state: State
         /// Pinned to its host (Snooze's `hostId`): never moved.
         public var pinned: Bool
@@ -57,7 +59,8 @@ public struct Rebalancer: Sendable {
         public var mustNotShareHostWith: Set<String>
 
         public init(id: String, host: NodeID, cpuInUse: Double, memoryUsedMiB: Double, requestedMemoryMiB: Int? = nil,
-                    state: State = .running, pinned: Bool = false, mustNotShareHostWith: Set<String> = []) {
+                    requestedVCPUs: Int? = nil, state: State = .running, pinned: Bool = false, mustNotShareHostWith: Set<String> = []) {
+            self.requestedVCPUs = requestedVCPUs ?? Int(cpuInUse.rounded(.up))
             self.id = id
             self.host = host
             self.cpuInUse = cpuInUse

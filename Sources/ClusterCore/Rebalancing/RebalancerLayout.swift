@@ -7,6 +7,7 @@ extension Rebalancer {
             var cpu = 0.0                  // vCPUs in use
             var memoryUsedMiB = 0.0
             var memoryRequestedMiB = 0
+            var vcpusRequested = 0
         }
 
         let settings: Settings
@@ -75,6 +76,9 @@ extension Rebalancer {
             if used.memoryRequestedMiB + vm.requestedMemoryMiB > host.capacity.memoryMiB {
                 return .requestedMemory(vm.requestedMemoryMiB)
             }
+            if used.vcpusRequested + vm.requestedVCPUs > host.capacity.vcpus {
+                return .requestedVCPUs(vm.requestedVCPUs)
+            }
             let slack = 1e-9   // sums of fractions must not refuse an exact fit
             if Self.fraction(used.cpu + vm.cpuInUse, of: host.capacity.vcpus) > settings.cpu.high + slack {
                 return .over(.cpu, settings.cpu.high)
@@ -100,6 +104,7 @@ extension Rebalancer {
             load[host, default: Load()].cpu += vm.cpuInUse
             load[host, default: Load()].memoryUsedMiB += vm.memoryUsedMiB
             load[host, default: Load()].memoryRequestedMiB += vm.requestedMemoryMiB
+            load[host, default: Load()].vcpusRequested += vm.requestedVCPUs
         }
 
         fileprivate mutating func remove(_ vmID: String, from host: NodeID) {
@@ -109,6 +114,7 @@ extension Rebalancer {
             load[host]?.cpu -= vm.cpuInUse
             load[host]?.memoryUsedMiB -= vm.memoryUsedMiB
             load[host]?.memoryRequestedMiB -= vm.requestedMemoryMiB
+            load[host]?.vcpusRequested -= vm.requestedVCPUs
         }
     }
 
@@ -121,6 +127,7 @@ extension Rebalancer {
         case unknown, asleep, draining, unschedulable
         case sharesHost(with: String)
         case requestedMemory(Int)
+        case requestedVCPUs(Int)
         case over(Resource, Double)
 
         var phrase: String {
@@ -131,6 +138,7 @@ extension Rebalancer {
             case .unschedulable: return "using an unschedulable host"
             case .sharesHost(let peer): return "sharing a host with VM \(peer) of its app"
             case .requestedMemory(let mib): return "running out of memory for the \(mib) MiB it requested"
+            case .requestedVCPUs(let vcpus): return "going over the host's vCPU quota with the \(vcpus) vCPU(s) it was given"
             case .over(let resource, let high): return "going over \(percent(high)) \(resource.rawValue)"
             }
         }

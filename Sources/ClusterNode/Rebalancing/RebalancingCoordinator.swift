@@ -170,7 +170,8 @@ actor RebalancingCoordinator {
                                            state: "running", startedAt: Self.wallMillis,
                                            sourceCPUFraction: source.cpu, sourceMemoryFraction: source.memory)
         do {
-            let record = try await migrations.migrate(MigrationSubmission(vm: move.vm, to: move.to), knownSource: move.from,
+            // Queued past the per-host limit, like a drain's: a round may plan more moves on one host than run at once.
+            let record = try await migrations.migrate(MigrationSubmission(vm: move.vm, to: move.to), queue: true, knownSource: move.from,
                                                       reason: move.reason.rawValue)
             entry.migrationId = record.id
             entry.state = record.state.rawValue
@@ -265,7 +266,8 @@ actor RebalancingCoordinator {
                     knownMemory += Double(vm.memoryMiB)
                     let state: Rebalancer.VM.State = migrating.contains(vm.vm) ? .migrating : vm.paused ? .suspended : .running
                     observation.vms.append(Rebalancer.VM(id: vm.vm, host: controller.id, cpuInUse: vm.vcpusInUse, memoryUsedMiB: vm.memoryUsedMiB,
-                                                         requestedMemoryMiB: vm.memoryMiB, state: state, pinned: pinned.contains(vm.vm)))
+                                                         requestedMemoryMiB: vm.memoryMiB, requestedVCPUs: vm.vcpus, state: state,
+                                                         pinned: pinned.contains(vm.vm)))
                 }
                 let unknown = controller.vms.filter { !known.contains($0) }
                 if !unknown.isEmpty {
@@ -274,7 +276,8 @@ actor RebalancingCoordinator {
                     let memory = max(0, requested.memoryKiB / 1024 - knownMemory) / Double(unknown.count)
                     for name in unknown {
                         observation.vms.append(Rebalancer.VM(id: name, host: controller.id, cpuInUse: cpu, memoryUsedMiB: memory,
-                                                             requestedMemoryMiB: Int(memory.rounded(.up)), pinned: true))
+                                                             requestedMemoryMiB: Int(memory.rounded(.up)), requestedVCPUs: Int(cpu.rounded(.up)),
+                                                             pinned: true))
                     }
                 }
                 var used = (cpu: 0.0, memory: 0.0)
