@@ -435,7 +435,8 @@ def optimum_instance(c, ids, loads):
         return mine if not bad and not running and mine and time.time() - last > DWELL + 2 * ROUND else None
     mine = wait(quiet, 45, "P, Q and R back under the thresholds and no move for a while", step=0.25)
     relieved_after = max(m.get("finishedAt") or m["startedAt"] for m in mine) / 1000 - t0
-    rounds_used = len({m["startedAt"] // 500 for m in mine})
+    starts = sorted(m["startedAt"] for m in mine)   # moves of one round start within a few ms of each other
+    rounds_used = 1 + sum(1 for a, b in zip(starts, starts[1:]) if b - a > 500)
     name_of = {v: k for k, v in pqr.items()}
     done = [m for m in mine if m["state"] == "completed"]
     print(f"   optimum (exhaustive search over VM -> host assignments, {search_s:.2f} s): {k_all} moves "
