@@ -172,14 +172,20 @@ class Cluster:
         """A manual migration, waited for (retried while a per-host migration limit refuses it)."""
         if self.where(vm) == to:
             return None
+        refusal = []
+
         def start():
             status, body = request("POST", self.url + "/v1/migrations", {"vm": vm, "to": to})
             if status in (200, 202):
                 return body
             if status in (409, 503, 429):
+                refusal[:] = [f"HTTP {status} {body}"]
                 return None
             raise RuntimeError(f"migrate {vm}: HTTP {status} {body}")
-        rec = wait(start, 20, f"migration of {vm} started", step=0.1)
+        try:
+            rec = wait(start, 20, f"migration of {vm} started", step=0.1)
+        except Timeout as e:
+            raise Timeout(f"{e}; last refusal: {refusal}") from None
         done = wait(lambda: (lambda r: r if r["state"] in ("completed", "failed", "aborted") else None)(
             self.get(f"/v1/migrations/{rec['id']}?wait=5", timeout=10)), 30, f"migration of {vm}")
         if done["state"] != "completed":
