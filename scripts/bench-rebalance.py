@@ -185,7 +185,8 @@ class Cluster:
         try:
             rec = wait(start, 20, f"migration of {vm} started", step=0.1)
         except Timeout as e:
-            raise Timeout(f"{e}; last refusal: {refusal}") from None
+            books = next((h for h in self.hosts() if h["id"] == to), None)
+            raise Timeout(f"{e}; last refusal: {refusal}; the destination in GET /v1/hosts: {books}") from None
         done = wait(lambda: (lambda r: r if r["state"] in ("completed", "failed", "aborted") else None)(
             self.get(f"/v1/migrations/{rec['id']}?wait=5", timeout=10)), 30, f"migration of {vm}")
         if done["state"] != "completed":
@@ -300,16 +301,25 @@ def relief(c, ids, rounds):
             mig = wait(lambda: (lambda x: x if x.get("durationMs") is not None else None)(
                 c.get(f"/v1/migrations/{mine[0]['migrationId']}")), 10, "migration record complete")
         planned = mine[0]["startedAt"] / 1000 if mine else None
+        # Does the VM's own record (GET /v1/vms/ID) already name the host the move went to?
+        where_lag = None
+        if mine:
+            seen_at = time.time()
+            first = c.where(mine[0]["vm"])
+            if first != mine[0]["to"]:
+                wait(lambda: c.where(mine[0]["vm"]) == mine[0]["to"], 10, f"{mine[0]['vm']} listed on its new host")
+                where_lag = time.time() - seen_at
         dur = (mig or {}).get("durationMs", 0) / 1000
         results.append(dict(host=host, total=back - t0, crossing=crossed - t0,
                             to_plan=(planned - crossed) if planned else None,
                             migration=dur, after=(back - planned - dur) if planned else None,
                             moves=len(mine), reasons=sorted({m["reason"] for m in mine}), vm=mine[0]["vm"] if mine else None,
-                            target=WINDOW * 2 + dur, peak=peak))
+                            target=WINDOW * 2 + dur, peak=peak, where_lag=where_lag))
         x = results[-1]
         print(f"   round {r + 1}: host {host[:8]}  back under after {x['total']:.2f} s  (target {x['target']:.2f} s)  "
               f"= crossing {x['crossing']:.2f} + dwell and round {x['to_plan'] or 0:.2f} + migration {x['migration']:.3f} "
-              f"+ seen {x['after'] or 0:.2f}; {x['moves']} move(s) {x['reasons']} ({x['vm']}), peak cpu {peak:.1%}")
+              f"+ seen {x['after'] or 0:.2f}; {x['moves']} move(s) {x['reasons']} ({x['vm']}), peak cpu {peak:.1%}"
+              + (f"; GET /v1/vms/{x['vm']} named the old host for {where_lag:.2f} s more" if where_lag else ""))
         # Cool the hot VMs down before the next round.
         for vm in ("hot-a", "hot-b"):
             c.load(vm, *COLD_LOAD)
@@ -394,12 +404,12 @@ def optimum_instance(c, ids, loads):
     print("\n== 2. moves vs the optimum: 3 overloaded hosts (P, Q, R), 15 VMs with varied declared loads, "
           f"{len(ids) - 3} other hosts")
     c.post("/v1/rebalancing/pause", None, ok=(200,))
-    # The base VMs of P, Q, R go elsewhere; the hot VMs too if they sit there.
-    pqr = {}
-    taken = {loads["hot-a"][0], loads["hot-b"][0]}
-    for name in INSTANCE:
-        pqr[name] = next(h for h in ids if h not in taken and h not in pqr.values())
-    spare = [h for h in ids if h not in pqr.values()]
+    # P, Q, R are hosts 6-8; their base VMs go elsewhere, and the two (cold) hot VMs to the last host.
+    pqr = dict(zip(INSTANCE, ids[5:8]))
+    spare = [h for h in ids if h not in pqr.values() and h != ids[-1]]
+    for vm in ("hot-a", "hot-b"):
+        c.migrate(vm, ids[-1])
+        loads[vm] = (ids[-1],) + loads[vm][1:]
     for i, (vm, x) in enumerate(sorted(loads.items())):
         if x[0] in pqr.values():
             to = spare[i % len(spare)]
@@ -409,6 +419,15 @@ def optimum_instance(c, ids, loads):
     placed = c.submit(specs)
     for vm, vc, mib in specs:
         c.load(vm, 0.1, 100)
+    # Placement may have put some of them on P, Q or R (they were the emptiest hosts): those that belong on another
+    # go to a spare host with room first.
+    home = {vm: pqr[name] for name in INSTANCE for vm, *_ in INSTANCE[name]}
+    size = {vm: (vc, mib) for vm, vc, mib in specs}
+    for vm, host in sorted(placed.items()):
+        if host in pqr.values() and home[vm] != host:
+            room = {h["id"]: (HOST_CPUS - h["vcpusRequested"], HOST_MIB - h["memoryMiBRequested"]) for h in c.hosts()}
+            to = next(h for h in spare if room[h][0] >= size[vm][0] and room[h][1] >= size[vm][1])
+            c.migrate(vm, to)
     for name, vms in INSTANCE.items():
         for vm, vc, mib, cpu, mem in vms:
             c.migrate(vm, pqr[name])
@@ -661,6 +680,9 @@ def main():
                 loads = {}
                 for (n, *_), host in zip(base, ids):
                     loads[n] = (c.where(n), BASE[0], BASE[1], BASE[2], BASE[3])
+                # Moves still under way end first (the VMs' records name their hosts once they have).
+                wait(lambda: all(m["state"] in ("completed", "failed", "aborted", "refused")
+                                 for m in c.rebalancing()["moves"]), 20, "rebalancing moves ended")
                 for vm in ("hot-a", "hot-b"):
                     c.load(vm, *COLD_LOAD)
                     loads[vm] = (c.where(vm), HOT[0], HOT[1]) + COLD_LOAD
