@@ -601,16 +601,28 @@ def consolidation(c, ids, prefix, two_vcpus, limit):
         states[m["state"]] = states.get(m["state"], 0) + 1
     reasons = sorted({m["reason"] for m in moves})
     errors = sorted({(m.get("error") or "")[:160] for m in moves if m["state"] != "completed"})
+    pairs = {}
+    for m in moves:
+        if m["state"] != "completed":
+            pairs[(m["vm"], m["to"])] = pairs.get((m["vm"], m["to"]), 0) + 1
+    repeated = sum(1 for n in pairs.values() if n > 1)
+    ended = [m["finishedAt"] for m in moves if m["state"] == "completed" and m.get("finishedAt")]
+    last_done = (max(ended) / 1000 - t0) if ended else None
+    rounds = 1 + sum(1 for a, b in zip(sorted(m["startedAt"] for m in moves), sorted(m["startedAt"] for m in moves)[1:]) if b - a > 2000) if moves else 0
     print(f"   optimum under the rebalancer's own fit rule (thresholds, memory asked): {opt_rule[0]} hosts "
           f"(lower bound {opt_rule[1]}, FFD {opt_rule[2]}; {opt_rule[3]})")
     print(f"   optimum with the vCPU quota a migration's destination enforces too: {opt_quota[0]} hosts "
           f"(lower bound {opt_quota[1]}, FFD {opt_quota[2]}; {opt_quota[3]})")
     print(f"   consolidation: {len(used)} hosts still used, {freed} freed (best possible {len(ids) - opt_quota[0]}), "
-          f"{len(moves)} migrations planned {states} {reasons} over {time.time() - t0:.1f} s")
-    for e in errors:
-        print(f"     not completed: {e}")
+          f"{len(moves)} migrations planned {states} {reasons} in {rounds} consolidation rounds over {time.time() - t0:.1f} s"
+          + (f"; the last completed one ended {last_done:.1f} s after resume" if last_done is not None else ""))
+    if pairs:
+        print(f"   moves not completed: {sum(pairs.values())} ({len(pairs)} distinct VM -> host pairs, {repeated} planned again "
+              f"in a later round); e.g.:")
+        for e in errors[:3]:
+            print(f"     {e}")
     return dict(used=len(used), freed=freed, best_freed=len(ids) - opt_quota[0], opt_rule=opt_rule, opt_quota=opt_quota,
-                moves=len(moves), states=states, reasons=reasons, errors=errors,
+                moves=len(moves), states=states, reasons=reasons, errors=errors, rounds=rounds, last_done=last_done,
                 completed=states.get("completed", 0))
 
 
