@@ -475,6 +475,9 @@ def optimum_instance(c, ids, loads):
     others = [m for m in mine if m["from"] not in name_of]
     if others:
         print(f"   moves from other hosts: {[(m['vm'], m['reason']) for m in others]}")
+    mib = lambda names: sum(loads[v][4] for v in names)
+    print(f"   memory in use moved: rebalancer {mib([m['vm'] for m in mine]):.0f} MiB, the optimum's moves "
+          f"{mib(best):.0f} MiB (the fewest moves need not move the least memory)")
     print(f"   rebalancer: {len(mine)} moves ({len(done)} completed) in {rounds_used} round(s), last ended "
           f"{relieved_after:.2f} s after resume; optimum {k_all}; ratio {len(mine) / k_all:.2f}")
     return dict(moves=len(mine), completed=len(done), optimum=k_all, per_host=per_host,
@@ -485,7 +488,7 @@ def optimum_instance(c, ids, loads):
 # ---------------------------------------------------------------------------------------------------------------
 # 3. Hosts freed by consolidation
 
-CONSOLIDATION_MIN, BUDGET3 = 0.2, 8
+CONSOLIDATION_MIN, BUDGET3 = 0.15, 8
 
 
 def light_vms(prefix, two_vcpus):
@@ -583,14 +586,16 @@ def consolidation(c, ids, prefix, two_vcpus, limit):
 
     last_change, last_count = time.time(), None
     end = time.monotonic() + limit
+    stopped = "the time limit"
     while time.monotonic() < end:
         moves = c.moves_since(int(t0 * 1000))
-        count = len(moves)
+        count = sum(1 for m in moves if m["state"] == "completed")
         if count != last_count:
             last_count, last_change = count, time.time()
         running = [m for m in moves if m["state"] not in ("completed", "failed", "aborted", "refused")]
-        # Done when a consolidation round passed without a new move.
-        if not running and count and time.time() - last_change > interval + 3:
+        # Done when two consolidation rounds passed without a completed move (refused ones may go on being planned).
+        if not running and count and time.time() - last_change > 2 * interval + 2:
+            stopped = "two rounds without a completed move"
             break
         time.sleep(0.5)
     moves = c.moves_since(int(t0 * 1000))
@@ -615,7 +620,8 @@ def consolidation(c, ids, prefix, two_vcpus, limit):
           f"(lower bound {opt_quota[1]}, FFD {opt_quota[2]}; {opt_quota[3]})")
     print(f"   consolidation: {len(used)} hosts still used, {freed} freed (best possible {len(ids) - opt_quota[0]}), "
           f"{len(moves)} migrations planned {states} {reasons} in {rounds} consolidation rounds over {time.time() - t0:.1f} s"
-          + (f"; the last completed one ended {last_done:.1f} s after resume" if last_done is not None else ""))
+          + (f"; the last completed one ended {last_done:.1f} s after resume" if last_done is not None else "")
+          + f"; stopped after {stopped}")
     if pairs:
         print(f"   moves not completed: {sum(pairs.values())} ({len(pairs)} distinct VM -> host pairs, {repeated} planned again "
               f"in a later round); e.g.:")
@@ -712,10 +718,10 @@ def main():
             c.up()
             ids = c.controller_ids()
             interval = CONSOLIDATION_MIN * 60
-            r1 = consolidation(c, ids, "light-", False, limit=4 * interval + 10)
+            r1 = consolidation(c, ids, "light-", False, limit=10 * interval)
             destroy(c, [v[0] for v in light_vms("light-", False)])
             wait(lambda: not any(h["vms"] for h in c.hosts()), 20, "every light VM destroyed", step=0.25)
-            r2 = consolidation(c, ids, "wide-", True, limit=4 * interval + 10)
+            r2 = consolidation(c, ids, "wide-", True, limit=10 * interval)
             for line in (c.log_lines("refused") + c.log_lines("error"))[-8:]:
                 print("   log:", line[:300])
             c.stop()
