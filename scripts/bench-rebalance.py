@@ -353,7 +353,7 @@ def relieved(h):
 
 def fewest_moves(hosts, vms, overloaded, limit=8):
     """Exhaustive search: the fewest VMs moved (from the overloaded hosts; any target) after which every overloaded
-    host is below high - hysteresis and every host fits. hosts: {id: load dict}; vms: {vm: (host, vcpus, mib, cpu, mem)}.
+    host is below high - hysteresis and every host fits; of those, the set that moves the least memory in use. hosts: {id: load dict}; vms: {vm: (host, vcpus, mib, cpu, mem)}.
     Tries every subset of size k = 1, 2, ... and every assignment of it (hosts in the same state tried once)."""
     movable = sorted(v for v, x in vms.items() if x[0] in overloaded)
 
@@ -385,7 +385,8 @@ def fewest_moves(hosts, vms, overloaded, limit=8):
         return False
 
     for k in range(0, min(limit, len(movable)) + 1):
-        for subset in itertools.combinations(movable, k):
+        # Of the subsets of this size that work, the one that moves the least memory in use.
+        for subset in sorted(itertools.combinations(movable, k), key=lambda sub: (sum(vms[v][4] for v in sub), sub)):
             state = {h: dict(x) for h, x in hosts.items()}
             # Quick test: the sources relieved once the subset leaves.
             for vm in subset:
@@ -472,12 +473,15 @@ def optimum_instance(c, ids, loads):
     for name in INSTANCE:
         ms = by_host.get(name, [])
         print(f"   rebalancer on {name}: {len(ms)} moves ({', '.join(m['vm'] + ' ' + m['state'] for m in ms)}) vs optimum {per_host[name]}")
+    for m in mine:
+        if m["state"] != "completed":
+            print(f"     {m['vm']} ({name_of.get(m['from'], '?')} -> {m['to'][:8]}) {m['state']}: {m.get('error')}")
     others = [m for m in mine if m["from"] not in name_of]
     if others:
         print(f"   moves from other hosts: {[(m['vm'], m['reason']) for m in others]}")
     mib = lambda names: sum(loads[v][4] for v in names)
-    print(f"   memory in use moved: rebalancer {mib([m['vm'] for m in mine]):.0f} MiB, the optimum's moves "
-          f"{mib(best):.0f} MiB (the fewest moves need not move the least memory)")
+    print(f"   memory in use moved: rebalancer {mib([m['vm'] for m in mine]):.0f} MiB; the optimum's moves (the cheapest "
+          f"set of {k_all}) {mib(best):.0f} MiB")
     print(f"   rebalancer: {len(mine)} moves ({len(done)} completed) in {rounds_used} round(s), last ended "
           f"{relieved_after:.2f} s after resume; optimum {k_all}; ratio {len(mine) / k_all:.2f}")
     return dict(moves=len(mine), completed=len(done), optimum=k_all, per_host=per_host,
