@@ -262,8 +262,9 @@ public actor LocalController: LocalControllerBackend {
                 try Validation.networkDemand(demand.txBytes, what: "txBytes")
                 let submission = DomainPreparation.Submission(meta)
                 let prepared = try preparation.prepare(submission, imagePool: Self.listImagePool(config.imagePool.path))
-                let submitted = DozeDomainMetadata(rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress,
+                var submitted = DozeDomainMetadata(rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress,
                                                    adaptations: prepared.adaptations)
+                submitted.highlyAvailable = meta.ha == true
                 let (record, _) = try await startVM(xml: prepared.xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
                                                     metadata: submitted)
                 let imageId = meta.imageId
@@ -320,6 +321,7 @@ public actor LocalController: LocalControllerBackend {
                                               rxBytes: record.rxBytes, txBytes: record.txBytes),
             isAssigned: true, adaptations: record.metadata.adaptations.isEmpty ? nil : record.metadata.adaptations)
         meta.locate(onController: id, at: advertisedAddress)
+        if record.metadata.highlyAvailable { meta.ha = true }
         return meta
     }
 
