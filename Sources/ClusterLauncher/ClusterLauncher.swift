@@ -94,6 +94,7 @@ public struct ClusterLauncher {
             if let placement = topology.placement { args += ["--placement", placement] }
             if let resultTTL = topology.resultTTLSeconds { args += ["--result-ttl", "\(resultTTL)"] }
             if let perHost = topology.migrationsPerHost { args += ["--migrations-per-host", "\(perHost)"] }
+            if let fence = topology.fenceCommand { args += ["--fence-command", URL(fileURLWithPath: resolve(fence)).standardizedFileURL.path] }
             if let etcd = topology.etcdLayout(runDirectory: runDirectory) {
                 args += ["--etcd", etcd.endpoints, "--etcd-prefix", etcd.prefix]
                 if let ttl = etcd.leaseTTLSeconds { args += ["--lease-ttl", "\(ttl)"] }

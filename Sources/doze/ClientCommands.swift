@@ -177,6 +177,9 @@ struct SubmitCommand: AsyncParsableCommand {
     @Option(help: "Pin every VM to this group manager or local controller id.")
     var host: String?
 
+    @Flag(help: "Mark every VM highly available: if its host dies, it is restarted on another host once that host is fenced.")
+    var ha = false
+
     @OptionGroup var client: ClientOptions
 
     func validate() throws {
@@ -202,6 +205,7 @@ struct SubmitCommand: AsyncParsableCommand {
                     origins.append(path)
                 }
             }
+            if ha { for i in vms.indices { vms[i].ha = true } }
             let api = try client.client()
             let start = ContinuousClock.now
             let accepted: ByteBuffer

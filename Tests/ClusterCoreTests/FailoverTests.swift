@@ -18,7 +18,7 @@ import Testing
 
     @Test func aDeadHostsHAVMsRestartOnlyAfterItIsFenced() {
         var failover = Self.cluster()
-        let down = failover.onControllerDown("h1", now: .seconds(3))
+        let down = failover.onControllerDown("h1", vms: ["a", "b"], highlyAvailable: ["a", "c"], now: .seconds(3))
         #expect(down.contains(.fence("h1", attempt: 1)))
         #expect(!down.contains { if case .restart = $0 { true } else { false } }, "nothing restarts before the fence: \(down)")
         #expect(failover.unknownVMs.map(\.name) == ["a", "b"])
@@ -40,9 +40,17 @@ import Testing
         #expect(failover.unknownVMs.map(\.name) == ["b"])
     }
 
+    @Test func aVMStartedJustBeforeItsHostDiedIsProtectedThoughNoViewListedIt() {
+        var failover = Self.cluster()
+        // "d" started on h1 a moment ago; no view listed it before h1 died.
+        let down = failover.onControllerDown("h1", vms: ["a", "b", "d"], highlyAvailable: ["a", "c", "d"], now: .seconds(3))
+        #expect(down.contains(.markedUnknown(["a", "b", "d"], host: "h1", reason: "its host is down; fencing it before restarting HA VMs elsewhere")))
+        #expect(failover.onFenceSucceeded("h1", now: .seconds(4)) == [.persist, .restart("a", avoiding: ["h1"]), .restart("d", avoiding: ["h1"])])
+    }
+
     @Test func withoutAFenceAgentNothingIsEverRestarted() {
         var failover = Self.cluster(canFence: false)
-        let down = failover.onControllerDown("h1", now: .seconds(3))
+        let down = failover.onControllerDown("h1", vms: [], highlyAvailable: [], now: .seconds(3))
         #expect(down.contains(.markedUnknown(["a", "b"], host: "h1", reason: "its host is down and no fence agent is configured: not restarted elsewhere")))
         var all = down
         for second in 4...60 {
@@ -59,7 +67,7 @@ import Testing
 
     @Test func aFailingFenceIsRetriedWithBackOffAndNeverLeadsToARestart() {
         var failover = Self.cluster()
-        _ = failover.onControllerDown("h1", now: .seconds(3))
+        _ = failover.onControllerDown("h1", vms: [], highlyAvailable: [], now: .seconds(3))
         var directives: [Failover.Directive] = []
         var fences: [Duration] = [.seconds(3)]
         var now = Duration.seconds(3)
@@ -87,7 +95,7 @@ import Testing
 
     @Test func aHostBackBeforeItWasFencedKeepsItsVMs() {
         var failover = Self.cluster()
-        _ = failover.onControllerDown("h1", now: .seconds(3))
+        _ = failover.onControllerDown("h1", vms: [], highlyAvailable: [], now: .seconds(3))
         _ = failover.onFenceFailed("h1", error: "timed out after 30 s", now: .seconds(4))
         _ = failover.onView(listed: ["a": ["h1"], "b": ["h1"], "c": ["h2"]], hostsInView: ["h1", "h2", "h3"],
                             highlyAvailable: ["a", "c"], now: .seconds(5))
@@ -99,7 +107,7 @@ import Testing
     @Test func aFenceThatSucceedsAfterTheHostCameBackStillRestartsItsVMs() {
         // The fence killed the host after it re-joined: what it reported is dead too.
         var failover = Self.cluster()
-        _ = failover.onControllerDown("h1", now: .seconds(3))
+        _ = failover.onControllerDown("h1", vms: [], highlyAvailable: [], now: .seconds(3))
         _ = failover.onView(listed: ["a": ["h1"], "b": ["h1"], "c": ["h2"]], hostsInView: ["h1", "h2", "h3"],
                             highlyAvailable: ["a", "c"], now: .seconds(4))
         #expect(failover.fencing["h1"] == .fencing(attempt: 1), "a running fence is not forgotten")
@@ -108,7 +116,7 @@ import Testing
 
     @Test func aReturningFencedHostIsToldToDestroyItsStaleCopies() {
         var failover = Self.cluster()
-        _ = failover.onControllerDown("h1", now: .seconds(3))
+        _ = failover.onControllerDown("h1", vms: [], highlyAvailable: [], now: .seconds(3))
         _ = failover.onFenceSucceeded("h1", now: .seconds(4))
         _ = failover.onView(listed: ["a": ["h3"], "c": ["h2"]], hostsInView: ["h2", "h3"], highlyAvailable: ["a", "c"], now: .seconds(5))
         #expect(failover.staleVMs(on: "h1") == ["a"] && failover.staleVMs(on: "h3") == [])
@@ -129,7 +137,7 @@ import Testing
 
     @Test func aFailedRestartIsSubmittedAgainAfterThePause() {
         var failover = Self.cluster()
-        _ = failover.onControllerDown("h1", now: .seconds(3))
+        _ = failover.onControllerDown("h1", vms: [], highlyAvailable: [], now: .seconds(3))
         _ = failover.onFenceSucceeded("h1", now: .seconds(4))
         _ = failover.onRestartSubmitted("a", task: "t1")
         _ = failover.onRestartFailed("a", reason: "NOT_ENOUGH_GROUP_MANAGER_CAPACITY", now: .seconds(5))
@@ -140,7 +148,7 @@ import Testing
 
     @Test func aNewLeaderFinishesAFailoverOnceFromTheRecords() {
         var old = Self.cluster()
-        _ = old.onControllerDown("h1", now: .seconds(3))
+        _ = old.onControllerDown("h1", vms: [], highlyAvailable: [], now: .seconds(3))
         _ = old.onFenceSucceeded("h1", now: .seconds(4))
         // The old leader recorded the restart of a and died before submitting it; c's host died too, unseen.
         let records = Array(old.records.values)
@@ -164,7 +172,7 @@ import Testing
 
     @Test func aRestartAnEarlierLeaderSubmittedIsFollowedNotRepeated() {
         var old = Self.cluster()
-        _ = old.onControllerDown("h1", now: .seconds(3))
+        _ = old.onControllerDown("h1", vms: [], highlyAvailable: [], now: .seconds(3))
         _ = old.onFenceSucceeded("h1", now: .seconds(4))
         _ = old.onRestartSubmitted("a", task: "t1")
         var next = Failover(records: Array(old.records.values), settings: Self.settings())
@@ -185,7 +193,7 @@ import Testing
             _ = failover.onView(listed: ["a": ["h1"], "c": ["h2"]], hostsInView: ["h1", "h2", "h3"], highlyAvailable: ["a", "c"], now: .seconds(second))
         }
         #expect(failover.records["b"] == nil)
-        #expect(failover.onControllerDown("h1", now: .seconds(10)).contains(.markedUnknown(["a"], host: "h1",
+        #expect(failover.onControllerDown("h1", vms: [], highlyAvailable: [], now: .seconds(10)).contains(.markedUnknown(["a"], host: "h1",
                                                                                           reason: "its host is down; fencing it before restarting HA VMs elsewhere")))
     }
 
@@ -234,7 +242,7 @@ import Testing
             let roll = rng.next() % 100
             if roll < 3, alive.count > 2, let victim = alive.sorted().randomElement(using: &rng) {
                 alive.remove(victim)
-                carry(failover.onControllerDown(victim, now: now))
+                carry(failover.onControllerDown(victim, vms: running[victim, default: []], highlyAvailable: ha, now: now))
             } else if roll < 6, let back = Set(hosts).subtracting(alive).sorted().randomElement(using: &rng) {
                 // As its controller does on re-joining: destroy what the leader says moved, then report.
                 for vm in failover.staleVMs(on: back) { running[back]?.remove(vm) }

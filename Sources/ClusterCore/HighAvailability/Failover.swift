@@ -129,8 +129,18 @@ public struct Failover: Sendable {
 
     // MARK: - Events
 
-    /// MUST be invoked when the leader declares a local controller dead (`GroupLeaderState`'s `.controllerDown`).
-    public mutating func onControllerDown(_ host: NodeID, now: MonotonicTime) -> [Directive] {
+    /// MUST be invoked when the leader declares a local controller dead (`GroupLeaderState`'s `.controllerDown`),
+    /// with the VMs the leader last knew there (its last report, and VMs just started there that no view listed
+    /// yet) and which VMs are marked `ha`.
+    public mutating func onControllerDown(_ host: NodeID, vms: Set<String>, highlyAvailable: Set<String>,
+                                          now: MonotonicTime) -> [Directive] {
+        for vm in vms where records[vm] == nil {
+            records[vm] = VMRecord(name: vm, ha: highlyAvailable.contains(vm), phase: .running(on: host))
+        }
+        return hostDown(host, now: now)
+    }
+
+    private mutating func hostDown(_ host: NodeID, now: MonotonicTime) -> [Directive] {
         missingSince[host] = nil
         let names = records.values.filter { $0.phase == .running(on: host) }.map(\.name).sorted()
         for name in names { records[name]!.phase = .lost(from: host) }
@@ -264,7 +274,7 @@ public struct Failover: Sendable {
         for host in missing.sorted() {
             let since = missingSince[host] ?? now
             missingSince[host] = since
-            if now - since >= settings.missingHostGrace { directives += onControllerDown(host, now: now) }
+            if now - since >= settings.missingHostGrace { directives += hostDown(host, now: now) }
         }
         // HA VMs recorded lost (by an earlier leader, or before a fence gave up and the grace ran out) whose host
         // is still away and not being fenced: fence it.

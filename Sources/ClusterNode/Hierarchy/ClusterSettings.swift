@@ -23,6 +23,8 @@ public struct ClusterSettings: Sendable {
     /// node listens, so nodes find the leader without a bootstrap. Unicast is always used as well.
     public var multicast: Endpoint?
     public var submission = SubmissionSettings()
+    /// VM high availability: how the leader fences a dead host before restarting its HA VMs elsewhere.
+    public var highAvailability = HighAvailabilitySettings()
     /// Read and idle timeouts and the connection cap of this node's HTTP server.
     public var httpLimits = HTTPServerLimits()
 

@@ -69,6 +69,13 @@ final class EtcdRecordStore: ClusterRecordStore, @unchecked Sendable {
         }
     }
 
+    func saveFailover(_ records: FailoverRecords) throws { enqueue("\(prefix)/failover", try encode(records)) }
+
+    func loadFailover() async throws -> FailoverRecords? {
+        guard let data = try await client.get("\(prefix)/failover").kv?.value else { return nil }
+        return try JSONDecoder().decode(FailoverRecords.self, from: data)
+    }
+
     func flush() async throws {
         let last = lock.withLock { tail }
         await last?.value

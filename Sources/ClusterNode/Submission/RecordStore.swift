@@ -22,6 +22,9 @@ protocol ClusterRecordStore: Sendable {
     func saveMigration(_ record: MigrationRecord) throws
     func deleteMigration(_ id: String) throws
     func loadMigrations() async throws -> [MigrationRecord]
+    /// VM high availability's books (which VMs are where, which are being restarted), written whole.
+    func saveFailover(_ records: FailoverRecords) throws
+    func loadFailover() async throws -> FailoverRecords?
     func flush() async throws
 }
 
@@ -92,6 +95,15 @@ struct DirectoryRecordStore: ClusterRecordStore {
         return names.filter { $0.hasSuffix(".json") }.compactMap { name in
             FileManager.default.contents(atPath: "\(directory)/migrations/\(name)").flatMap { try? JSONDecoder().decode(MigrationRecord.self, from: $0) }
         }
+    }
+
+    func saveFailover(_ records: FailoverRecords) throws {
+        try write(try JSONEncoder().encode(records), to: directory + "/failover.json")
+    }
+
+    func loadFailover() throws -> FailoverRecords? {
+        guard let data = FileManager.default.contents(atPath: directory + "/failover.json") else { return nil }
+        return try JSONDecoder().decode(FailoverRecords.self, from: data)
     }
 
     /// Writes land before they return.

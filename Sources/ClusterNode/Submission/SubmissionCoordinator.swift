@@ -32,6 +32,8 @@ actor SubmissionCoordinator {
     /// listed since: from then on the listings alone say whether the name is taken and where the VM is.
     private var reported: Set<String> = []
     private var active = true
+    /// VMs the failover keeps though no heartbeat lists them (their host is down): their addresses stay theirs.
+    private var heldAddresses: Set<String> = []
     /// How long a VM that just started keeps its name taken before heartbeats list it.
     static let reportGrace: Duration = .seconds(5)
 
@@ -246,6 +248,7 @@ actor SubmissionCoordinator {
                                           xmlRepresentation: prepared.xml, requestedCapacity: prepared.demand,
                                           imageId: prepared.xml.isEmpty ? prepared.template.imageId : nil)
         if prepared.xml.isEmpty { meta.vncPassword = prepared.template.vncPassword }
+        if prepared.template.isHighlyAvailable { meta.ha = true }
         if let address = planned.ipAddress {
             meta.ipAddress = address
             if !prepared.xml.isEmpty, let mac = IPPool.mac(for: address) {
@@ -253,7 +256,8 @@ actor SubmissionCoordinator {
             }
         }
         if let controller = planned.pinnedController { meta.virtualMachineLocation.localControllerId = controller }
-        var vm = TaskVM(meta: meta, manager: nil, pinnedController: planned.pinnedController, isFinal: false)
+        var vm = TaskVM(meta: meta, manager: nil, pinnedController: planned.pinnedController, isFinal: false,
+                        haTemplate: prepared.template.isHighlyAvailable ? prepared.template : nil)
         switch planned.directive {
         case .dispatch(let manager):
             vm.manager = manager.id
@@ -593,7 +597,55 @@ actor SubmissionCoordinator {
         reported = reported.intersection(recentKeys).union(recentStarts.filter { listed[$0.vm.id] != nil }.map(\.key))
         guard planner.pool != nil else { return }
         let recent = book.recentlyStarted(since: Self.wallMillis - TaskBook.millis(Self.reportGrace))
-        let inUse = Set(listed.keys).union(book.pendingVMs.keys).union(recent.keys)
+        let inUse = Set(listed.keys).union(book.pendingVMs.keys).union(recent.keys).union(heldAddresses)
         if planner.reclaimAddresses(inUse: inUse, now: now), let pool = planner.pool { try? store?.saveIPPool(pool) }
+    }
+
+    // MARK: - High availability (FailoverCoordinator)
+
+    /// The templates of VMs submitted with `ha: true`, by VM name (the latest submission of a name wins): what a
+    /// restart on another host submits again.
+    func highlyAvailableTemplates() -> [String: VirtualMachineTemplate] {
+        var templates: [String: VirtualMachineTemplate] = [:]
+        for record in book.records.values.sorted(by: { $0.createdAt < $1.createdAt }) {
+            for vm in record.vms { templates[vm.id] = vm.haTemplate }
+        }
+        return templates
+    }
+
+    enum RestartOutcome: Equatable {
+        case pending, running
+        case failed(String)
+        /// No such task (it expired, or was never recorded).
+        case unknownTask
+    }
+
+    /// Where one VM of a restart's submission stands.
+    func outcome(of vm: String, in task: String) -> RestartOutcome {
+        guard let entry = book.records[task]?.vms.first(where: { $0.id == vm }) else { return .unknownTask }
+        guard entry.isFinal else { return .pending }
+        if entry.meta.status == .error {
+            return .failed([entry.meta.errorCode.rawValue, entry.meta.errorMessage ?? ""].filter { !$0.isEmpty }.joined(separator: ": "))
+        }
+        return .running
+    }
+
+    /// The unfinished submission starting a VM of this name, if any (a restart an earlier leader submitted).
+    func pendingTask(for vm: String) -> String? { book.pendingVMs[vm] }
+
+    /// VMs started in the last few seconds that no heartbeat has listed since, and the controller each started on.
+    func recentStarts() -> [String: NodeID] {
+        let cutoff = Self.wallMillis - TaskBook.millis(Self.reportGrace)
+        var starts: [String: NodeID] = [:]
+        for (vm, start) in book.recentlyStarted(since: cutoff) where !reported.contains(start.key) {
+            if let controller = start.vm.meta.virtualMachineLocation.localControllerId { starts[vm] = controller }
+        }
+        return starts
+    }
+
+    func holdAddresses(_ names: Set<String>) { heldAddresses = names }
+
+    func address(of vm: String) -> String? {
+        planner.pool?.allocated.first { $0.value == vm }.map { IPPool.format($0.key) }
     }
 }
