@@ -472,6 +472,7 @@ struct VMCommand: AsyncParsableCommand {
                     ("group manager", "\(orDash(location.groupManagerId))  \(location.groupManagerControlDataAddress.shown)"),
                 ]
                 if requested.rxBytes > 0 || requested.txBytes > 0 { lines.append(("network B/s", "rx \(Int(requested.rxBytes))  tx \(Int(requested.txBytes))")) }
+                if vm.ha == true { lines.append(("ha", "yes: restarted on another host if this one dies (once it is fenced)")) }
                 if let image = vm.imageId { lines.append(("image", image)) }
                 if vm.errorCode != .none || !(vm.errorMessage ?? "").isEmpty { lines.append(("error", vm.note)) }
                 for adaptation in vm.adaptations ?? [] { lines.append(("adapted", adaptation)) }

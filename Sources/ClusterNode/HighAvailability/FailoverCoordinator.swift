@@ -158,6 +158,7 @@ actor FailoverCoordinator {
             meta.locate(onController: record.host, at: hosts[record.host].map { NetworkAddress($0) })
             meta.errorMessage = reasons[record.name] ?? "its host \(record.host) is down"
             if record.ha { meta.ha = true }
+            if let template = templates[record.name] { meta.requestedCapacity = Self.demand(of: template).snoozeArray }
             meta.ipAddress = await submissions.address(of: record.name) ?? ""
             unknown.append(meta)
         }
@@ -264,17 +265,22 @@ actor FailoverCoordinator {
         persistIfDirty()
     }
 
+    /// vCPUs and memory the template asks for (as the submission pipeline reads them).
+    static func demand(of template: VirtualMachineTemplate) -> ResourceVector {
+        if let xml = template.libVirtTemplate, let description = try? DomainDescription(xml: xml) {
+            return ResourceVector(vcpus: Double(description.vcpus), memoryKiB: Double(description.memoryKiB))
+        }
+        return ResourceVector(vcpus: Double(template.vcpus ?? 1), memoryKiB: Double(template.memory ?? 131_072))
+    }
+
     /// The open host (not draining, not avoided) with the largest free share that can take the VM.
     private func target(for template: VirtualMachineTemplate, avoiding: Set<NodeID>) async -> NodeID? {
-        var vcpus = Double(template.vcpus ?? 1), memoryKiB = Double(template.memory ?? 131_072)
-        if let xml = template.libVirtTemplate, let description = try? DomainDescription(xml: xml) {
-            vcpus = Double(description.vcpus)
-            memoryKiB = Double(description.memoryKiB)
-        }
+        let demand = Self.demand(of: template)
         let candidates = await managers().values.flatMap(\.controllers).filter { controller in
             let summary = controller.summary
             return !avoiding.contains(controller.id) && controller.draining != true
-                && summary.total.vcpus - summary.requested.vcpus >= vcpus && summary.total.memoryKiB - summary.requested.memoryKiB >= memoryKiB
+                && summary.total.vcpus - summary.requested.vcpus >= demand.vcpus
+                && summary.total.memoryKiB - summary.requested.memoryKiB >= demand.memoryKiB
         }
         return candidates.max { ($0.summary.freeFraction, $1.id) < ($1.summary.freeFraction, $0.id) }?.id
     }
