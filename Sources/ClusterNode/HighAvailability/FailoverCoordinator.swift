@@ -256,7 +256,7 @@ actor FailoverCoordinator {
         template.hostId = target
         template.ha = true
         do {
-            let task = try await submissions.submit(VirtualClusterSubmissionRequest(virtualMachineTemplates: [template]))
+            let task = try await submissions.submit(VirtualClusterSubmissionRequest(virtualMachineTemplates: [template]), restarting: [vm])
             log.notice("restarting an HA VM on another host", metadata: ["doze/vm": "\(vm)", "doze/lc": "\(target)", "doze/task": "\(task)"])
             apply(failover.onRestartSubmitted(vm, task: task))
         } catch {

@@ -185,15 +185,16 @@ actor SubmissionCoordinator {
         return described
     }
 
-    /// Names in use: VMs the heartbeats list, VMs of submissions in flight, VMs that just started. Value: where.
-    func takenNames(_ managers: [NodeID: GroupLeaderState.ManagerRecord]) -> [String: String] {
+    /// Names in use: VMs the heartbeats list, VMs of submissions in flight, VMs that just started (other than
+    /// `restarting`: HA VMs whose host died just after they started). Value: where.
+    func takenNames(_ managers: [NodeID: GroupLeaderState.ManagerRecord], restarting: Set<String> = []) -> [String: String] {
         var taken: [String: String] = [:]
         for record in managers.values {
             for controller in record.controllers { for vm in controller.vms { taken[vm] = "on local controller \(controller.id)" } }
         }
         for (vm, task) in book.pendingVMs { taken[vm] = "being started by task \(task)" }
         let cutoff = Self.wallMillis - TaskBook.millis(Self.reportGrace)
-        for (vm, start) in book.recentlyStarted(since: cutoff) where taken[vm] == nil && !reported.contains(start.key) {
+        for (vm, start) in book.recentlyStarted(since: cutoff) where taken[vm] == nil && !reported.contains(start.key) && !restarting.contains(vm) {
             taken[vm] = "started on local controller \(start.vm.meta.virtualMachineLocation.localControllerId)"
         }
         return taken
@@ -201,12 +202,15 @@ actor SubmissionCoordinator {
 
     /// Accepts a virtual cluster and answers its task id once the submission is recorded; the VMs start after.
     /// `app`: the kvm-app this submission belongs to (recorded in the task), nil for a plain virtual cluster.
-    func submit(_ request: VirtualClusterSubmissionRequest, app: String? = nil) async throws(DozeError) -> String {
+    /// `restarting`: names of HA VMs being restarted after their host was fenced (their last start does not take
+    /// the name; a listing or a pending submission still does).
+    func submit(_ request: VirtualClusterSubmissionRequest, app: String? = nil,
+                restarting: Set<String> = []) async throws(DozeError) -> String {
         guard active else { throw DozeError(.unavailable, "this node is no longer the group leader") }
         let described = try await Self.describeTemplates(request, maxVMs: settings.maxVMs)
         try await whenLoaded()
         let managers = await joinedManagers()
-        let prepared = try prepare(request, described: described, taken: takenNames(managers))
+        let prepared = try prepare(request, described: described, taken: takenNames(managers, restarting: restarting))
         // No suspension from here to `book.add`: a concurrent submission sees these names taken, this room reserved.
         let plans = planner.plan(prepared.map(\.request), managers: managers, now: now)
         let vms = zip(prepared, plans).map { Self.taskVM($0, planned: $1) }
