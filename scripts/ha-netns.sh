@@ -33,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 
 # The shipped topology under another name, subnet and client port; absolute image, console and fence paths.
-sed -e 's/^name: netns$/name: hanetns/' -e 's#10\.77\.0\.#10.79.0.#g' -e "s#client_listen: 127.0.0.1:5100#client_listen: $BS#" \
+sed -e 's/^name: netns$/name: hanetns/' -e 's#10\.77\.0\.#10.75.0.#g' -e "s#client_listen: 127.0.0.1:5100#client_listen: $BS#" \
     -e "s#\.\./\.build-guest#$ROOT/.build-guest#" -e "s#\.\./\.state/consoles#$W#" \
     -e "s#^fence_command: fence-netns.sh#fence_command: $ROOT/topology/fence-netns.sh#" topology/netns.yaml > "$TOPO"
 grep -q 'name: hanetns' "$TOPO" && grep -q "$BS" "$TOPO" && grep -q "fence_command: /" "$TOPO" \
