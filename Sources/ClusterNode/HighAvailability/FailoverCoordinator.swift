@@ -39,6 +39,8 @@ actor FailoverCoordinator {
     private var loaded = false
     private var active = true
     private var dirty = false
+    /// What the records hold now: a write that would not change them is skipped.
+    private var lastSaved: FailoverRecords?
 
     init(settings: HighAvailabilitySettings, submissions: SubmissionCoordinator, store: (any ClusterRecordStore)?,
          settleTime: Duration, logger: Logger, managers: @escaping Managers) {
@@ -65,6 +67,7 @@ actor FailoverCoordinator {
                 failover = Failover(records: records.vms, settings: failover.settings)
                 templates = records.templates
                 hosts = records.hosts
+                lastSaved = records
                 let restarting = records.vms.filter { if case .restarting = $0.phase { true } else { false } }.count
                 if !records.vms.isEmpty {
                     log.notice("failover books read back", metadata: ["doze/vms": "\(records.vms.count)", "doze/restarting": "\(restarting)"])
@@ -287,13 +290,24 @@ actor FailoverCoordinator {
 
     // MARK: - Records
 
+    /// What outlives this leader: HA VMs and VMs of dead hosts. A running VM that is not HA is left out; the next
+    /// leader learns it from the heartbeats, so the books are not rewritten on every start in a busy cluster.
+    private func snapshot() -> FailoverRecords {
+        FailoverRecords(vms: failover.records.values.filter { $0.ha || !$0.isRunning }.sorted { $0.name < $1.name },
+                        templates: templates, hosts: hosts)
+    }
+
     private func save() throws {
         dirty = false
-        try store?.saveFailover(FailoverRecords(vms: failover.records.values.sorted { $0.name < $1.name }, templates: templates, hosts: hosts))
+        let records = snapshot()
+        try store?.saveFailover(records)
+        lastSaved = records
     }
 
     private func persistIfDirty() {
         guard dirty, active else { return }
+        dirty = false
+        guard snapshot() != lastSaved else { return }
         do { try save() } catch {
             log.error("cannot record the failover books", metadata: ["error": "\(error)"])
         }
