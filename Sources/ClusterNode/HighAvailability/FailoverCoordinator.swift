@@ -6,13 +6,13 @@ import Hypervisor
 import Logging
 import NIOHTTP1
 
-/// What the failover books persist, whole, in the cluster records: every VM's phase, the templates of HA VMs (a
-/// task record expires; a VM's protection must not) and the last address of each host (a new leader may have to
-/// fence a host it never saw).
-struct FailoverRecords: Sendable, Codable, Equatable {
-    var vms: [Failover.VMRecord] = []
-    var templates: [String: VirtualMachineTemplate] = [:]
-    var hosts: [NodeID: Endpoint] = [:]
+/// One VM of the failover books as the cluster records keep it (one entry per VM, so a change writes one small
+/// value): its phase, its template if it is HA (a task record expires; a VM's protection must not), and the
+/// address of the host it is on or was last on (a new leader may have to fence a host it never saw).
+struct FailoverEntry: Sendable, Codable, Equatable {
+    var record: Failover.VMRecord
+    var template: VirtualMachineTemplate?
+    var hostAddress: Endpoint?
 }
 
 /// The leader's VM high availability, for one term: a thin shell around `Failover`. It feeds it the leader's
@@ -39,8 +39,8 @@ actor FailoverCoordinator {
     private var loaded = false
     private var active = true
     private var dirty = false
-    /// What the records hold now: a write that would not change them is skipped.
-    private var lastSaved: FailoverRecords?
+    /// What the records hold now, by VM: only entries that changed are written.
+    private var lastSaved: [String: FailoverEntry] = [:]
 
     init(settings: HighAvailabilitySettings, submissions: SubmissionCoordinator, store: (any ClusterRecordStore)?,
          settleTime: Duration, logger: Logger, managers: @escaping Managers) {
@@ -63,15 +63,16 @@ actor FailoverCoordinator {
     /// decided on half the records).
     func load() async {
         do {
-            if let records = try await store?.loadFailover() {
-                failover = Failover(records: records.vms, settings: failover.settings)
-                templates = records.templates
-                hosts = records.hosts
-                lastSaved = records
-                let restarting = records.vms.filter { if case .restarting = $0.phase { true } else { false } }.count
-                if !records.vms.isEmpty {
-                    log.notice("failover books read back", metadata: ["doze/vms": "\(records.vms.count)", "doze/restarting": "\(restarting)"])
-                }
+            let entries = try await store?.loadFailover() ?? []
+            failover = Failover(records: entries.map(\.record), settings: failover.settings)
+            for entry in entries {
+                templates[entry.record.name] = entry.template
+                if let address = entry.hostAddress { hosts[entry.record.host] = address }
+                lastSaved[entry.record.name] = entry
+            }
+            let restarting = entries.filter { if case .restarting = $0.record.phase { true } else { false } }.count
+            if !entries.isEmpty {
+                log.notice("failover books read back", metadata: ["doze/vms": "\(entries.count)", "doze/restarting": "\(restarting)"])
             }
         } catch {
             log.error("cannot read the failover records; HA VMs of hosts that died before this leader are not restarted",
@@ -290,24 +291,34 @@ actor FailoverCoordinator {
 
     // MARK: - Records
 
-    /// What outlives this leader: HA VMs and VMs of dead hosts. A running VM that is not HA is left out; the next
-    /// leader learns it from the heartbeats, so the books are not rewritten on every start in a busy cluster.
-    private func snapshot() -> FailoverRecords {
-        FailoverRecords(vms: failover.records.values.filter { $0.ha || !$0.isRunning }.sorted { $0.name < $1.name },
-                        templates: templates, hosts: hosts)
+    /// What outlives this leader: the HA VMs. VMs that are not HA are left out, even UNKNOWN ones: this leader shows
+    /// them, a next one learns them again when their host returns. So a cluster without HA VMs writes nothing here,
+    /// and a dead host's many VMs do not queue writes ahead of the submissions' records (etcd writes go one by one).
+    private func entries() -> [String: FailoverEntry] {
+        var entries: [String: FailoverEntry] = [:]
+        for record in failover.records.values where record.ha {
+            entries[record.name] = FailoverEntry(record: record, template: record.ha ? templates[record.name] : nil,
+                                                 hostAddress: hosts[record.host])
+        }
+        return entries
     }
 
+    /// Writes the entries that changed and removes those that went; in the order made (the store keeps it).
     private func save() throws {
         dirty = false
-        let records = snapshot()
-        try store?.saveFailover(records)
-        lastSaved = records
+        let current = entries()
+        for (vm, entry) in current where lastSaved[vm] != entry {
+            try store?.saveFailoverEntry(entry, vm: vm)
+            lastSaved[vm] = entry
+        }
+        for vm in lastSaved.keys where current[vm] == nil {
+            try store?.saveFailoverEntry(nil, vm: vm)
+            lastSaved[vm] = nil
+        }
     }
 
     private func persistIfDirty() {
         guard dirty, active else { return }
-        dirty = false
-        guard snapshot() != lastSaved else { return }
         do { try save() } catch {
             log.error("cannot record the failover books", metadata: ["error": "\(error)"])
         }

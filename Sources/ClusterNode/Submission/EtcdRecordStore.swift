@@ -69,11 +69,15 @@ final class EtcdRecordStore: ClusterRecordStore, @unchecked Sendable {
         }
     }
 
-    func saveFailover(_ records: FailoverRecords) throws { enqueue("\(prefix)/failover", try encode(records)) }
+    func saveFailoverEntry(_ entry: FailoverEntry?, vm: String) throws {
+        enqueue("\(prefix)/failover/\(failoverKey(vm))", try entry.map(encode))
+    }
 
-    func loadFailover() async throws -> FailoverRecords? {
-        guard let data = try await client.get("\(prefix)/failover").kv?.value else { return nil }
-        return try JSONDecoder().decode(FailoverRecords.self, from: data)
+    func loadFailover() async throws -> [FailoverEntry] {
+        try await client.list(prefix: "\(prefix)/failover/").map { kv in
+            guard let data = kv.value else { throw DozeError(.unavailable, "empty failover record \(kv.key)") }
+            return try JSONDecoder().decode(FailoverEntry.self, from: data)
+        }
     }
 
     func flush() async throws {
