@@ -113,6 +113,7 @@ actor ControllerAgent {
     /// Destroys (and undefines) the copies of VMs that were restarted elsewhere while this host was fenced. False
     /// when one could not be destroyed: the controller then does not join (and so reports nothing) and asks again.
     private func destroyStaleCopies(_ stale: [String]) async -> Bool {
+        guard !stale.isEmpty else { return true }
         var destroyedAll = true
         let here = Set(await controller.vmNames())
         for vm in stale where here.contains(vm) {

@@ -137,7 +137,7 @@ actor LeaderRole {
     }
 
     /// Which manager a joining (or re-joining) controller goes to: `GroupLeaderState.assign` decides.
-    func assignLocalController(_ request: AssignRequest) async throws(DozeError) -> AssignedGroupManager {
+    func assignLocalController(_ request: AssignRequest) throws(DozeError) -> AssignedGroupManager {
         // Managers join on the first announcement; assigning before they could would pile every controller
         // onto whichever manager answered first.
         guard now - electedAt >= cluster.heartbeatInterval * 2 else {
@@ -149,7 +149,7 @@ actor LeaderRole {
         var assigned = AssignedGroupManager(localControllerId: request.controller.id,
                                             groupManager: GroupManagerDescription(manager, term: state.me.term, isLeader: false))
         // A host fenced while it held HA VMs that run elsewhere now destroys its copies before it reports any VM.
-        let stale = await failover.staleVMs(on: request.controller.id)
+        let stale = failover.staleVMs(on: request.controller.id)
         if !stale.isEmpty { assigned.staleVirtualMachines = stale }
         return assigned
     }

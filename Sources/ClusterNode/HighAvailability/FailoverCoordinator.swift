@@ -5,6 +5,7 @@ import Foundation
 import Hypervisor
 import Logging
 import NIOHTTP1
+import Synchronization
 
 /// One VM of the failover books as the cluster records keep it (one entry per VM, so a change writes one small
 /// value): its phase, its template if it is HA (a task record expires; a VM's protection must not), and the
@@ -41,6 +42,9 @@ actor FailoverCoordinator {
     private var dirty = false
     /// What the records hold now, by VM: only entries that changed are written.
     private var lastSaved: [String: FailoverEntry] = [:]
+    /// `Failover.staleVMs` by host, refreshed after every change: the leader answers a joining controller from it
+    /// without waiting for this actor (assignment stays as quick as it was).
+    private nonisolated let staleByHost = Mutex<[NodeID: [String]]>([:])
 
     init(settings: HighAvailabilitySettings, submissions: SubmissionCoordinator, store: (any ClusterRecordStore)?,
          settleTime: Duration, logger: Logger, managers: @escaping Managers) {
@@ -70,6 +74,7 @@ actor FailoverCoordinator {
                 if let address = entry.hostAddress { hosts[entry.record.host] = address }
                 lastSaved[entry.record.name] = entry
             }
+            refreshStale()
             let restarting = entries.filter { if case .restarting = $0.record.phase { true } else { false } }.count
             if !entries.isEmpty {
                 log.notice("failover books read back", metadata: ["doze/vms": "\(entries.count)", "doze/restarting": "\(restarting)"])
@@ -150,8 +155,15 @@ actor FailoverCoordinator {
 
     // MARK: - Queries
 
-    /// What a re-joining controller must destroy before it reports its VMs.
-    func staleVMs(on host: NodeID) -> [String] { loaded ? failover.staleVMs(on: host) : [] }
+    /// What a re-joining controller must destroy before it reports its VMs (empty until the books are read back).
+    nonisolated func staleVMs(on host: NodeID) -> [String] { staleByHost.withLock { $0[host] ?? [] } }
+
+    private func refreshStale() {
+        var byHost: [NodeID: [String]] = [:]
+        for record in failover.records.values { for host in record.staleOn { byHost[host, default: []].append(record.name) } }
+        for host in byHost.keys { byHost[host]!.sort() }
+        staleByHost.withLock { $0 = byHost }
+    }
 
     /// The VMs whose host is down (or that are being restarted), as the views show them: status UNKNOWN, located
     /// on the host they were last on, with why.
@@ -306,6 +318,7 @@ actor FailoverCoordinator {
     /// Writes the entries that changed and removes those that went; in the order made (the store keeps it).
     private func save() throws {
         dirty = false
+        refreshStale()
         let current = entries()
         for (vm, entry) in current where lastSaved[vm] != entry {
             try store?.saveFailoverEntry(entry, vm: vm)
@@ -318,6 +331,7 @@ actor FailoverCoordinator {
     }
 
     private func persistIfDirty() {
+        refreshStale()
         guard dirty, active else { return }
         do { try save() } catch {
             log.error("cannot record the failover books", metadata: ["error": "\(error)"])
