@@ -208,7 +208,7 @@ struct GroupManagerCommand: AsyncParsableCommand {
     func validate() throws {
         _ = try parseListen(listen)
         _ = try fenceAgent()
-        guard fenceTimeout > 0, fenceTimeout <= 3600 else { throw ValidationError("--fence-timeout must be from 0 to 3600 seconds") }
+        guard fenceTimeout > 0, fenceTimeout <= 3600 else { throw ValidationError("--fence-timeout must be more than 0 and at most 3600 seconds, got \(fenceTimeout)") }
         guard GroupLeaderState.AssignmentPolicy(rawValue: assignment) != nil else {
             throw ValidationError("--assignment must be round-robin or least-loaded")
         }

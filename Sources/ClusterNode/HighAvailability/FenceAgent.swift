@@ -82,10 +82,12 @@ struct FenceRun {
             return first
         }
         if status == nil {
-            // Timed out: TERM, then KILL after a moment; a late exit status is not trusted either way.
-            kill(pid, SIGTERM)
+            // Timed out: TERM, then KILL after a moment, to the command and everything it started (a script's
+            // `sleep` or `ipmitool` would otherwise live on); a late exit status is not trusted either way.
+            let tree = descendants(of: pid) + [pid]
+            for member in tree { kill(member, SIGTERM) }
             try? await Task.sleep(for: .seconds(2))
-            if process.isRunning { kill(pid, SIGKILL) }
+            for member in tree + descendants(of: pid) { kill(member, SIGKILL) }
         }
         try? output.close()
         let text = String(decoding: (FileManager.default.contents(atPath: outputPath) ?? Data()).suffix(4096), as: UTF8.self)
@@ -97,5 +99,28 @@ struct FenceRun {
         }
         return status == 0 ? Outcome(fenced: true, error: nil, output: text)
             : Outcome(fenced: false, error: "\(path) exited with status \(status)", output: text)
+    }
+
+    /// The processes below `pid`, children first found from `/proc/*/stat` (Linux; elsewhere none are known).
+    static func descendants(of pid: Int32) -> [Int32] {
+        #if os(Linux)
+        var parents: [Int32: [Int32]] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let child = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            // "pid (comm) state ppid …": the name may hold spaces and parentheses, so read after the last ')'.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, let parent = Int32(fields[1]) { parents[parent, default: []].append(child) }
+        }
+        var found: [Int32] = []
+        var queue = parents[pid] ?? []
+        while let next = queue.popLast() {
+            found.append(next)
+            queue += parents[next] ?? []
+        }
+        return found
+        #else
+        return []
+        #endif
     }
 }
