@@ -612,7 +612,8 @@ actor SubmissionCoordinator {
     func highlyAvailableTemplates() -> [String: VirtualMachineTemplate] {
         var templates: [String: VirtualMachineTemplate] = [:]
         for record in book.records.values.sorted(by: { $0.createdAt < $1.createdAt }) {
-            for vm in record.vms { templates[vm.id] = vm.haTemplate }
+            // A VM whose submission failed was never started: nothing to protect.
+            for vm in record.vms where !(vm.isFinal && vm.meta.status == .error) { templates[vm.id] = vm.haTemplate }
         }
         return templates
     }
