@@ -84,10 +84,11 @@ struct FenceRun {
         if status == nil {
             // Timed out: TERM, then KILL after a moment, to the command and everything it started (a script's
             // `sleep` or `ipmitool` would otherwise live on); a late exit status is not trusted either way.
-            let tree = descendants(of: pid) + [pid]
+            // The command first, so a script does not go on to its next line when its child dies.
+            let tree = [pid] + descendants(of: pid)
             for member in tree { kill(member, SIGTERM) }
             try? await Task.sleep(for: .seconds(2))
-            for member in tree + descendants(of: pid) { kill(member, SIGKILL) }
+            for member in tree { kill(member, SIGKILL) }
         }
         try? output.close()
         let text = String(decoding: (FileManager.default.contents(atPath: outputPath) ?? Data()).suffix(4096), as: UTF8.self)
