@@ -23,7 +23,8 @@ BS=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.
 cleanup() { "$BIN" cluster down "$TOPO" --run-dir "$W/cluster" >/dev/null 2>&1 || true; rm -rf "$W"; }
 trap cleanup EXIT
 sed -e 's/^name: netns$/name: benchmig/' -e 's#10\.77\.0\.#10.79.0.#g' -e "s#client_listen: 127.0.0.1:5100#client_listen: $BS#" \
-    -e "s#\.\./\.build-guest#$ROOT/.build-guest#" -e "s#\.\./\.state/consoles#$W#" topology/netns.yaml > "$TOPO"
+    -e "s#\.\./\.build-guest#$ROOT/.build-guest#" -e "s#\.\./\.state/consoles#$W#" \
+    -e "s#^fence_command: fence-netns.sh#fence_command: $ROOT/topology/fence-netns.sh#" topology/netns.yaml > "$TOPO"
 scripts/guest-image.sh >/dev/null
 "$BIN" cluster up "$TOPO" --detach --run-dir "$W/cluster" > "$W/up.out" 2>&1 || { cat "$W/up.out"; exit 1; }
 doze() { "$BIN" "$@" --bootstrap "$BS"; }

@@ -32,7 +32,8 @@ trap cleanup EXIT
 
 # The shipped topology under another name, subnet and client port; absolute image path.
 sed -e 's/^name: netns$/name: e2emig/' -e 's#10\.77\.0\.#10.78.0.#g' -e "s#client_listen: 127.0.0.1:5100#client_listen: $BS#" \
-    -e "s#\.\./\.build-guest#$ROOT/.build-guest#" -e "s#\.\./\.state/consoles#$W#" topology/netns.yaml > "$TOPO"
+    -e "s#\.\./\.build-guest#$ROOT/.build-guest#" -e "s#\.\./\.state/consoles#$W#" \
+    -e "s#^fence_command: fence-netns.sh#fence_command: $ROOT/topology/fence-netns.sh#" topology/netns.yaml > "$TOPO"
 grep -q 'name: e2emig' "$TOPO" && grep -q "$BS" "$TOPO" || fail "could not derive the test topology from topology/netns.yaml"
 
 IMG=$(scripts/guest-image.sh)

@@ -96,6 +96,7 @@ public struct ClusterLauncher {
             if let perHost = topology.migrationsPerHost { args += ["--migrations-per-host", "\(perHost)"] }
             args += topology.rebalance?.managerArguments ?? []
             args += topology.energy?.managerArguments(resolve: resolve, layoutFile: layoutFile) ?? []
+            if let fence = topology.fenceCommand { args += ["--fence-command", URL(fileURLWithPath: resolve(fence)).standardizedFileURL.path] }
             if let etcd = topology.etcdLayout(runDirectory: runDirectory) {
                 args += ["--etcd", etcd.endpoints, "--etcd-prefix", etcd.prefix]
                 if let ttl = etcd.leaseTTLSeconds { args += ["--lease-ttl", "\(ttl)"] }

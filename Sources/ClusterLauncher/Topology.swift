@@ -48,6 +48,9 @@ public struct Topology: Sendable, Codable {
     public var resultTTLSeconds: Int?
     /// Running live migrations one host may take part in at a time.
     public var migrationsPerHost: Int?
+    /// VM high availability: the program group managers run to fence a dead host (`--fence-command`), relative to
+    /// the file. Absent: `--fence none` (HA VMs are never restarted elsewhere).
+    public var fenceCommand: String?
     public var heartbeat: Heartbeat?
     public var network: Network?
     /// Group-manager election and records on an etcd cluster the launcher runs (Topology+Etcd.swift).
@@ -65,6 +68,7 @@ public struct Topology: Sendable, Codable {
     enum CodingKeys: String, CodingKey {
         case name, secret, secretFile = "secret_file", runDir = "run_dir", assignment, multicast
         case vmSubnet = "vm_subnet", dispatch, placement, resultTTLSeconds = "result_ttl_s", migrationsPerHost = "migrations_per_host"
+        case fenceCommand = "fence_command"
         case heartbeat, network, etcd, diskDirs = "disk_dirs", rebalance, energy, bootstrap, managers, controllers
     }
 

@@ -262,8 +262,9 @@ public actor LocalController: LocalControllerBackend {
                 try Validation.networkDemand(demand.txBytes, what: "txBytes")
                 let submission = DomainPreparation.Submission(meta)
                 let prepared = try preparation.prepare(submission, imagePool: Self.listImagePool(config.imagePool.path))
-                let submitted = DozeDomainMetadata(rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress,
+                var submitted = DozeDomainMetadata(rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress,
                                                    adaptations: prepared.adaptations)
+                submitted.highlyAvailable = meta.ha == true
                 let (record, _) = try await startVM(xml: prepared.xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
                                                     metadata: submitted)
                 let imageId = meta.imageId
@@ -326,6 +327,7 @@ public actor LocalController: LocalControllerBackend {
                 timeStamp: usage.sampledAtMs,
                 usedCapacity: [usage.vcpusInUse, usage.memoryUsedMiB * 1024, usage.rxBytesPerSecond, usage.txBytesPerSecond])]
         }
+        if record.metadata.highlyAvailable { meta.ha = true }
         return meta
     }
 

@@ -51,6 +51,8 @@ public struct KVMAppCreateRequest: Sendable, Equatable, Codable {
     public var executor: Executor?
     public var constraints: [Constraint]?
     public var desc: String?
+    /// Doze addition: restart the app's VMs on another host when theirs dies (after it is fenced). Absent: off.
+    public var ha: Bool?
 
     public init(count: Int?, cpus: Int?, mems: Int?, disks: Int? = nil, image: Image?, vnc: VNC? = nil,
                 executor: Executor? = nil, constraints: [Constraint]? = nil, desc: String? = nil) {
@@ -87,7 +89,7 @@ public struct KVMAppCreateRequest: Sendable, Equatable, Codable {
         }
         return KVMAppSpec(count: count, cpus: cpus, memoryMiB: mems, diskGiB: disks ?? 0, imageType: type, imageURI: uri,
                           vncPassword: vnc?.enabled == false ? nil : vnc?.password, constraints: constraints,
-                          executorURL: executor?.url, executorCommand: executor?.command, desc: desc ?? "")
+                          executorURL: executor?.url, executorCommand: executor?.command, desc: desc ?? "", ha: ha == true ? true : nil)
     }
 }
 

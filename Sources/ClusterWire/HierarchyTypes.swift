@@ -221,9 +221,13 @@ public struct AssignRequest: Sendable, Equatable, Codable {
 public struct AssignedGroupManager: Sendable, Equatable, Codable {
     public var localControllerId: String
     public var groupManager: GroupManagerDescription
-    public init(localControllerId: String, groupManager: GroupManagerDescription) {
+    /// Doze addition: VMs this controller's host held when it was fenced and that were restarted elsewhere. The
+    /// controller destroys (and undefines) its copies before it joins and reports its VMs. Absent: none.
+    public var staleVirtualMachines: [String]?
+    public init(localControllerId: String, groupManager: GroupManagerDescription, staleVirtualMachines: [String]? = nil) {
         self.localControllerId = localControllerId
         self.groupManager = groupManager
+        self.staleVirtualMachines = staleVirtualMachines
     }
 }
 

@@ -116,10 +116,12 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
     public var adaptations: [String]?
     /// Doze addition: an image-based VM gets a VNC console with this password (kvm-apps' `vnc.password`).
     public var vncPassword: String?
+    /// Doze addition: the VM is restarted elsewhere when its host dies and is fenced (absent: not).
+    public var ha: Bool?
 
     enum CodingKeys: String, CodingKey {
         case virtualMachineLocation, status, errorCode, ipAddress, xmlRepresentation, requestedCapacity, usedCapacity, isAssigned,
-             groupManagerControlDataAddress, errorMessage, imageId, adaptations, vncPassword
+             groupManagerControlDataAddress, errorMessage, imageId, adaptations, vncPassword, ha
     }
 
     public init(location: VirtualMachineLocation, status: VMStatus = .unknown, errorCode: VMErrorCode = .none,
@@ -155,6 +157,7 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         imageId = try c.decodeIfPresent(String.self, forKey: .imageId)
         adaptations = try c.decodeIfPresent([String].self, forKey: .adaptations)
         vncPassword = try c.decodeIfPresent(String.self, forKey: .vncPassword)
+        ha = try c.decodeIfPresent(Bool.self, forKey: .ha)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -173,6 +176,7 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         try c.encodeIfPresent(imageId, forKey: .imageId)
         try c.encodeIfPresent(adaptations, forKey: .adaptations)
         try c.encodeIfPresent(vncPassword, forKey: .vncPassword)
+        try c.encodeIfPresent(ha, forKey: .ha)
     }
 
     public var requested: ResourceVector { ResourceVector(snoozeArray: requestedCapacity) }

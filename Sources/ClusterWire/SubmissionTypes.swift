@@ -31,6 +31,9 @@ public struct VirtualMachineTemplate: Sendable, Equatable, Codable {
     public var hostId: String?
     /// Doze addition, image-based VMs only: a VNC console with this password.
     public var vncPassword: String?
+    /// Doze addition: restart this VM on another host when its host dies (after the host is fenced).
+    /// Older clients omit it: off.
+    public var ha: Bool?
 
     public init(libVirtTemplate: String? = nil, networkCapacityDemand: NetworkDemand = .init(), vcpus: Int? = nil,
                 memory: Int? = nil, imageId: String? = nil, name: String? = nil, hostId: String? = nil) {
@@ -53,7 +56,11 @@ public struct VirtualMachineTemplate: Sendable, Equatable, Codable {
         name = try c.decodeIfPresent(String.self, forKey: .name)
         hostId = try c.decodeIfPresent(String.self, forKey: .hostId)
         vncPassword = try c.decodeIfPresent(String.self, forKey: .vncPassword)
+        ha = try c.decodeIfPresent(Bool.self, forKey: .ha)
     }
+
+    /// Whether the VM is highly available (`ha: true`).
+    public var isHighlyAvailable: Bool { ha == true }
 
     /// Snooze's "no pin" value.
     public var pinnedHost: String? {

@@ -3,7 +3,7 @@ import Foundation
 
 /// Doze's own element in a domain's `<metadata>`: what a VM carries from host to host (migration) and across
 /// controller restarts, since libvirt keeps it with the domain. Written as one empty element,
-/// `<vm rx='…' tx='…' ip='…' adapted='…' def='…' load-vcpus='…' load-mem='…'/>`, in the namespace `namespace`.
+/// `<vm rx='…' tx='…' ip='…' adapted='…' def='…' load-vcpus='…' load-mem='…' ha='1'/>`, in the namespace `namespace`.
 public struct DozeDomainMetadata: Sendable, Equatable {
     public static let namespace = "urn:doze:vm:1"
     /// The prefix libvirt gives the element.
@@ -20,6 +20,8 @@ public struct DozeDomainMetadata: Sendable, Equatable {
     /// Load declared on a test-driver host (`POST /v1/vms/{name}/load`): kept here so it outlives a restart
     /// and travels with a migration. Written only when declared.
     public var syntheticLoad = SyntheticLoad()
+    /// Submitted with `ha: true`: the cluster restarts it elsewhere if this host dies. Written only when set.
+    public var highlyAvailable = false
 
     // Public types get only an internal memberwise initialiser: the controller (another module) needs this one.
     public init(rxBytes: Double = 0, txBytes: Double = 0, ipAddress: String = "", adaptations: [String] = [],
@@ -49,6 +51,7 @@ public struct DozeDomainMetadata: Sendable, Equatable {
                   definitionDigest: attributes["def"])
         func load(_ name: String) -> Double? { attributes[name].flatMap(Double.init).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } }
         syntheticLoad = SyntheticLoad(vcpus: load("load-vcpus"), memoryMiB: load("load-mem"))
+        highlyAvailable = attributes["ha"] == "1"
     }
 
     /// The element, values escaped (the IP comes from the network). `adapted` and `def` only when there is one.
@@ -57,7 +60,8 @@ public struct DozeDomainMetadata: Sendable, Equatable {
         let definitionAttribute = definitionDigest.map { " def='\(xmlEscape($0))'" } ?? ""
         let loadAttributes = (syntheticLoad.vcpus.map { " load-vcpus='\($0)'" } ?? "")
             + (syntheticLoad.memoryMiB.map { " load-mem='\($0)'" } ?? "")
-        return "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(xmlEscape(ipAddress))'\(adaptedAttribute)\(definitionAttribute)\(loadAttributes)/>"
+        let haAttribute = highlyAvailable ? " ha='1'" : ""
+        return "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(xmlEscape(ipAddress))'\(adaptedAttribute)\(definitionAttribute)\(loadAttributes)\(haAttribute)/>"
     }
 
     /// The element as a domain is defined with it.

@@ -68,6 +68,9 @@ struct AppCommand: AsyncParsableCommand {
         @Option(help: "A description.")
         var desc: String?
 
+        @Flag(help: "Make the app's VMs highly available: restarted on another host when theirs dies, once it is fenced.")
+        var ha = false
+
         @Flag(help: "Wait (up to 2 minutes) until every VM has started or failed, then show the tasks.")
         var wait = false
 
@@ -84,7 +87,9 @@ struct AppCommand: AsyncParsableCommand {
             let request = KVMAppCreateRequest(count: count, cpus: cpus, mems: mems, disks: disks, image: .init(type: type, uri: image),
                                               vnc: vncPassword.map { .init(password: $0) }, constraints: constraints.isEmpty ? nil : constraints,
                                               desc: desc)
-            return String(decoding: try WireCoding.encoder().encode(request), as: UTF8.self)
+            var body = request
+            if ha { body.ha = true }
+            return String(decoding: try WireCoding.encoder().encode(body), as: UTF8.self)
         }
 
         /// `hostname~=107`, `hostname == x`: attribute, operator, value.

@@ -177,6 +177,9 @@ struct SubmitCommand: AsyncParsableCommand {
     @Option(help: "Pin every VM to this group manager or local controller id.")
     var host: String?
 
+    @Flag(help: "Mark every VM highly available: if its host dies, it is restarted on another host once that host is fenced.")
+    var ha = false
+
     @OptionGroup var client: ClientOptions
 
     func validate() throws {
@@ -202,6 +205,7 @@ struct SubmitCommand: AsyncParsableCommand {
                     origins.append(path)
                 }
             }
+            if ha { for i in vms.indices { vms[i].ha = true } }
             let api = try client.client()
             let start = ContinuousClock.now
             let accepted: ByteBuffer
@@ -468,6 +472,7 @@ struct VMCommand: AsyncParsableCommand {
                     ("group manager", "\(orDash(location.groupManagerId))  \(location.groupManagerControlDataAddress.shown)"),
                 ]
                 if requested.rxBytes > 0 || requested.txBytes > 0 { lines.append(("network B/s", "rx \(Int(requested.rxBytes))  tx \(Int(requested.txBytes))")) }
+                if vm.ha == true { lines.append(("ha", "yes: restarted on another host if this one dies (once it is fenced)")) }
                 if let image = vm.imageId { lines.append(("image", image)) }
                 if vm.errorCode != .none || !(vm.errorMessage ?? "").isEmpty { lines.append(("error", vm.note)) }
                 for adaptation in vm.adaptations ?? [] { lines.append(("adapted", adaptation)) }

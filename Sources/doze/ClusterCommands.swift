@@ -182,14 +182,35 @@ struct GroupManagerCommand: AsyncParsableCommand {
     @Option(help: "How the leader places joining local controllers: round-robin or least-loaded.")
     var assignment = "round-robin"
 
+    @Option(help: "Fencing of dead hosts: 'none' never fences, so HA VMs of a dead host are never restarted elsewhere (the default without --fence-command).")
+    var fence: String?
+
+    @Option(help: ArgumentHelp("Program that fences a dead host: run with the host's id (env DOZE_FENCE_HOST_ID, DOZE_FENCE_HOST_ADDRESS, DOZE_FENCE_HOST_PORT); exit 0 means the host is off. Its HA VMs restart elsewhere only then.", valueName: "path"))
+    var fenceCommand: String?
+
+    @Option(help: "Seconds a fence command may run before it is killed and counts as failed.")
+    var fenceTimeout: Double = 30
+
     @OptionGroup var submission: SubmissionOptions
     @OptionGroup var rebalancing: RebalanceOptions
     @OptionGroup var energy: EnergyOptions
     @OptionGroup var clusterOptions: ClusterOptions
     @OptionGroup var common: CommonOptions
 
+    /// `--fence` / `--fence-command`, checked: a command that is not an executable file stops the manager here.
+    func fenceAgent() throws -> FenceAgent {
+        if let fence, fence != "none" {
+            throw ValidationError("--fence takes only 'none'; give a fence program with --fence-command PATH")
+        }
+        guard let fenceCommand else { return .none }
+        guard fence == nil else { throw ValidationError("--fence none and --fence-command contradict each other: give one") }
+        do { return try FenceAgent.command(absolutePath(fenceCommand)).validated() } catch { throw ValidationError(error.message) }
+    }
+
     func validate() throws {
         _ = try parseListen(listen)
+        _ = try fenceAgent()
+        guard fenceTimeout > 0, fenceTimeout <= 3600 else { throw ValidationError("--fence-timeout must be more than 0 and at most 3600 seconds, got \(fenceTimeout)") }
         guard GroupLeaderState.AssignmentPolicy(rawValue: assignment) != nil else {
             throw ValidationError("--assignment must be round-robin or least-loaded")
         }
@@ -232,6 +253,11 @@ struct GroupManagerCommand: AsyncParsableCommand {
         cluster.submission = try submission.settings()
         cluster.rebalancing = try rebalancing.settings()
         cluster.energy = try energy.settings()
+        cluster.highAvailability.fence = try fenceAgent()
+        cluster.highAvailability.fenceTimeout = .milliseconds(Int64(fenceTimeout * 1000))
+        if case .command(let path) = cluster.highAvailability.fence {
+            log.info("HA VMs of dead hosts restart elsewhere once this command fences the host", metadata: ["doze/fence": "\(path)"])
+        }
         let state = absolutePath(stateDir)
         try await HierarchyRuntime.runGroupManager(
             listen: ListenAddress(host: host, port: port), stateDirectory: state, cluster: cluster,

@@ -106,10 +106,13 @@ public struct KVMAppSpec: Sendable, Equatable, Codable {
     public var executorURL: String?
     public var executorCommand: String?
     public var desc: String
+    /// Its VMs are highly available: restarted on another host when theirs dies and is fenced. nil (off) in
+    /// records written before the option existed.
+    public var ha: Bool?
 
     public init(count: Int, cpus: Int, memoryMiB: Int, diskGiB: Int, imageType: ImageType, imageURI: String,
                 vncPassword: String? = nil, constraints: [KVMAppConstraint] = [], executorURL: String? = nil,
-                executorCommand: String? = nil, desc: String = "") {
+                executorCommand: String? = nil, desc: String = "", ha: Bool? = nil) {
         self.count = count
         self.cpus = cpus
         self.memoryMiB = memoryMiB
@@ -121,6 +124,7 @@ public struct KVMAppSpec: Sendable, Equatable, Codable {
         self.executorURL = executorURL
         self.executorCommand = executorCommand
         self.desc = desc
+        self.ha = ha
     }
 
     /// Range and format checks; each refusal names the field. The submission pipeline checks the upper limits

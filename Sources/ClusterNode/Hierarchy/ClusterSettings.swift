@@ -27,6 +27,8 @@ public struct ClusterSettings: Sendable {
     public var rebalancing = RebalancingSettings()
     /// Putting idle hosts to sleep and waking them for room (off unless both agents are given).
     public var energy = EnergySettings()
+    /// VM high availability: how the leader fences a dead host before restarting its HA VMs elsewhere.
+    public var highAvailability = HighAvailabilitySettings()
     /// Read and idle timeouts and the connection cap of this node's HTTP server.
     public var httpLimits = HTTPServerLimits()
 

@@ -97,11 +97,38 @@ actor ControllerAgent {
         do {
             let assigned = try await peers.call(.POST, leader.control, "/groupmanager?assignLocalController",
                                                 body: request, as: AssignedGroupManager.self)
+            // This host was fenced and these VMs run elsewhere now: our copies go before we report any VM.
+            let stale = assigned.staleVirtualMachines ?? []
+            guard await destroyStaleCopies(stale) else {
+                membership.onAssignmentFailed(now: now)
+                return
+            }
             for directive in membership.onAssigned(assigned.groupManager.managerInfo, now: now) { apply(directive) }
         } catch {
             log.debug("assignment failed; retrying", metadata: ["error": "\(error)"])
             membership.onAssignmentFailed(now: now)
         }
+    }
+
+    /// Destroys (and undefines) the copies of VMs that were restarted elsewhere while this host was fenced. False
+    /// when one could not be destroyed: the controller then does not join (and so reports nothing) and asks again.
+    private func destroyStaleCopies(_ stale: [String]) async -> Bool {
+        guard !stale.isEmpty else { return true }
+        var destroyedAll = true
+        let here = Set(await controller.vmNames())
+        for vm in stale where here.contains(vm) {
+            do {
+                try await controller.destroy(vm: vm)
+                log.warning("destroyed a stale copy: the VM was restarted on another host while this one was fenced",
+                            metadata: ["doze/vm": "\(vm)"])
+            } catch where error.kind == .notFound {
+                continue
+            } catch {
+                log.error("cannot destroy a stale copy; not joining until it is gone", metadata: ["doze/vm": "\(vm)", "error": "\(error)"])
+                destroyedAll = false
+            }
+        }
+        return destroyedAll
     }
 
     private func join(_ manager: ManagerInfo) async {

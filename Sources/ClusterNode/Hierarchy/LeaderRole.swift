@@ -44,6 +44,9 @@ actor LeaderRole {
     lazy var energy = EnergyCoordinator(settings: cluster.energy, booksLag: (cluster.controllerTimeout + cluster.leaderManagerTimeout) * 2,
                                         migrations: migrations, logger: log,
                                         managers: { [weak self] in await self?.managers() ?? [:] })
+    private lazy var failover = FailoverCoordinator(
+        settings: cluster.highAvailability, submissions: submissions, store: store, settleTime: cluster.heartbeatInterval * 3,
+        logger: log) { [weak self] in await self?.managers() ?? [:] }
 
     init(context: GroupManagerContext, term: Term, store: (any ClusterRecordStore)?) {
         self.context = context
@@ -59,6 +62,7 @@ actor LeaderRole {
     /// Reads back what earlier leaders recorded (in the background: calls wait for it) and announces the term.
     func start() {
         let submissions = self.submissions, migrations = self.migrations, rebalancing = self.rebalancing, energy = self.energy
+        let failover = self.failover
         _ = apps   // made with the others: every service of the term exists before the first call or tick
         Task {
             await submissions.setWakeForRoom { limit in await energy.wakeForRoom(within: limit) }
@@ -68,6 +72,7 @@ actor LeaderRole {
         Task { await migrations.load() }
         Task { await rebalancing.start() }
         Task { await energy.start() }
+        Task { await failover.load() }
         announce()
     }
 
@@ -77,6 +82,7 @@ actor LeaderRole {
         await migrations.stop()
         await rebalancing.stop()
         await energy.stop()
+        await failover.stop()
     }
 
     func managers() -> [NodeID: GroupLeaderState.ManagerRecord] { state.managers }
@@ -90,9 +96,10 @@ actor LeaderRole {
     func tick() {
         for directive in state.onTick(now: now) { apply(directive) }
         announce()
-        let submissions = self.submissions, apps = self.apps
+        let submissions = self.submissions, apps = self.apps, failover = self.failover
         Task { await submissions.tick() }
         Task { await apps.tick() }
+        Task { await failover.tick() }
     }
 
     func receive(_ decoded: HeartbeatCodec.Decoded) {
@@ -124,6 +131,8 @@ actor LeaderRole {
                         metadata: ["doze/gm": "\(manager.id)", "doze/lcs": "\(controllers.count)"])
         case .controllerDown(let controller, let managerID):
             log.warning("local controller down", metadata: ["doze/lc": "\(controller.id)", "doze/gm": "\(managerID)"])
+            let failover = self.failover
+            Task { await failover.controllerDown(controller) }
         case .ignoredStaleTerm:
             let link = context.link
             Task { await link.count("staleTerm") }
@@ -150,8 +159,12 @@ actor LeaderRole {
         guard let manager = state.assign(request.controller, previous: request.previousManager, avoid: request.avoidManager) else {
             throw DozeError(.unavailable, "no group manager has joined the leader yet")
         }
-        return AssignedGroupManager(localControllerId: request.controller.id,
-                                    groupManager: GroupManagerDescription(manager, term: state.me.term, isLeader: false))
+        var assigned = AssignedGroupManager(localControllerId: request.controller.id,
+                                            groupManager: GroupManagerDescription(manager, term: state.me.term, isLeader: false))
+        // A host fenced while it held HA VMs that run elsewhere now destroys its copies before it reports any VM.
+        let stale = failover.staleVMs(on: request.controller.id)
+        if !stale.isEmpty { assigned.staleVirtualMachines = stale }
+        return assigned
     }
 
     // MARK: - Views
@@ -217,7 +230,11 @@ actor LeaderRole {
             try? await peers.call(.POST, manager.control, "/groupmanager?getVirtualMachineDescriptions", body: "{}",
                                   as: VirtualMachineList.self, timeout: .seconds(10)).virtualMachines
         }
-        return VirtualMachineList(merging: lists.values)
+        var list = VirtualMachineList(merging: lists.values)
+        // VMs of dead hosts stay in the view, UNKNOWN, until they run again somewhere or their host returns.
+        let listed = Set(list.virtualMachines.map(\.virtualMachineLocation.virtualMachineId))
+        list.virtualMachines += await failover.unknownVMs().filter { !listed.contains($0.virtualMachineLocation.virtualMachineId) }
+        return list
     }
 
     // MARK: - Submissions: placement over managers, addresses, records and dispatch are SubmissionCoordinator's
@@ -231,7 +248,10 @@ actor LeaderRole {
     }
 
     func discoverVirtualMachine(_ vm: String) async throws(DozeError) -> VirtualMachineDiscoveryResponse {
-        try await submissions.discover(vm)
+        do { return try await submissions.discover(vm) } catch where error.kind == .notFound {
+            if let reason = await failover.unknownReason(vm) { throw DozeError(.conflict, "VM '\(vm)' is UNKNOWN: \(reason)") }
+            throw error
+        }
     }
 
     // MARK: - kvm-apps (KVMAppCoordinator)

@@ -110,7 +110,7 @@ actor EnergyCoordinator {
             changedAt[host] = Self.wallMillis
             Task {
                 let error = await AgentCommand.run(command, arguments: [host, "\(address)"], timeout: settings.agentTimeout)
-                await self.woke(host, error: error)
+                self.woke(host, error: error)
             }
         case .undrain(let host):
             log.notice("host is back; opening it to placement", metadata: ["doze/lc": "\(host)"])

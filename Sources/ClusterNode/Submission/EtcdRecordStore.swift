@@ -69,6 +69,17 @@ final class EtcdRecordStore: ClusterRecordStore, @unchecked Sendable {
         }
     }
 
+    func saveFailoverEntry(_ entry: FailoverEntry?, vm: String) throws {
+        enqueue("\(prefix)/failover/\(failoverKey(vm))", try entry.map(encode))
+    }
+
+    func loadFailover() async throws -> [FailoverEntry] {
+        try await client.list(prefix: "\(prefix)/failover/").map { kv in
+            guard let data = kv.value else { throw DozeError(.unavailable, "empty failover record \(kv.key)") }
+            return try JSONDecoder().decode(FailoverEntry.self, from: data)
+        }
+    }
+
     func flush() async throws {
         let last = lock.withLock { tail }
         await last?.value

@@ -22,6 +22,9 @@ protocol ClusterRecordStore: Sendable {
     func saveMigration(_ record: MigrationRecord) throws
     func deleteMigration(_ id: String) throws
     func loadMigrations() async throws -> [MigrationRecord]
+    /// VM high availability's books (which VMs are where, which are being restarted), one entry per VM; nil removes it.
+    func saveFailoverEntry(_ entry: FailoverEntry?, vm: String) throws
+    func loadFailover() async throws -> [FailoverEntry]
     func flush() async throws
 }
 
@@ -94,6 +97,28 @@ struct DirectoryRecordStore: ClusterRecordStore {
         }
     }
 
+    /// `DIR/failover/<hex of the VM name>.json`: VM names come from hosts, so they are not trusted as file names.
+    func saveFailoverEntry(_ entry: FailoverEntry?, vm: String) throws {
+        let path = "\(directory)/failover/\(failoverKey(vm)).json"
+        guard let entry else {
+            try? FileManager.default.removeItem(atPath: path)
+            return
+        }
+        try FileManager.default.createDirectory(atPath: directory + "/failover", withIntermediateDirectories: true)
+        try write(try JSONEncoder().encode(entry), to: path)
+    }
+
+    func loadFailover() throws -> [FailoverEntry] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory + "/failover")) ?? []
+        return try names.filter { $0.hasSuffix(".json") }.compactMap { name in
+            guard let data = FileManager.default.contents(atPath: "\(directory)/failover/\(name)") else { return nil }
+            return try JSONDecoder().decode(FailoverEntry.self, from: data)
+        }
+    }
+
     /// Writes land before they return.
     func flush() {}
 }
+
+/// A VM name as a file name or key part: its UTF-8 bytes in hex.
+func failoverKey(_ vm: String) -> String { vm.utf8.map { String(format: "%02x", $0) }.joined() }

@@ -37,6 +37,8 @@ actor SubmissionCoordinator {
     static let wakeWait: Duration = .seconds(150)
 
     func setWakeForRoom(_ wake: @escaping @Sendable (Duration) async -> Bool) { wakeForRoom = wake }
+    /// VMs the failover keeps though no heartbeat lists them (their host is down): their addresses stay theirs.
+    private var heldAddresses: Set<String> = []
     /// How long a VM that just started keeps its name taken before heartbeats list it.
     static let reportGrace: Duration = .seconds(5)
 
@@ -188,15 +190,16 @@ actor SubmissionCoordinator {
         return described
     }
 
-    /// Names in use: VMs the heartbeats list, VMs of submissions in flight, VMs that just started. Value: where.
-    func takenNames(_ managers: [NodeID: GroupLeaderState.ManagerRecord]) -> [String: String] {
+    /// Names in use: VMs the heartbeats list, VMs of submissions in flight, VMs that just started (other than
+    /// `restarting`: HA VMs whose host died just after they started). Value: where.
+    func takenNames(_ managers: [NodeID: GroupLeaderState.ManagerRecord], restarting: Set<String> = []) -> [String: String] {
         var taken: [String: String] = [:]
         for record in managers.values {
             for controller in record.controllers { for vm in controller.vms { taken[vm] = "on local controller \(controller.id)" } }
         }
         for (vm, task) in book.pendingVMs { taken[vm] = "being started by task \(task)" }
         let cutoff = Self.wallMillis - TaskBook.millis(Self.reportGrace)
-        for (vm, start) in book.recentlyStarted(since: cutoff) where taken[vm] == nil && !reported.contains(start.key) {
+        for (vm, start) in book.recentlyStarted(since: cutoff) where taken[vm] == nil && !reported.contains(start.key) && !restarting.contains(vm) {
             taken[vm] = "started on local controller \(start.vm.meta.virtualMachineLocation.localControllerId)"
         }
         return taken
@@ -204,12 +207,15 @@ actor SubmissionCoordinator {
 
     /// Accepts a virtual cluster and answers its task id once the submission is recorded; the VMs start after.
     /// `app`: the kvm-app this submission belongs to (recorded in the task), nil for a plain virtual cluster.
-    func submit(_ request: VirtualClusterSubmissionRequest, app: String? = nil) async throws(DozeError) -> String {
+    /// `restarting`: names of HA VMs being restarted after their host was fenced (their last start does not take
+    /// the name; a listing or a pending submission still does).
+    func submit(_ request: VirtualClusterSubmissionRequest, app: String? = nil,
+                restarting: Set<String> = []) async throws(DozeError) -> String {
         guard active else { throw DozeError(.unavailable, "this node is no longer the group leader") }
         let described = try await Self.describeTemplates(request, maxVMs: settings.maxVMs)
         try await whenLoaded()
         var managers = await joinedManagers()
-        var prepared = try prepare(request, described: described, taken: takenNames(managers))
+        var prepared = try prepare(request, described: described, taken: takenNames(managers, restarting: restarting))
         var plans = planner.plan(prepared.map(\.request), managers: managers, now: now)
         // No room: wake sleeping hosts one at a time (each bounded) and plan again, instead of failing at once.
         let deadline = now + Self.wakeWait
@@ -217,7 +223,7 @@ actor SubmissionCoordinator {
             planner.onNotRecorded(prepared.map(\.name))
             let woke = await wake(deadline - now)
             managers = await self.managers()
-            prepared = try prepare(request, described: described, taken: takenNames(managers))
+            prepared = try prepare(request, described: described, taken: takenNames(managers, restarting: restarting))
             plans = planner.plan(prepared.map(\.request), managers: managers, now: now)
             if !woke { break }
             log.info("a sleeping host woke for a submission", metadata: ["doze/vms": "\(prepared.count)"])
@@ -267,6 +273,7 @@ actor SubmissionCoordinator {
                                           xmlRepresentation: prepared.xml, requestedCapacity: prepared.demand,
                                           imageId: prepared.xml.isEmpty ? prepared.template.imageId : nil)
         if prepared.xml.isEmpty { meta.vncPassword = prepared.template.vncPassword }
+        if prepared.template.isHighlyAvailable { meta.ha = true }
         if let address = planned.ipAddress {
             meta.ipAddress = address
             if !prepared.xml.isEmpty, let mac = IPPool.mac(for: address) {
@@ -274,7 +281,8 @@ actor SubmissionCoordinator {
             }
         }
         if let controller = planned.pinnedController { meta.virtualMachineLocation.localControllerId = controller }
-        var vm = TaskVM(meta: meta, manager: nil, pinnedController: planned.pinnedController, isFinal: false)
+        var vm = TaskVM(meta: meta, manager: nil, pinnedController: planned.pinnedController, isFinal: false,
+                        haTemplate: prepared.template.isHighlyAvailable ? prepared.template : nil)
         switch planned.directive {
         case .dispatch(let manager):
             vm.manager = manager.id
@@ -620,7 +628,56 @@ actor SubmissionCoordinator {
         reported = reported.intersection(recentKeys).union(recentStarts.filter { listed[$0.vm.id] != nil }.map(\.key))
         guard planner.pool != nil else { return }
         let recent = book.recentlyStarted(since: Self.wallMillis - TaskBook.millis(Self.reportGrace))
-        let inUse = Set(listed.keys).union(book.pendingVMs.keys).union(recent.keys)
+        let inUse = Set(listed.keys).union(book.pendingVMs.keys).union(recent.keys).union(heldAddresses)
         if planner.reclaimAddresses(inUse: inUse, now: now), let pool = planner.pool { try? store?.saveIPPool(pool) }
+    }
+
+    // MARK: - High availability (FailoverCoordinator)
+
+    /// The templates of VMs submitted with `ha: true`, by VM name (the latest submission of a name wins): what a
+    /// restart on another host submits again.
+    func highlyAvailableTemplates() -> [String: VirtualMachineTemplate] {
+        var templates: [String: VirtualMachineTemplate] = [:]
+        for record in book.records.values.sorted(by: { $0.createdAt < $1.createdAt }) {
+            // A VM whose submission failed was never started: nothing to protect.
+            for vm in record.vms where !(vm.isFinal && vm.meta.status == .error) { templates[vm.id] = vm.haTemplate }
+        }
+        return templates
+    }
+
+    enum RestartOutcome: Equatable {
+        case pending, running
+        case failed(String)
+        /// No such task (it expired, or was never recorded).
+        case unknownTask
+    }
+
+    /// Where one VM of a restart's submission stands.
+    func outcome(of vm: String, in task: String) -> RestartOutcome {
+        guard let entry = book.records[task]?.vms.first(where: { $0.id == vm }) else { return .unknownTask }
+        guard entry.isFinal else { return .pending }
+        if entry.meta.status == .error {
+            return .failed([entry.meta.errorCode.rawValue, entry.meta.errorMessage ?? ""].filter { !$0.isEmpty }.joined(separator: ": "))
+        }
+        return .running
+    }
+
+    /// The unfinished submission starting a VM of this name, if any (a restart an earlier leader submitted).
+    func pendingTask(for vm: String) -> String? { book.pendingVMs[vm] }
+
+    /// VMs started in the last few seconds that no heartbeat has listed since, and the controller each started on.
+    func recentStarts() -> [String: NodeID] {
+        let cutoff = Self.wallMillis - TaskBook.millis(Self.reportGrace)
+        var starts: [String: NodeID] = [:]
+        for (vm, start) in book.recentlyStarted(since: cutoff) where !reported.contains(start.key) {
+            if let controller = start.vm.meta.virtualMachineLocation.localControllerId { starts[vm] = controller }
+        }
+        return starts
+    }
+
+    func holdAddresses(_ names: Set<String>) { heldAddresses = names }
+
+    func address(of vm: String) -> String? {
+        planner.pool?.allocated.first { $0.value == vm }.map { IPPool.format($0.key) }
     }
 }

@@ -13,6 +13,8 @@ struct TaskVM: Sendable, Codable, Equatable {
     var pinnedController: NodeID?
     /// RUNNING or ERROR reached: the entry no longer changes.
     var isFinal: Bool
+    /// The template as submitted, kept for VMs marked `ha`: what a restart on another host submits again.
+    var haTemplate: VirtualMachineTemplate? = nil
 
     var id: String { meta.virtualMachineLocation.virtualMachineId }
 }
