@@ -1,36 +1,99 @@
 import Foundation
 
-/// Runs an operator's agent (power off, wake): `/bin/sh -c COMMAND` with the arguments appended, bounded in time.
-/// The command is a shell snippet (`topology/power.sh off /run/layout.json`), so an operator can give options.
+/// Runs an operator's agent (a fence command, a power-off or wake command), bounded in time. Output goes to a
+/// temporary file, not a pipe: an agent that leaves a background process behind cannot hold us up. On timeout the
+/// agent and everything it started get TERM, then KILL (a script's `sleep` or `ipmitool` would otherwise live on).
 enum AgentCommand {
-    /// nil when it exited 0; otherwise why not (exit status or timeout, and the end of its output).
-    static func run(_ command: String, arguments: [String], timeout: Duration) async -> String? {
-        await Task.detached { () -> String? in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", command + " \"$@\"", "doze-agent"] + arguments
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            process.standardInput = FileHandle.nullDevice
-            do { try process.run() } catch { return "cannot run '\(command)': \(error.localizedDescription)" }
-            let reader = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }
-            let deadline = ContinuousClock.now + timeout
-            while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-            let timedOut = process.isRunning
-            if timedOut {
-                process.terminate()
-                try? await Task.sleep(for: .milliseconds(500))
-                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    struct Outcome: Sendable {
+        /// Exited 0 within the time.
+        var succeeded: Bool
+        /// Why not, when not.
+        var error: String?
+        /// The end of what it printed (at most 4 KiB).
+        var output: String
+    }
+
+    /// `what` names the agent in errors (its path, or its command line).
+    static func run(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:], what: String,
+                    timeout: Duration) async -> Outcome {
+        let outputPath = NSTemporaryDirectory() + "doze-agent-\(UUID().uuidString).log"
+        guard FileManager.default.createFile(atPath: outputPath, contents: nil), let output = FileHandle(forWritingAtPath: outputPath) else {
+            return Outcome(succeeded: false, error: "cannot create \(outputPath) for the output of \(what)", output: "")
+        }
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        let exited = AsyncStream<Int32>.makeStream()
+        process.terminationHandler = { exited.continuation.yield($0.terminationStatus) }
+        do { try process.run() } catch {
+            try? output.close()
+            return Outcome(succeeded: false, error: "cannot run \(what): \(error.localizedDescription)", output: "")
+        }
+        let pid = process.processIdentifier
+        let status: Int32? = await withTaskGroup(of: Int32?.self) { group in
+            group.addTask { await exited.stream.first { _ in true } }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
             }
-            process.waitUntilExit()
-            let text = String(decoding: await reader.value, as: UTF8.self)
-            let tail = text.split(separator: "\n").suffix(3).joined(separator: " | ")
-            if timedOut { return "'\(command)' did not end within \(timeout)" + (tail.isEmpty ? "" : ": \(tail)") }
-            guard process.terminationStatus == 0 else {
-                return "'\(command)' exited with status \(process.terminationStatus)" + (tail.isEmpty ? "" : ": \(tail)")
-            }
-            return nil
-        }.value
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        if status == nil {
+            // The agent first, so a script does not go on to its next line when its child dies; a late exit status is
+            // not trusted either way.
+            let tree = [pid] + descendants(of: pid)
+            for member in tree { kill(member, SIGTERM) }
+            try? await Task.sleep(for: .seconds(2))
+            for member in tree { kill(member, SIGKILL) }
+        }
+        try? output.close()
+        let text = String(decoding: (FileManager.default.contents(atPath: outputPath) ?? Data()).suffix(4096), as: UTF8.self)
+        guard let status else {
+            return Outcome(succeeded: false, error: "\(what) did not finish within \(timeout)", output: text)
+        }
+        if process.terminationReason == .uncaughtSignal {
+            return Outcome(succeeded: false, error: "\(what) was killed by signal \(status)", output: text)
+        }
+        return status == 0 ? Outcome(succeeded: true, error: nil, output: text)
+            : Outcome(succeeded: false, error: "\(what) exited with status \(status)", output: text)
+    }
+
+    /// A shell command line (`topology/power-agent.py off /run/layout.json`) with `arguments` appended, through
+    /// `/bin/sh`, so an operator can give options; nil when it succeeded, else why not and the end of its output.
+    static func shell(_ command: String, arguments: [String], timeout: Duration) async -> String? {
+        let outcome = await run("/bin/sh", ["-c", command + " \"$@\"", "doze-agent"] + arguments, what: "'\(command)'", timeout: timeout)
+        guard let error = outcome.error else { return nil }
+        let tail = outcome.output.split(separator: "\n").suffix(3).joined(separator: " | ")
+        return tail.isEmpty ? error : "\(error): \(tail)"
+    }
+
+    /// The processes below `pid`, found from `/proc/*/stat` (Linux; elsewhere none are known).
+    static func descendants(of pid: Int32) -> [Int32] {
+        #if os(Linux)
+        var parents: [Int32: [Int32]] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let child = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            // "pid (comm) state ppid …": the name may hold spaces and parentheses, so read after the last ')'.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, let parent = Int32(fields[1]) { parents[parent, default: []].append(child) }
+        }
+        var found: [Int32] = []
+        var queue = parents[pid] ?? []
+        while let next = queue.popLast() {
+            found.append(next)
+            queue += parents[next] ?? []
+        }
+        return found
+        #else
+        return []
+        #endif
     }
 }

@@ -56,7 +56,7 @@ import Testing
         #expect(throws: DozeError.self) { try FenceAgent.command("/nonexistent/fence.sh").validated() }
         #expect(throws: DozeError.self) { try FenceAgent.command("relative.sh").validated() }
         let path = NSTemporaryDirectory() + "doze-fence-plain-\(UUID().uuidString)"
-        FileManager.default.createFile(atPath: path, contents: Data("echo".utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data("echo".utf8))
         defer { try? FileManager.default.removeItem(atPath: path) }
         #expect(throws: DozeError.self) { try FenceAgent.command(path).validated() }
         #expect(try FenceAgent.none.validated() == .none)

@@ -208,7 +208,7 @@ actor FailoverCoordinator {
                     let started = ContinuousClock.now
                     let outcome = await FenceRun.run(path, host: host, address: address, timeout: timeout)
                     let took = ContinuousClock.now - started
-                    await self.fenced(host, outcome, took: took)
+                    self.fenced(host, outcome, took: took)
                 }
             case .restart(let vm, let avoiding):
                 // The `restarting` record must be stored before the VM starts anywhere.

@@ -46,82 +46,12 @@ struct FenceRun {
     }
 
     static func run(_ path: String, host: NodeID, address: Endpoint?, timeout: Duration) async -> Outcome {
-        let outputPath = NSTemporaryDirectory() + "doze-fence-\(UUID().uuidString).log"
-        guard FileManager.default.createFile(atPath: outputPath, contents: nil), let output = FileHandle(forWritingAtPath: outputPath) else {
-            return Outcome(fenced: false, error: "cannot create \(outputPath) for the fence command's output", output: "")
-        }
-        defer { try? FileManager.default.removeItem(atPath: outputPath) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = [host]
-        var environment = ProcessInfo.processInfo.environment
-        environment["DOZE_FENCE_HOST_ID"] = host
+        var environment = ["DOZE_FENCE_HOST_ID": host]
         if let address {
             environment["DOZE_FENCE_HOST_ADDRESS"] = address.host
             environment["DOZE_FENCE_HOST_PORT"] = "\(address.port)"
         }
-        process.environment = environment
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        let exited = AsyncStream<Int32>.makeStream()
-        process.terminationHandler = { exited.continuation.yield($0.terminationStatus) }
-        do { try process.run() } catch {
-            try? output.close()
-            return Outcome(fenced: false, error: "cannot run \(path): \(error.localizedDescription)", output: "")
-        }
-        let pid = process.processIdentifier
-        let status: Int32? = await withTaskGroup(of: Int32?.self) { group in
-            group.addTask { await exited.stream.first { _ in true } }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
-        if status == nil {
-            // Timed out: TERM, then KILL after a moment, to the command and everything it started (a script's
-            // `sleep` or `ipmitool` would otherwise live on); a late exit status is not trusted either way.
-            // The command first, so a script does not go on to its next line when its child dies.
-            let tree = [pid] + descendants(of: pid)
-            for member in tree { kill(member, SIGTERM) }
-            try? await Task.sleep(for: .seconds(2))
-            for member in tree { kill(member, SIGKILL) }
-        }
-        try? output.close()
-        let text = String(decoding: (FileManager.default.contents(atPath: outputPath) ?? Data()).suffix(4096), as: UTF8.self)
-        guard let status else {
-            return Outcome(fenced: false, error: "\(path) did not finish within \(timeout)", output: text)
-        }
-        if process.terminationReason == .uncaughtSignal {
-            return Outcome(fenced: false, error: "\(path) was killed by signal \(status)", output: text)
-        }
-        return status == 0 ? Outcome(fenced: true, error: nil, output: text)
-            : Outcome(fenced: false, error: "\(path) exited with status \(status)", output: text)
-    }
-
-    /// The processes below `pid`, children first found from `/proc/*/stat` (Linux; elsewhere none are known).
-    static func descendants(of pid: Int32) -> [Int32] {
-        #if os(Linux)
-        var parents: [Int32: [Int32]] = [:]
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let child = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
-                  let close = stat.lastIndex(of: ")") else { continue }
-            // "pid (comm) state ppid …": the name may hold spaces and parentheses, so read after the last ')'.
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            if fields.count > 1, let parent = Int32(fields[1]) { parents[parent, default: []].append(child) }
-        }
-        var found: [Int32] = []
-        var queue = parents[pid] ?? []
-        while let next = queue.popLast() {
-            found.append(next)
-            queue += parents[next] ?? []
-        }
-        return found
-        #else
-        return []
-        #endif
+        let outcome = await AgentCommand.run(path, [host], environment: environment, what: path, timeout: timeout)
+        return Outcome(fenced: outcome.succeeded, error: outcome.error, output: outcome.output)
     }
 }

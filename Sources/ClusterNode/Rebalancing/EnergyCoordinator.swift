@@ -101,7 +101,7 @@ actor EnergyCoordinator {
             guard let command = settings.powerOffCommand else { return }
             log.notice("powering off an idle host", metadata: ["doze/lc": "\(host)", "doze/address": "\(address)"])
             Task {
-                let error = await AgentCommand.run(command, arguments: [host, "\(address)"], timeout: settings.agentTimeout)
+                let error = await AgentCommand.shell(command, arguments: [host, "\(address)"], timeout: settings.agentTimeout)
                 await self.poweredOff(host, error: error)
             }
         case .wake(let host, let address):
@@ -109,7 +109,7 @@ actor EnergyCoordinator {
             log.notice("waking a sleeping host for room", metadata: ["doze/lc": "\(host)", "doze/address": "\(address)"])
             changedAt[host] = Self.wallMillis
             Task {
-                let error = await AgentCommand.run(command, arguments: [host, "\(address)"], timeout: settings.agentTimeout)
+                let error = await AgentCommand.shell(command, arguments: [host, "\(address)"], timeout: settings.agentTimeout)
                 self.woke(host, error: error)
             }
         case .undrain(let host):
