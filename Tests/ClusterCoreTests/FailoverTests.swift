@@ -203,7 +203,7 @@ import Testing
     /// Invariants: a VM is restarted only once its host was fenced, a fenced host never reports a stale copy as
     /// the VM, and at the end every HA VM runs on exactly one live host.
     @Test(arguments: 1...40) func randomFailuresNeverRunAVMTwice(seed: UInt64) {
-        var rng = FailoverRandom(seed: seed)
+        var rng = SeededGenerator(state: seed)
         let hosts = ["h1", "h2", "h3", "h4"]
         var running: [String: Set<String>] = ["h1": ["v0", "v1"], "h2": ["v2", "v3"], "h3": ["v4"], "h4": ["v5", "v6"]]
         let ha: Set<String> = ["v0", "v2", "v3", "v5", "v6"]
@@ -302,18 +302,5 @@ import Testing
             let copies = hosts.filter { running[$0, default: []].contains(vm) }
             #expect(copies.count == 1, "seed \(seed): \(vm) on \(copies)")
         }
-    }
-}
-
-/// A small deterministic generator for the simulation.
-private struct FailoverRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

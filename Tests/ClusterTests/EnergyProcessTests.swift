@@ -10,7 +10,8 @@ import Testing
 extension ProcessTests {
 /// Issue 12's energy saving on real processes, launched as a user would (`doze cluster up` with an `energy:` map and
 /// the shipped `topology/power-agent.py`): idle hosts are drained and put to sleep one at a time down to
-/// `min_awake`, `doze host list` shows them SLEEPING, and a submission that finds no room wakes one and is placed.
+/// `min_awake`, `doze host list` shows them SLEEPING, a new leader reads them back from the records, and a
+/// submission that finds no room wakes one and is placed.
 @Suite(.serialized) struct EnergyProcessTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
@@ -18,7 +19,7 @@ extension ProcessTests {
         let dir = try TemporaryDirectory(prefix: "doze-energy")
         defer { dir.remove() }
         // Free ports for the launcher (it waits on fixed addresses): held, then released just before `up`.
-        var held = try (0..<6).map { _ in try ClosedPort() }
+        var held = try (0..<7).map { _ in try ClosedPort() }
         let ports = held.map(\.port)
         var hostFiles: [String] = []
         for i in 1...3 {
@@ -39,6 +40,7 @@ extension ProcessTests {
             managers:
               - listen: 127.0.0.1:\(ports[1])
               - listen: 127.0.0.1:\(ports[2])
+              - listen: 127.0.0.1:\(ports[6])
             controllers:
               - { listen: 127.0.0.1:\(ports[3]), host: \(hostFiles[0]) }
               - { listen: 127.0.0.1:\(ports[4]), host: \(hostFiles[1]) }
@@ -79,6 +81,26 @@ extension ProcessTests {
                                              timeout: .seconds(2))
         #expect(gone == nil, "the sleeping host's controller does not answer")
 
+        // The leader that put them to sleep dies: the next one reads them back from the records, lists them and can wake them.
+        let leader = try #require(try await leaderAddress(bootstrap), "a leader is known")
+        let layout = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.file("run/layout.json")))) as? [String: Any]
+        let nodes = (layout?["nodes"] as? [[String: Any]]) ?? []
+        let leaderNode = try #require(nodes.first { $0["listen"] as? String == leader }, "\(leader) in \(nodes)")
+        let pid = try #require(Int32(String(contentsOfFile: leaderNode["pid_file"] as! String, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)))
+        kill(pid, SIGKILL)
+        let electedBy = ContinuousClock.now + .seconds(30)
+        var relisted: [HostEntry] = []
+        while ContinuousClock.now < electedBy {
+            if let now = try? await leaderAddress(bootstrap), now != leader, let entries = try? await hosts(),
+               entries.filter({ $0.power == "sleeping" }).count == 2 {
+                relisted = entries
+                break
+            }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(relisted.filter { $0.power == "sleeping" }.count == 2, "the new leader knows the sleeping hosts\n\(logs(dir))")
+
         // Two 3-vCPU VMs: the awake 4-CPU host takes one; the other needs a host woken.
         let template = dir.file("wide.xml")
         try "<domain type='test'><name>wide</name><memory unit='MiB'>1024</memory><vcpu>3</vcpu><os><type>hvm</type></os></domain>"
@@ -97,6 +119,17 @@ extension ProcessTests {
         }
         #expect(after.filter { $0.vms.contains { $0.hasPrefix("wide-") } }.count == 2, "the VMs run on two hosts: \(after)")
         #expect(after.filter { $0.power == "sleeping" }.count == 1, "one host woke, one still sleeps: \(after)")
+    }
+
+    /// The current leader's control address, as the bootstrap knows it.
+    func leaderAddress(_ bootstrap: String) async throws -> String? {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://\(bootstrap)/bootstrap?getGroupLeaderDescription"),
+                                                           timeout: .seconds(5))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        guard response.status == .ok, let object = try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
+              let listen = object["listenSettings"] as? [String: Any], let control = listen["controlDataAddress"] as? [String: Any],
+              let host = control["address"] as? String, let port = control["port"] as? Int else { return nil }
+        return "\(host):\(port)"
     }
 
     func runDown(_ file: String, _ dir: TemporaryDirectory) throws -> Int32 {

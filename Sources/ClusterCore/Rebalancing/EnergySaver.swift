@@ -162,6 +162,14 @@ public struct EnergySaver: Sendable {
         return directives
     }
 
+    /// A new leader takes over the hosts an earlier one put to sleep (from the records): asleep, drained by us.
+    public mutating func restore(sleeping hosts: [(id: NodeID, address: Endpoint, manager: NodeID, capacity: HostUsage)], now: MonotonicTime) {
+        for host in hosts where records[host.id] == nil {
+            records[host.id] = Record(id: host.id, address: host.address, manager: host.manager, capacity: host.capacity,
+                                      power: .sleeping, since: now, drained: true)
+        }
+    }
+
     /// MUST be invoked when the power-off agent ends. A failure keeps the host on (undrained) and idle from now,
     /// so it is tried again after another idle time.
     public mutating func onPowerOffFinished(_ host: NodeID, error: String?, now: MonotonicTime) -> [Directive] {

@@ -5,7 +5,7 @@ import ClusterWire
 // Issue 12's HTTP surface: the cluster-wide calls go to the leader role, `/v1/manager/usage` to the manager role.
 extension GroupManagerNode: RebalancingBackend {
     public func rebalancingStatus() async throws(DozeError) -> RebalancingStatus {
-        await try leading().rebalancing.status()
+        try await leading().rebalancing.status()
     }
 
     public func rebalancingControl(_ operation: RebalancingOperation, dryRun: Bool) async throws(DozeError) -> RebalancingStatus {

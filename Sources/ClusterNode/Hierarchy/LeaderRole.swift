@@ -42,7 +42,7 @@ actor LeaderRole {
         managers: { [weak self] in await self?.managers() ?? [:] },
         usage: { [weak self] in await self?.clusterUsage() ?? [] })
     lazy var energy = EnergyCoordinator(settings: cluster.energy, booksLag: (cluster.controllerTimeout + cluster.leaderManagerTimeout) * 2,
-                                        migrations: migrations, logger: log,
+                                        store: store, migrations: migrations, logger: log,
                                         managers: { [weak self] in await self?.managers() ?? [:] })
     private lazy var failover = FailoverCoordinator(
         settings: cluster.highAvailability, submissions: submissions, store: store, settleTime: cluster.heartbeatInterval * 3,

@@ -21,8 +21,14 @@ actor EnergyCoordinator {
     private var changedAt: [NodeID: Int64] = [:]
 
     /// `booksLag`: how long the leader's books may list a controller that stopped (its heartbeat timeouts).
-    init(settings: EnergySettings, booksLag: Duration, migrations: MigrationCoordinator, logger: Logger, managers: @escaping Managers) {
+    /// The records of this term: sleeping hosts are written there, so the next leader can wake them.
+    private let store: (any ClusterRecordStore)?
+    private var saved: [SleepingHost] = []
+
+    init(settings: EnergySettings, booksLag: Duration, store: (any ClusterRecordStore)?, migrations: MigrationCoordinator,
+         logger: Logger, managers: @escaping Managers) {
         self.settings = settings
+        self.store = store
         var saverSettings = settings.saver
         saverSettings.booksLag = max(saverSettings.booksLag, booksLag)
         do { saver = try EnergySaver(settings: saverSettings) } catch {
@@ -37,8 +43,19 @@ actor EnergyCoordinator {
     private var now: MonotonicTime { started.duration(to: .now) }
     private static var wallMillis: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    func start() {
+    /// Takes over the hosts earlier leaders put to sleep, then runs the loop.
+    func start() async {
         guard settings.enabled, loop == nil else { return }
+        if let store {
+            do {
+                saved = try await store.loadSleepingHosts()
+                saver.restore(sleeping: saved.map { ($0.id, $0.address, $0.manager, HostUsage(vcpus: $0.vcpus, memoryMiB: $0.memoryMiB)) },
+                              now: now)
+                if !saved.isEmpty { log.info("sleeping hosts read back", metadata: ["doze/hosts": "\(saved.count)"]) }
+            } catch {
+                log.error("cannot read the sleeping hosts; they are woken only by hand", metadata: ["error": "\(error)"])
+            }
+        }
         let interval = settings.interval
         loop = Task { [weak self] in
             while !Task.isCancelled {
@@ -140,6 +157,17 @@ actor EnergyCoordinator {
     private func noteChanges(since before: [NodeID: EnergySaver.Power]) {
         let after = saver.records.mapValues(\.power)
         for host in Set(before.keys).union(after.keys) where before[host] != after[host] { changedAt[host] = Self.wallMillis }
+        // Asleep or being woken: not in the hierarchy, so only the records remember it.
+        let sleeping = saver.records.values.filter { $0.power == .sleeping || $0.power == .waking }.sorted { $0.id < $1.id }.map {
+            SleepingHost(id: $0.id, address: $0.address, manager: $0.manager, vcpus: $0.capacity.vcpus, memoryMiB: $0.capacity.memoryMiB)
+        }
+        guard active, sleeping != saved else { return }
+        do {
+            try store?.saveSleepingHosts(sleeping)
+            saved = sleeping
+        } catch {
+            log.error("cannot record the sleeping hosts", metadata: ["error": "\(error)"])
+        }
     }
 
     // MARK: - Wake for room

@@ -3,7 +3,7 @@ import ClusterWire
 import Foundation
 import Logging
 
-/// The cluster records on etcd (`PREFIX/records/tasks/<id>`, `…/ippool`, `…/apps`), for managers on several hosts.
+/// The cluster records on etcd (`PREFIX/records/tasks/<id>`, `…/ippool`, `…/apps`, `…/sleeping`), for managers on several hosts.
 /// Every write is a transaction fenced by the leader key's creation revision (the leader's term): once this node
 /// is deposed, its writes fail in etcd and never reach the records. Writes go out one at a time in the order they
 /// were made (a later pool never lands before an earlier one); `flush` waits for them.
@@ -59,6 +59,12 @@ final class EtcdRecordStore: ClusterRecordStore, @unchecked Sendable {
     func deleteTask(_ id: String) throws { enqueue("\(prefix)/tasks/\(id)", nil) }
     func saveIPPool(_ pool: IPPool) throws { enqueue("\(prefix)/ippool", try encode(pool)) }
     func saveApps(_ apps: [KVMAppRecord]) throws { enqueue("\(prefix)/apps", try encode(apps.sorted { $0.id < $1.id })) }
+    func saveSleepingHosts(_ hosts: [SleepingHost]) throws { enqueue("\(prefix)/sleeping", try encode(hosts.sorted { $0.id < $1.id })) }
+
+    func loadSleepingHosts() async throws -> [SleepingHost] {
+        guard let data = try await client.get("\(prefix)/sleeping").kv?.value else { return [] }
+        return try JSONDecoder().decode([SleepingHost].self, from: data)
+    }
 
     func saveMigration(_ record: MigrationRecord) throws { enqueue("\(prefix)/migrations/\(record.id)", try encode(record)) }
     func deleteMigration(_ id: String) throws { enqueue("\(prefix)/migrations/\(id)", nil) }

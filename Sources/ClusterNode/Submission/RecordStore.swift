@@ -25,10 +25,22 @@ protocol ClusterRecordStore: Sendable {
     /// VM high availability's books (which VMs are where, which are being restarted), one entry per VM; nil removes it.
     func saveFailoverEntry(_ entry: FailoverEntry?, vm: String) throws
     func loadFailover() async throws -> [FailoverEntry]
+    /// The hosts the energy saver put to sleep (their controllers are gone from the hierarchy), written whole.
+    func saveSleepingHosts(_ hosts: [SleepingHost]) throws
+    func loadSleepingHosts() async throws -> [SleepingHost]
     func flush() async throws
 }
 
-/// `DIR/tasks/<id>.json`, `DIR/ippool.json`, `DIR/apps.json`, each replaced atomically (write, then rename).
+/// A host asleep: what a new leader needs to wake it and to list it.
+struct SleepingHost: Codable, Sendable, Equatable {
+    var id: NodeID
+    var address: Endpoint
+    var manager: NodeID
+    var vcpus: Int
+    var memoryMiB: Int
+}
+
+/// `DIR/tasks/<id>.json`, `DIR/ippool.json`, `DIR/apps.json`, `DIR/sleeping.json`, each replaced atomically (write, then rename).
 /// No fsync: a killed leader loses nothing (the page cache survives the process); a host crash takes the
 /// whole one-host cluster down with it anyway.
 struct DirectoryRecordStore: ClusterRecordStore {
@@ -74,6 +86,15 @@ struct DirectoryRecordStore: ClusterRecordStore {
 
     func saveApps(_ apps: [KVMAppRecord]) throws {
         try write(try JSONEncoder().encode(apps.sorted { $0.id < $1.id }), to: directory + "/apps.json")
+    }
+
+    func saveSleepingHosts(_ hosts: [SleepingHost]) throws {
+        try write(try JSONEncoder().encode(hosts.sorted { $0.id < $1.id }), to: directory + "/sleeping.json")
+    }
+
+    func loadSleepingHosts() throws -> [SleepingHost] {
+        guard let data = FileManager.default.contents(atPath: directory + "/sleeping.json") else { return [] }
+        return try JSONDecoder().decode([SleepingHost].self, from: data)
     }
 
     func loadApps() throws -> [KVMAppRecord] {

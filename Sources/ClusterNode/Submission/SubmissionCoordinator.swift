@@ -200,7 +200,7 @@ actor SubmissionCoordinator {
         for (vm, task) in book.pendingVMs { taken[vm] = "being started by task \(task)" }
         let cutoff = Self.wallMillis - TaskBook.millis(Self.reportGrace)
         for (vm, start) in book.recentlyStarted(since: cutoff) where taken[vm] == nil && !reported.contains(start.key) && !restarting.contains(vm) {
-            taken[vm] = "started on local controller \(start.vm.meta.virtualMachineLocation.localControllerId)"
+            taken[vm] = start.vm.meta.virtualMachineLocation.localControllerId.map { "started on local controller \($0)" } ?? "being started"
         }
         return taken
     }
