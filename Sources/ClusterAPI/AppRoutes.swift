@@ -63,6 +63,17 @@ public struct KVMAppRoutes<Backend: KVMAppBackend>: Sendable {
 }
 
 /// The same paths on the bootstrap: passed through to the current leader, answers byte for byte.
+extension BootstrapBackend {
+    /// The request as it came (path, query, a POST's body) to the current leader, its answer passed back as it is.
+    func passToLeader(_ request: Request, _ method: HTTPRequest.Method, limit: Int, timeout: Duration) async throws -> Response {
+        let body = method == .post ? try await HTTPBody.collect(request, limit: limit) : nil
+        let target = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
+        return HTTPReply.passThrough(try await api { () async throws(DozeError) in
+            try await callLeader(method, target, body: body, timeout: timeout)
+        })
+    }
+}
+
 public struct KVMAppForwardingRoutes<Backend: BootstrapBackend>: Sendable {
     public let backend: Backend
     public let maxBodyBytes: Int
@@ -76,13 +87,9 @@ public struct KVMAppForwardingRoutes<Backend: BootstrapBackend>: Sendable {
     static var operationTimeout: Duration { .seconds(150) }
 
     public func register<Context: RequestContext>(on router: Router<Context>) {
-        let limit = maxBodyBytes
+        let limit = maxBodyBytes, backend = self.backend
         let forward: @Sendable (Request, HTTPRequest.Method, Duration) async throws -> Response = { request, method, timeout in
-            let body = method == .post ? try await HTTPBody.collect(request, limit: limit) : nil
-            let target = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
-            return HTTPReply.passThrough(try await api { () async throws(DozeError) in
-                try await backend.callLeader(method, target, body: body, timeout: timeout)
-            })
+            try await backend.passToLeader(request, method, limit: limit, timeout: timeout)
         }
         router.post("/v1/kvm-apps") { request, _ in try await forward(request, .post, .seconds(40)) }
         router.get("/v1/kvm-apps") { request, _ in try await forward(request, .get, .seconds(40)) }

@@ -90,13 +90,9 @@ public struct RebalancingForwardingRoutes<Backend: BootstrapBackend>: Sendable {
     }
 
     public func register<Context: RequestContext>(on router: Router<Context>) {
-        let limit = maxBodyBytes
+        let limit = maxBodyBytes, backend = self.backend
         let forward: @Sendable (Request, HTTPRequest.Method) async throws -> Response = { request, method in
-            let body = method == .post ? try await HTTPBody.collect(request, limit: limit) : nil
-            let target = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
-            return HTTPReply.passThrough(try await api { () async throws(DozeError) in
-                try await backend.callLeader(method, target, body: body, timeout: .seconds(40))
-            })
+            try await backend.passToLeader(request, method, limit: limit, timeout: .seconds(40))
         }
         router.get("/v1/rebalancing") { request, _ in try await forward(request, .get) }
         router.post("/v1/rebalancing/{operation}") { request, _ in try await forward(request, .post) }
