@@ -90,6 +90,7 @@ public struct ClusterLauncher {
             if topology.etcd == nil { args += ["--election-dir", "\(runDirectory)/election"] }
             if let assignment = topology.assignment { args += ["--assignment", assignment] }
             if let vmSubnet = topology.vmSubnet { args += ["--vm-subnet", vmSubnet] }
+            if let floatingRange = topology.floatingRange { args += ["--floating-range", floatingRange] }
             if let dispatch = topology.dispatch { args += ["--dispatch", dispatch] }
             if let placement = topology.placement { args += ["--placement", placement] }
             if let resultTTL = topology.resultTTLSeconds { args += ["--result-ttl", "\(resultTTL)"] }

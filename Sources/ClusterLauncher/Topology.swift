@@ -43,6 +43,8 @@ public struct Topology: Sendable, Codable {
     public var multicast: String?
     /// Submissions: the VM subnet, dispatch (leader → managers) and placement (manager → controllers) policies.
     public var vmSubnet: String?
+    /// Seed 004: the public range floating IPs come from, `FIRST-LAST`.
+    public var floatingRange: String?
     public var dispatch: String?
     public var placement: String?
     public var resultTTLSeconds: Int?
@@ -67,7 +69,7 @@ public struct Topology: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case name, secret, secretFile = "secret_file", runDir = "run_dir", assignment, multicast
-        case vmSubnet = "vm_subnet", dispatch, placement, resultTTLSeconds = "result_ttl_s", migrationsPerHost = "migrations_per_host"
+        case vmSubnet = "vm_subnet", floatingRange = "floating_range", dispatch, placement, resultTTLSeconds = "result_ttl_s", migrationsPerHost = "migrations_per_host"
         case fenceCommand = "fence_command"
         case heartbeat, network, etcd, diskDirs = "disk_dirs", rebalance, energy, bootstrap, managers, controllers
     }
@@ -108,6 +110,9 @@ public struct Topology: Sendable, Codable {
         if etcd != nil { try validateEtcd(path) }
         if let assignment, GroupLeaderState.AssignmentPolicy(rawValue: assignment) == nil {
             throw LauncherError("\(path): assignment must be round-robin or least-loaded")
+        }
+        if let floatingRange, (try? NetworkBook.parseRange(floatingRange)) == nil {
+            throw LauncherError("\(path): floating_range must be FIRST-LAST IPv4 addresses, got '\(floatingRange)'")
         }
         if let vmSubnet, (try? IPPool(subnet: vmSubnet)) == nil {
             throw LauncherError("\(path): vm_subnet must be an IPv4 CIDR with a prefix from /8 to /30, got '\(vmSubnet)'")

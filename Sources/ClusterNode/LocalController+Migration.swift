@@ -70,6 +70,7 @@ extension LocalController {
         do { try effectiveQuota.admit(demand, onTopOf: usage) } catch {
             throw DozeError(.quotaExceeded, "local controller \(id) has no room for '\(request.vm)': \(error.message)")
         }
+        try await prepareNetworks(request.networks ?? [], vm: request.vm)
         reservations[request.vm] = demand
         incomingMigrations[request.vm] = IncomingHold(id: request.id, demand: demand, since: now)
         return IncomingMigrationAnswer(migrationURI: settings.migrationURI, driver: driverName)

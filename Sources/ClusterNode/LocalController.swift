@@ -40,6 +40,8 @@ public actor LocalController: LocalControllerBackend {
     /// Each running VM's smoothed use, from readings taken every `settings.usageInterval` (LocalController+Usage.swift).
     var usageSampler: VMUsageSampler
     var vms: [String: VMRecord] = [:]
+    /// Floating IPs this host translates: address → the VM's switch address.
+    var floatingIPs: [String: String] = [:]
     /// Capacity held by VMs being created or grown, by VM name.
     var reservations: [String: HostUsage] = [:]
     /// Migrations this host runs as the source.
@@ -171,7 +173,11 @@ public actor LocalController: LocalControllerBackend {
 
     /// The VM is no longer on this host (gone, or migrated away): out of the books and the test-host journal.
     func forget(_ name: String) {
-        if let gone = vms.removeValue(forKey: name) { journal?.forget(uuid: gone.info.uuid) }
+        guard let gone = vms.removeValue(forKey: name) else { return }
+        journal?.forget(uuid: gone.info.uuid)
+        if !gone.metadata.networks.isEmpty {
+            Task { await self.releaseNetworks(gone.metadata.networks, vm: name) }
+        }
     }
 
     /// The current record of a VM, fresh from the hypervisor; `.notFound` if the host has no such VM.
@@ -257,16 +263,25 @@ public actor LocalController: LocalControllerBackend {
         var failures: [DozeError] = []
         for var meta in request.virtualMachineMetaData {
             let demand = meta.requested
-            do {
+            do throws(DozeError) {
                 try Validation.networkDemand(demand.rxBytes, what: "rxBytes")
                 try Validation.networkDemand(demand.txBytes, what: "txBytes")
-                let submission = DomainPreparation.Submission(meta)
+                var submission = DomainPreparation.Submission(meta)
+                submission.networks = meta.networks ?? []
                 let prepared = try preparation.prepare(submission, imagePool: Self.listImagePool(config.imagePool.path))
                 var submitted = DozeDomainMetadata(rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress,
                                                    adaptations: prepared.adaptations)
                 submitted.highlyAvailable = meta.ha == true
-                let (record, _) = try await startVM(xml: prepared.xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
+                submitted.networks = submission.networks
+                try await prepareNetworks(submission.networks, vm: meta.virtualMachineLocation.virtualMachineId)
+                let record: VMRecord
+                do throws(DozeError) {
+                    (record, _) = try await startVM(xml: prepared.xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
                                                     metadata: submitted)
+                } catch {
+                    await releaseNetworks(submission.networks, vm: meta.virtualMachineLocation.virtualMachineId)
+                    throw error
+                }
                 let imageId = meta.imageId
                 meta = await metaData(record, xml: prepared.xml)
                 meta.imageId = imageId
@@ -328,6 +343,7 @@ public actor LocalController: LocalControllerBackend {
                 usedCapacity: [usage.vcpusInUse, usage.memoryUsedMiB * 1024, usage.rxBytesPerSecond, usage.txBytesPerSecond])]
         }
         if record.metadata.highlyAvailable { meta.ha = true }
+        if !record.metadata.networks.isEmpty { meta.networks = record.metadata.networks }
         return meta
     }
 
@@ -393,6 +409,7 @@ public actor LocalController: LocalControllerBackend {
         }
         vms[vm] = nil
         journal?.forget(uuid: record.info.uuid)
+        await releaseNetworks(record.metadata.networks, vm: vm)
         log.info("destroyed VM", metadata: ["doze/vm": "\(vm)"])
         return record
     }

@@ -28,6 +28,7 @@ public enum LocalControllerRuntime {
             router.get("/v1/heartbeats") { _, _ in try HTTPReply.json(await heartbeatStatistics()) }
         }
         LocalControllerRoutes(backend: controller, maxBodyBytes: settings.maxBodyBytes).register(on: router)
+        HostNetworkRoutes(backend: controller).register(on: router)
         return router
     }
 

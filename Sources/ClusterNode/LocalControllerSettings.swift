@@ -48,6 +48,9 @@ public struct LocalControllerSettings: Sendable {
         case tcg
     }
 
+    /// The host's network data plane for seed-004 switches and floating IPs; nil: books only (`dataPlane: none`).
+    public var dataPlane: (any HostNetworkPlane)?
+
     /// Opens the hypervisor connections: the controller's own and one per live migration.
     public var openHypervisor: HypervisorFactory
 

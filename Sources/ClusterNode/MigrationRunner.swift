@@ -73,7 +73,8 @@ actor MigrationRunner {
         let destination = Endpoint(host: command.destination.address, port: command.destination.port)
         let peers = PeerClient(timeout: .seconds(10))
         let hold = IncomingMigration(id: command.id, vm: vm, vcpus: record.info.vcpus,
-                                     memoryMiB: HostUsage.memoryMiB(fromKiB: record.info.memoryKiB))
+                                     memoryMiB: HostUsage.memoryMiB(fromKiB: record.info.memoryKiB),
+                                     networks: record.metadata.networks.isEmpty ? nil : record.metadata.networks)
         let target: IncomingMigrationAnswer
         do {
             target = try await peers.call(.POST, destination, "/localcontroller?prepareIncomingMigration", body: hold,

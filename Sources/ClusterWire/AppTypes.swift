@@ -53,6 +53,8 @@ public struct KVMAppCreateRequest: Sendable, Equatable, Codable {
     public var desc: String?
     /// Doze addition: restart the app's VMs on another host when theirs dies (after it is fenced). Absent: off.
     public var ha: Bool?
+    /// Doze addition (seed 004): the switches each VM gets a NIC on (`doze network create`), in order.
+    public var networks: [String]?
 
     public init(count: Int?, cpus: Int?, mems: Int?, disks: Int? = nil, image: Image?, vnc: VNC? = nil,
                 executor: Executor? = nil, constraints: [Constraint]? = nil, desc: String? = nil) {
@@ -90,6 +92,15 @@ public struct KVMAppCreateRequest: Sendable, Equatable, Codable {
         return KVMAppSpec(count: count, cpus: cpus, memoryMiB: mems, diskGiB: disks ?? 0, imageType: type, imageURI: uri,
                           vncPassword: vnc?.enabled == false ? nil : vnc?.password, constraints: constraints,
                           executorURL: executor?.url, executorCommand: executor?.command, desc: desc ?? "", ha: ha == true ? true : nil)
+            .withNetworks(networks)
+    }
+}
+
+extension KVMAppSpec {
+    func withNetworks(_ networks: [String]?) -> KVMAppSpec {
+        var spec = self
+        spec.networks = networks.flatMap { $0.isEmpty ? nil : $0 }
+        return spec
     }
 }
 

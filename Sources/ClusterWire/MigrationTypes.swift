@@ -199,11 +199,14 @@ public struct IncomingMigration: Sendable, Equatable, Codable {
     public var vm: String
     public var vcpus: Int
     public var memoryMiB: Int
-    public init(id: String, vm: String, vcpus: Int, memoryMiB: Int) {
+    /// The VM's NICs on seed-004 switches: the destination sets up their bridges before the VM arrives.
+    public var networks: [NetworkAttachment]?
+    public init(id: String, vm: String, vcpus: Int, memoryMiB: Int, networks: [NetworkAttachment]? = nil) {
         self.id = id
         self.vm = vm
         self.vcpus = vcpus
         self.memoryMiB = memoryMiB
+        self.networks = networks
     }
 }
 

@@ -118,10 +118,14 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
     public var vncPassword: String?
     /// Doze addition: the VM is restarted elsewhere when its host dies and is fenced (absent: not).
     public var ha: Bool?
+    /// Doze addition (seed 004): the VM's NICs on switches, each with its address and MAC, and the floating IPs
+    /// bound to them (absent: none).
+    public var networks: [NetworkAttachment]?
+    public var floatingIPs: [String]?
 
     enum CodingKeys: String, CodingKey {
         case virtualMachineLocation, status, errorCode, ipAddress, xmlRepresentation, requestedCapacity, usedCapacity, isAssigned,
-             groupManagerControlDataAddress, errorMessage, imageId, adaptations, vncPassword, ha
+             groupManagerControlDataAddress, errorMessage, imageId, adaptations, vncPassword, ha, networks, floatingIPs
     }
 
     public init(location: VirtualMachineLocation, status: VMStatus = .unknown, errorCode: VMErrorCode = .none,
@@ -158,6 +162,8 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         adaptations = try c.decodeIfPresent([String].self, forKey: .adaptations)
         vncPassword = try c.decodeIfPresent(String.self, forKey: .vncPassword)
         ha = try c.decodeIfPresent(Bool.self, forKey: .ha)
+        networks = try c.decodeIfPresent([NetworkAttachment].self, forKey: .networks)
+        floatingIPs = try c.decodeIfPresent([String].self, forKey: .floatingIPs)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -177,6 +183,8 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         try c.encodeIfPresent(adaptations, forKey: .adaptations)
         try c.encodeIfPresent(vncPassword, forKey: .vncPassword)
         try c.encodeIfPresent(ha, forKey: .ha)
+        try c.encodeIfPresent(networks, forKey: .networks)
+        try c.encodeIfPresent(floatingIPs, forKey: .floatingIPs)
     }
 
     public var requested: ResourceVector { ResourceVector(snoozeArray: requestedCapacity) }

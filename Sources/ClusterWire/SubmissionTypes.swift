@@ -34,6 +34,9 @@ public struct VirtualMachineTemplate: Sendable, Equatable, Codable {
     /// Doze addition: restart this VM on another host when its host dies (after the host is fenced).
     /// Older clients omit it: off.
     public var ha: Bool?
+    /// Doze addition (seed 004): the switches the VM gets a NIC on, in order (`doze network create`). Absent:
+    /// none, the VM stays on the cluster's default network as Snooze templates always did.
+    public var networks: [String]?
 
     public init(libVirtTemplate: String? = nil, networkCapacityDemand: NetworkDemand = .init(), vcpus: Int? = nil,
                 memory: Int? = nil, imageId: String? = nil, name: String? = nil, hostId: String? = nil) {
@@ -57,6 +60,7 @@ public struct VirtualMachineTemplate: Sendable, Equatable, Codable {
         hostId = try c.decodeIfPresent(String.self, forKey: .hostId)
         vncPassword = try c.decodeIfPresent(String.self, forKey: .vncPassword)
         ha = try c.decodeIfPresent(Bool.self, forKey: .ha)
+        networks = try c.decodeIfPresent([String].self, forKey: .networks)
     }
 
     /// Whether the VM is highly available (`ha: true`).

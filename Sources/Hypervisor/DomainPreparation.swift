@@ -25,6 +25,8 @@ public struct DomainPreparation: Sendable, Equatable {
         /// The VM's address: an image-based domain gets a NIC whose MAC is derived from it.
         public var ipAddress: String
         public var vncPassword: String?
+        /// NICs on seed-004 switches: each becomes a virtio `<interface type='bridge'>` on the switch's bridge.
+        public var networks: [NetworkAttachment] = []
 
         public init(name: String, template: String, imageId: String? = nil, vcpus: Double = 0, memoryKiB: Double = 0,
                     ipAddress: String = "", vncPassword: String? = nil) {
@@ -50,7 +52,7 @@ public struct DomainPreparation: Sendable, Equatable {
     public func prepare(_ submission: Submission, imagePool: @autoclosure () -> ImagePoolListing) throws(DozeError) -> Prepared {
         guard submission.isImageBased else {
             let (xml, change) = TemplateAdaptation.adapt(submission.template, supported: supportedDomainTypes)
-            return Prepared(xml: xml, adaptations: change.map { [$0.description] } ?? [])
+            return Prepared(xml: TemplateAdaptation.addingInterfaces(submission.networks, to: xml), adaptations: change.map { [$0.description] } ?? [])
         }
         guard let imageId = submission.imageId, !imageId.isEmpty else {
             throw DozeError(.badRequest, "VM '\(submission.name)' has neither a libvirt template nor an imageId")
@@ -61,7 +63,7 @@ public struct DomainPreparation: Sendable, Equatable {
             name: submission.name, type: supportedDomainTypes[0],
             vcpus: max(1, Int(submission.vcpus)), memoryKiB: max(1024, Int(submission.memoryKiB)),
             imagePath: image.path, format: image.format, mac: mac, vncPassword: submission.vncPassword)
-        return Prepared(xml: xml, adaptations: [])
+        return Prepared(xml: TemplateAdaptation.addingInterfaces(submission.networks, to: xml), adaptations: [])
     }
 }
 

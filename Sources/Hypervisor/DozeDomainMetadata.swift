@@ -22,6 +22,9 @@ public struct DozeDomainMetadata: Sendable, Equatable {
     public var syntheticLoad = SyntheticLoad()
     /// Submitted with `ha: true`: the cluster restarts it elsewhere if this host dies. Written only when set.
     public var highlyAvailable = false
+    /// NICs on seed-004 switches (`nets='name|vni|ip/len|gateway|mac;…'`): the destination of a migration and a
+    /// restarted controller set up the host's switch pieces from this. Written only when there are some.
+    public var networks: [NetworkAttachment] = []
 
     // Public types get only an internal memberwise initialiser: the controller (another module) needs this one.
     public init(rxBytes: Double = 0, txBytes: Double = 0, ipAddress: String = "", adaptations: [String] = [],
@@ -52,6 +55,16 @@ public struct DozeDomainMetadata: Sendable, Equatable {
         func load(_ name: String) -> Double? { attributes[name].flatMap(Double.init).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } }
         syntheticLoad = SyntheticLoad(vcpus: load("load-vcpus"), memoryMiB: load("load-mem"))
         highlyAvailable = attributes["ha"] == "1"
+        networks = (attributes["nets"] ?? "").split(separator: ";").compactMap(Self.attachment)
+    }
+
+    static func attachment(_ text: Substring) -> NetworkAttachment? {
+        let fields = text.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+        guard fields.count == 5, let vni = Int(fields[1]) else { return nil }
+        let address = fields[2].split(separator: "/")
+        guard address.count == 2, let prefix = Int(address[1]) else { return nil }
+        return NetworkAttachment(network: fields[0], vni: vni, bridge: "dz-br\(vni)", ip: String(address[0]), prefixLength: prefix,
+                                 gateway: fields[3], mac: fields[4])
     }
 
     /// The element, values escaped (the IP comes from the network). `adapted` and `def` only when there is one.
@@ -61,7 +74,9 @@ public struct DozeDomainMetadata: Sendable, Equatable {
         let loadAttributes = (syntheticLoad.vcpus.map { " load-vcpus='\($0)'" } ?? "")
             + (syntheticLoad.memoryMiB.map { " load-mem='\($0)'" } ?? "")
         let haAttribute = highlyAvailable ? " ha='1'" : ""
-        return "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(xmlEscape(ipAddress))'\(adaptedAttribute)\(definitionAttribute)\(loadAttributes)\(haAttribute)/>"
+        let nets = networks.map { "\($0.network)|\($0.vni)|\($0.ip)/\($0.prefixLength)|\($0.gateway)|\($0.mac)" }.joined(separator: ";")
+        let netsAttribute = networks.isEmpty ? "" : " nets='\(xmlEscape(nets))'"
+        return "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(xmlEscape(ipAddress))'\(adaptedAttribute)\(definitionAttribute)\(loadAttributes)\(haAttribute)\(netsAttribute)/>"
     }
 
     /// The element as a domain is defined with it.

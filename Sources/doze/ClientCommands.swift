@@ -180,6 +180,9 @@ struct SubmitCommand: AsyncParsableCommand {
     @Flag(help: "Mark every VM highly available: if its host dies, it is restarted on another host once that host is fenced.")
     var ha = false
 
+    @Option(name: .customLong("network"), help: "Give every VM a NIC on this switch (doze network create); repeat for more, in order.")
+    var networks: [String] = []
+
     @OptionGroup var client: ClientOptions
 
     func validate() throws {
@@ -206,6 +209,7 @@ struct SubmitCommand: AsyncParsableCommand {
                 }
             }
             if ha { for i in vms.indices { vms[i].ha = true } }
+            if !networks.isEmpty { for i in vms.indices { vms[i].networks = networks } }
             let api = try client.client()
             let start = ContinuousClock.now
             let accepted: ByteBuffer
@@ -474,6 +478,14 @@ struct VMCommand: AsyncParsableCommand {
                 if requested.rxBytes > 0 || requested.txBytes > 0 { lines.append(("network B/s", "rx \(Int(requested.rxBytes))  tx \(Int(requested.txBytes))")) }
                 if vm.ha == true { lines.append(("ha", "yes: restarted on another host if this one dies (once it is fenced)")) }
                 if let image = vm.imageId { lines.append(("image", image)) }
+                if let nics = vm.networks, !nics.isEmpty {
+                    // Floating IPs are the leader's books: joined here.
+                    let floating = (try? await api.call(.GET, "/v1/floating-ips")).flatMap { try? api.decode(FloatingIPList.self, $0) }?.floatingIPs ?? []
+                    for nic in nics {
+                        let fip = floating.first { $0.vm == vm.id && $0.privateIP == nic.ip }.map { ", floating IP \($0.address)" } ?? ""
+                        lines.append(("network", "\(nic.network): \(nic.ip)/\(nic.prefixLength) via \(nic.gateway), mac \(nic.mac)\(fip)"))
+                    }
+                }
                 if vm.errorCode != .none || !(vm.errorMessage ?? "").isEmpty { lines.append(("error", vm.note)) }
                 for adaptation in vm.adaptations ?? [] { lines.append(("adapted", adaptation)) }
                 // Use as the manager's window estimates it; a VM not sampled yet has none (503), not zeros.

@@ -101,6 +101,9 @@ struct SubmissionOptions: ParsableArguments {
     @Option(help: "Subnet VM addresses come from (e.g. 10.80.0.0/16); none: VMs get no address.")
     var vmSubnet: String?
 
+    @Option(help: "The public range floating IPs are allocated from (seed 004), FIRST-LAST, e.g. 10.77.0.200-10.77.0.250.")
+    var floatingRange: String?
+
     @Option(help: "How the leader spreads VMs over group managers: round-robin or first-fit.")
     var dispatch = "round-robin"
 
@@ -120,6 +123,10 @@ struct SubmissionOptions: ParsableArguments {
                 throw ValidationError("--vm-subnet must be an IPv4 CIDR with a prefix from /8 to /30, got '\(vmSubnet)'")
             }
             settings.subnet = vmSubnet
+        }
+        if let floatingRange {
+            do { _ = try NetworkBook.parseRange(floatingRange) } catch { throw ValidationError("--floating-range: \(error.message)") }
+            settings.floatingRange = floatingRange
         }
         guard let dispatchPolicy = PlacementPolicy(rawValue: dispatch), dispatchPolicy != .leastLoaded else {
             throw ValidationError("--dispatch must be round-robin or first-fit, got '\(dispatch)'")

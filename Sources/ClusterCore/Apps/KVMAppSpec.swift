@@ -109,6 +109,8 @@ public struct KVMAppSpec: Sendable, Equatable, Codable {
     /// Its VMs are highly available: restarted on another host when theirs dies and is fenced. nil (off) in
     /// records written before the option existed.
     public var ha: Bool?
+    /// Seed 004: the switches each VM gets a NIC on, in order; nil: none (older records too).
+    public var networks: [String]?
 
     public init(count: Int, cpus: Int, memoryMiB: Int, diskGiB: Int, imageType: ImageType, imageURI: String,
                 vncPassword: String? = nil, constraints: [KVMAppConstraint] = [], executorURL: String? = nil,

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Makes a template written for one hypervisor run on the chosen host: only the root `<domain type='…'>` is
 /// rewritten (e.g. `kvm` → `test` on a test-driver host, `kvm` → `qemu` on a TCG host); everything else passes
 /// through byte for byte. The change is returned so it is recorded in the VM's metadata, never silent.
@@ -71,6 +73,25 @@ extension TemplateAdaptation {
         return "<domain type='\(type)'><name>\(xmlEscape(name))</name><memory unit='KiB'>\(memoryKiB)</memory><vcpu>\(vcpus)</vcpu>"
             + "<os><type arch='x86_64'>hvm</type><boot dev='\(format == "iso" ? "cdrom" : "hd")'/></os>"
             + "<devices>\(disk)\(nic)\(vnc)<serial type='pty'/><console type='pty'/></devices></domain>"
+    }
+}
+
+extension TemplateAdaptation {
+    /// The domain XML with one virtio NIC per switch attachment, on the switch's bridge, added at the end of
+    /// `<devices>` (a domain without `<devices>` gets one). Nothing changes without attachments.
+    public static func addingInterfaces(_ attachments: [NetworkAttachment], to xml: String) -> String {
+        guard !attachments.isEmpty else { return xml }
+        let nics = attachments.map {
+            "<interface type='bridge'><mac address='\(xmlEscape($0.mac))'/><source bridge='\(xmlEscape($0.bridge))'/><model type='virtio'/></interface>"
+        }.joined()
+        if let close = xml.range(of: "</devices>", options: .backwards) {
+            return xml.replacingCharacters(in: close.lowerBound..<close.lowerBound, with: nics)
+        }
+        if let selfClosing = xml.range(of: "<devices/>") {
+            return xml.replacingCharacters(in: selfClosing, with: "<devices>\(nics)</devices>")
+        }
+        guard let end = xml.range(of: "</domain>", options: .backwards) else { return xml }
+        return xml.replacingCharacters(in: end.lowerBound..<end.lowerBound, with: "<devices>\(nics)</devices>")
     }
 }
 

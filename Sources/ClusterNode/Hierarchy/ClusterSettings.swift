@@ -65,6 +65,8 @@ public struct EtcdSettings: Sendable {
 public struct SubmissionSettings: Sendable {
     /// The subnet VM addresses come from (Snooze's `network.virtualMachineSubnet`); nil: VMs get no address.
     public var subnet: String?
+    /// The public range floating IPs come from (`FIRST-LAST`, seed 004); nil: none can be allocated.
+    public var floatingRange: String?
     /// How the leader spreads VMs over group managers: round-robin or first-fit.
     public var dispatch: PlacementPolicy = .roundRobin
     /// How a group manager places VMs on its local controllers.

@@ -48,6 +48,9 @@ actor LeaderRole {
         settings: cluster.highAvailability, submissions: submissions, store: store, settleTime: cluster.heartbeatInterval * 3,
         logger: log) { [weak self] in await self?.managers() ?? [:] }
 
+    /// Seed 004's networks live with the submissions (`SubmissionCoordinator+Networks.swift`).
+    var networkService: SubmissionCoordinator { submissions }
+
     init(context: GroupManagerContext, term: Term, store: (any ClusterRecordStore)?) {
         self.context = context
         var settings = GroupLeaderState.Settings()
@@ -234,6 +237,13 @@ actor LeaderRole {
         // VMs of dead hosts stay in the view, UNKNOWN, until they run again somewhere or their host returns.
         let listed = Set(list.virtualMachines.map(\.virtualMachineLocation.virtualMachineId))
         list.virtualMachines += await failover.unknownVMs().filter { !listed.contains($0.virtualMachineLocation.virtualMachineId) }
+        // Floating IPs are the leader's books, not the host's: added here.
+        let floating = await submissions.floatingIPsByVM()
+        for index in list.virtualMachines.indices {
+            if let addresses = floating[list.virtualMachines[index].virtualMachineLocation.virtualMachineId] {
+                list.virtualMachines[index].floatingIPs = addresses
+            }
+        }
         return list
     }
 
@@ -327,5 +337,8 @@ actor LeaderRole {
             }
         }
         state.moveVM(move.vm, from: move.from, to: move.to, demand: move.demand)
+        // A bound floating IP follows its VM now rather than on the next tick.
+        let submissions = self.submissions
+        Task { await submissions.reconcileFloatingIPs() }
     }
 }

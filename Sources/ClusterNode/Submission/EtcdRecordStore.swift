@@ -61,6 +61,13 @@ final class EtcdRecordStore: ClusterRecordStore, @unchecked Sendable {
     func saveApps(_ apps: [KVMAppRecord]) throws { enqueue("\(prefix)/apps", try encode(apps.sorted { $0.id < $1.id })) }
     func saveSleepingHosts(_ hosts: [SleepingHost]) throws { enqueue("\(prefix)/sleeping", try encode(hosts.sorted { $0.id < $1.id })) }
 
+    func saveNetworks(_ book: NetworkBook) throws { enqueue("\(prefix)/networks", try encode(book)) }
+
+    func loadNetworks() async throws -> NetworkBook? {
+        guard let data = try await client.get("\(prefix)/networks").kv?.value else { return nil }
+        return try JSONDecoder().decode(NetworkBook.self, from: data)
+    }
+
     func loadSleepingHosts() async throws -> [SleepingHost] {
         guard let data = try await client.get("\(prefix)/sleeping").kv?.value else { return [] }
         return try JSONDecoder().decode([SleepingHost].self, from: data)

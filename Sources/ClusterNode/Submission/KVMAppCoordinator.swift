@@ -94,6 +94,7 @@ actor KVMAppCoordinator {
             var template = VirtualMachineTemplate(vcpus: spec.cpus, memory: spec.memoryMiB * 1024, imageId: spec.imageURI, name: vm.name, hostId: vm.controller)
             template.vncPassword = spec.vncPassword
             if spec.ha == true { template.ha = true }
+            template.networks = spec.networks
             return template
         }
         submitting.insert(app.id)

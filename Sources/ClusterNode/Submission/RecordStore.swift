@@ -27,6 +27,9 @@ protocol ClusterRecordStore: Sendable {
     func loadFailover() async throws -> [FailoverEntry]
     /// The hosts the energy saver put to sleep (their controllers are gone from the hierarchy), written whole.
     func saveSleepingHosts(_ hosts: [SleepingHost]) throws
+    /// Seed 004's switches, their leases and the floating IPs (one document: they change together).
+    func saveNetworks(_ book: NetworkBook) throws
+    func loadNetworks() async throws -> NetworkBook?
     func loadSleepingHosts() async throws -> [SleepingHost]
     func flush() async throws
 }
@@ -40,7 +43,7 @@ struct SleepingHost: Codable, Sendable, Equatable {
     var memoryMiB: Int
 }
 
-/// `DIR/tasks/<id>.json`, `DIR/ippool.json`, `DIR/apps.json`, `DIR/sleeping.json`, each replaced atomically (write, then rename).
+/// `DIR/tasks/<id>.json`, `DIR/ippool.json`, `DIR/apps.json`, `DIR/sleeping.json`, `DIR/networks.json`, each replaced atomically (write, then rename).
 /// No fsync: a killed leader loses nothing (the page cache survives the process); a host crash takes the
 /// whole one-host cluster down with it anyway.
 struct DirectoryRecordStore: ClusterRecordStore {
@@ -90,6 +93,15 @@ struct DirectoryRecordStore: ClusterRecordStore {
 
     func saveSleepingHosts(_ hosts: [SleepingHost]) throws {
         try write(try JSONEncoder().encode(hosts.sorted { $0.id < $1.id }), to: directory + "/sleeping.json")
+    }
+
+    func saveNetworks(_ book: NetworkBook) throws {
+        try write(try JSONEncoder().encode(book), to: directory + "/networks.json")
+    }
+
+    func loadNetworks() throws -> NetworkBook? {
+        guard let data = FileManager.default.contents(atPath: directory + "/networks.json") else { return nil }
+        return try JSONDecoder().decode(NetworkBook.self, from: data)
     }
 
     func loadSleepingHosts() throws -> [SleepingHost] {

@@ -31,7 +31,7 @@ actor SubmissionCoordinator {
     /// Recently started VMs (task/VM keys: a name can be started again by a later task) the heartbeats have
     /// listed since: from then on the listings alone say whether the name is taken and where the VM is.
     private var reported: Set<String> = []
-    private var active = true
+    private(set) var active = true
     /// Energy saving: wakes a sleeping host when placement finds no room, true once it is back (bounded).
     private var wakeForRoom: (@Sendable (Duration) async -> Bool)?
     static let wakeWait: Duration = .seconds(150)
@@ -39,6 +39,12 @@ actor SubmissionCoordinator {
     func setWakeForRoom(_ wake: @escaping @Sendable (Duration) async -> Bool) { wakeForRoom = wake }
     /// VMs the failover keeps though no heartbeat lists them (their host is down): their addresses stay theirs.
     private var heldAddresses: Set<String> = []
+    /// Seed 004's switches and floating IPs (`SubmissionCoordinator+Networks.swift`).
+    var networkBook = NetworkBook()
+    var floatingInFlight: Set<String> = []
+    /// What each floating IP's host did with it (`linux`, `none`), as it last answered.
+    var floatingDataPlane: [String: String] = [:]
+    var networkAbsentSince: [String: Duration] = [:]
     /// How long a VM that just started keeps its name taken before heartbeats list it.
     static let reportGrace: Duration = .seconds(5)
 
@@ -74,10 +80,11 @@ actor SubmissionCoordinator {
             pool = try? IPPool(subnet: subnet)
         }
         planner.pool = pool
+        await loadNetworks()
         loaded = true
     }
 
-    private var loaded = false
+    private(set) var loaded = false
 
     /// Waits (bounded) until the records are read back.
     func whenLoaded() async throws(DozeError) {
@@ -157,6 +164,7 @@ actor SubmissionCoordinator {
                 try Validation.networkDemand(template.networkCapacityDemand.rxBytes, what: "networkCapacityDemand.rxBytes")
                 try Validation.networkDemand(template.networkCapacityDemand.txBytes, what: "networkCapacityDemand.txBytes")
             } catch { throw DozeError(.badRequest, "\(field): \(error.message)") }
+            try checkNetworks(of: template, field: field)
             vm.demand.rxBytes = template.networkCapacityDemand.rxBytes
             vm.demand.txBytes = template.networkCapacityDemand.txBytes
             if let first = seen[vm.name] {
@@ -229,7 +237,18 @@ actor SubmissionCoordinator {
             log.info("a sleeping host woke for a submission", metadata: ["doze/vms": "\(prepared.count)"])
         }
         // No suspension from here to `book.add`: a concurrent submission sees these names taken, this room reserved.
-        let vms = zip(prepared, plans).map { Self.taskVM($0, planned: $1) }
+        var vms = zip(prepared, plans).map { Self.taskVM($0, planned: $1) }
+        let attached: [String: [NetworkAttachment]]
+        do {
+            attached = try attachNetworks(zip(prepared, plans).compactMap { vm, plan in
+                guard case .dispatch = plan.directive else { return nil }
+                return (vm.name, vm.template.networks ?? [])
+            })
+        } catch {
+            planner.onNotRecorded(prepared.map(\.name))
+            throw error
+        }
+        for index in vms.indices { vms[index].meta.networks = attached[vms[index].id] }
         let taskID = UUID().uuidString.lowercased()
         var record = TaskRecord(id: taskID, createdAt: Self.wallMillis, vms: vms, app: app)
         if managers.isEmpty { record.clusterError = .groupManagersMissing }
@@ -238,11 +257,13 @@ actor SubmissionCoordinator {
         do {
             try store?.saveTask(record)
             if plans.contains(where: { $0.ipAddress != nil }), let pool = planner.pool { try store?.saveIPPool(pool) }
+            if !attached.isEmpty { try store?.saveNetworks(networkBook) }
             try await store?.flush()
         } catch {
             // Unrecorded, it could not survive a failover: refuse rather than promise what we cannot keep.
             book.fail(vms.map(\.id), in: taskID, code: .unableToStartOnGroupManager, message: "cannot record the submission: \(error)", nowMillis: Self.wallMillis)
             planner.onNotRecorded(vms.map(\.id))
+            for vm in attached.keys { networkBook.release(vm: vm) }
             throw DozeError(.unavailable, "cannot record the submission in the cluster records: \(error)")
         }
         log.info("virtual cluster submitted", metadata: ["doze/task": "\(taskID)", "doze/vms": "\(vms.count)"])
@@ -490,6 +511,7 @@ actor SubmissionCoordinator {
             let vm = result.virtualMachineLocation.virtualMachineId
             if result.status == .error {
                 planner.onFailed(vm)
+                releaseNetworks(of: vm)
                 released = true
             } else {
                 planner.onAnswered(vm, now: now)
@@ -626,9 +648,11 @@ actor SubmissionCoordinator {
         let recentStarts = book.recentlyStarted(since: Self.wallMillis - TaskBook.millis(Self.reportGrace)).values
         let recentKeys = Set(recentStarts.map(\.key))
         reported = reported.intersection(recentKeys).union(recentStarts.filter { listed[$0.vm.id] != nil }.map(\.key))
-        guard planner.pool != nil else { return }
         let recent = book.recentlyStarted(since: Self.wallMillis - TaskBook.millis(Self.reportGrace))
         let inUse = Set(listed.keys).union(book.pendingVMs.keys).union(recent.keys).union(heldAddresses)
+        reclaimNetworkAddresses(inUse: inUse, now: now)
+        Task { await self.reconcileFloatingIPs() }
+        guard planner.pool != nil else { return }
         if planner.reclaimAddresses(inUse: inUse, now: now), let pool = planner.pool { try? store?.saveIPPool(pool) }
     }
 
