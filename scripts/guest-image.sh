@@ -6,7 +6,8 @@
 #
 # With a virtio NIC (scripts/guest-xml.sh --nic BRIDGE MAC) the guest also configures eth0 by DHCP (busybox udhcpc;
 # address, prefix and default route), prints "GUEST-NET ip=A/N router=R mac=M event=bound" on the console, and
-# serves two TCP ports for network tests: 5001 a sink (reads and discards each connection), 5000 a shell
+# serves two TCP ports for network tests: 5001 a sink (reads each connection, then prints "GUEST-SINK bytes=N" on
+# the console), 5000 a shell
 # (nc -ll -e /bin/sh: a test guest on a private switch, never anything else). Without a NIC it boots as before.
 #
 #   scripts/guest-image.sh [OUTDIR]     default .build-guest/ (ignored by git); prints OUTDIR
@@ -72,14 +73,15 @@ for m in $NETMODS; do
 done
 cat > root/bin/udhcpc.script <<'EOS'
 #!/bin/sh
-# busybox udhcpc's hook: $interface $ip $mask (prefix length) $router from the DHCP server.
+# busybox udhcpc's hook: $interface $ip $mask (prefix length) $router $mtu from the DHCP server.
 case "$1" in
   deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
   bound|renew)
     [ "$1" = bound ] && ip addr flush dev "$interface"
+    [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"   # a VXLAN switch's MTU is 50 below the underlay's
     ip addr replace "$ip/$mask" dev "$interface"
     [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
-    echo "GUEST-NET ip=$ip/$mask router=${router%% *} mac=$(cat /sys/class/net/$interface/address) event=$1" >/dev/console ;;
+    echo "GUEST-NET ip=$ip/$mask router=${router%% *} mtu=$(cat /sys/class/net/$interface/mtu) mac=$(cat /sys/class/net/$interface/address) event=$1" >/dev/console ;;
 esac
 exit 0
 EOS
@@ -99,7 +101,8 @@ ip link set lo up
   if [ -e /sys/class/net/eth0 ]; then
     ip link set eth0 up
     udhcpc -f -i eth0 -s /bin/udhcpc.script -t 60 -T 1 -A 2 >/dev/null 2>&1 &
-    ( while true; do nc -l -p 5001 >/dev/null 2>&1; done ) &
+    # -e: the sink must not read nc's own stdin, whose EOF would end the connection early.
+    ( while true; do nc -l -p 5001 -e sh -c 'echo "GUEST-SINK bytes=$(wc -c)" >/dev/console'; done ) >/dev/null 2>&1 &
     nc -ll -p 5000 -e /bin/sh >/dev/null 2>&1 &
   fi ) &
 echo "GUEST-READY uptime=$(cut -d' ' -f1 /proc/uptime) mem=$(grep MemTotal /proc/meminfo)"
