@@ -4,6 +4,12 @@
 # ACPI power button and prints a heartbeat on its serial console every second (so a live migration can be seen
 # not to interrupt it). Booted directly (<kernel>/<initrd>), no disk. See docs and ../shared/reference/kvm.md §2.
 #
+# With a virtio NIC (scripts/guest-xml.sh --nic BRIDGE MAC) the guest also configures eth0 by DHCP (busybox udhcpc;
+# address, prefix and default route), prints "GUEST-NET ip=A/N router=R mac=M event=bound" on the console, and
+# serves two TCP ports for network tests: 5001 a sink (reads each connection, then prints "GUEST-SINK bytes=N" on
+# the console), 5000 a shell
+# (nc -ll -e /bin/sh: a test guest on a private switch, never anything else). Without a NIC it boots as before.
+#
 #   scripts/guest-image.sh [OUTDIR]     default .build-guest/ (ignored by git); prints OUTDIR
 #
 # Reruns are instant: the kernel package is downloaded once, the initramfs rebuilt only when this script changed.
@@ -52,6 +58,34 @@ cp "$(command -v busybox)" root/bin/busybox
 for m in drivers/input/evdev.ko drivers/acpi/button.ko; do
   [ -f "x/lib/modules/$KV/kernel/$m" ] && cp "x/lib/modules/$KV/kernel/$m" root/lib/modules/
 done
+# The virtio NIC: virtio_net and what it needs, in load order (the cloud kernel builds them all as modules; one that
+# is built in, per modules.builtin, has no .ko and is skipped at boot).
+NETMODS="drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_legacy_dev
+  drivers/virtio/virtio_pci_modern_dev drivers/virtio/virtio_pci net/core/failover drivers/net/net_failover drivers/net/virtio_net"
+: > root/lib/modules/net.order
+for m in $NETMODS; do
+  if [ -f "x/lib/modules/$KV/kernel/$m.ko" ]; then
+    cp "x/lib/modules/$KV/kernel/$m.ko" root/lib/modules/
+    echo "$(basename $m)" >> root/lib/modules/net.order
+  elif ! grep -q "^kernel/$m.ko$" "x/lib/modules/$KV/modules.builtin"; then
+    echo "guest-image: $m is neither a module nor built into $KV" >&2; exit 1
+  fi
+done
+cat > root/bin/udhcpc.script <<'EOS'
+#!/bin/sh
+# busybox udhcpc's hook: $interface $ip $mask (prefix length) $router $mtu from the DHCP server.
+case "$1" in
+  deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    [ "$1" = bound ] && ip addr flush dev "$interface"
+    [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"   # a VXLAN switch's MTU is 50 below the underlay's
+    ip addr replace "$ip/$mask" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    echo "GUEST-NET ip=$ip/$mask router=${router%% *} mtu=$(cat /sys/class/net/$interface/mtu) mac=$(cat /sys/class/net/$interface/address) event=$1" >/dev/console ;;
+esac
+exit 0
+EOS
+chmod +x root/bin/udhcpc.script
 cat > root/init <<'EOI'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -59,6 +93,18 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>
 insmod /lib/modules/evdev.ko 2>/dev/null; insmod /lib/modules/button.ko 2>/dev/null
 mkdir -p /etc/acpi/PWRF; printf '#!/bin/sh\necho GUEST-POWEROFF\npoweroff -f\n' > /etc/acpi/PWRF/00000080
 chmod +x /etc/acpi/PWRF/00000080; [ -e /dev/input/event0 ] && acpid -c /etc/acpi -l /dev/null
+ip link set lo up
+# The network, in the background so GUEST-READY comes as early as before: with a virtio NIC, DHCP on eth0 (udhcpc
+# renews for as long as the guest runs), a TCP sink on 5001 and a test shell on 5000; without one, nothing.
+( for m in $(cat /lib/modules/net.order); do insmod /lib/modules/$m.ko 2>/dev/null; done
+  for _ in 1 2 3 4 5 6 7 8 9 10; do [ -e /sys/class/net/eth0 ] && break; sleep 0.2; done
+  if [ -e /sys/class/net/eth0 ]; then
+    ip link set eth0 up
+    udhcpc -f -i eth0 -s /bin/udhcpc.script -t 60 -T 1 -A 2 >/dev/null 2>&1 &
+    # -e: the sink must not read nc's own stdin, whose EOF would end the connection early.
+    ( while true; do nc -l -p 5001 -e sh -c 'echo "GUEST-SINK bytes=$(wc -c)" >/dev/console'; done ) >/dev/null 2>&1 &
+    nc -ll -p 5000 -e /bin/sh >/dev/null 2>&1 &
+  fi ) &
 echo "GUEST-READY uptime=$(cut -d' ' -f1 /proc/uptime) mem=$(grep MemTotal /proc/meminfo)"
 i=0; while true; do i=$((i+1)); echo "tick $i up=$(cut -d' ' -f1 /proc/uptime)"; sleep 1; done
 EOI

@@ -9,13 +9,13 @@ enum AgentCommand {
         var succeeded: Bool
         /// Why not, when not.
         var error: String?
-        /// The end of what it printed (at most 4 KiB).
+        /// The end of what it printed (at most `outputLimit` bytes, 4 KiB unless asked).
         var output: String
     }
 
-    /// `what` names the agent in errors (its path, or its command line).
+    /// `what` names the agent in errors (its path, or its command line). `input`, when given, is its standard input.
     static func run(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:], what: String,
-                    timeout: Duration) async -> Outcome {
+                    timeout: Duration, input: String? = nil, outputLimit: Int = 4096) async -> Outcome {
         let outputPath = NSTemporaryDirectory() + "doze-agent-\(UUID().uuidString).log"
         guard FileManager.default.createFile(atPath: outputPath, contents: nil), let output = FileHandle(forWritingAtPath: outputPath) else {
             return Outcome(succeeded: false, error: "cannot create \(outputPath) for the output of \(what)", output: "")
@@ -28,11 +28,35 @@ enum AgentCommand {
         process.standardOutput = output
         process.standardError = output
         process.standardInput = FileHandle.nullDevice
+        // Standard input from a file too, for the same reason as the output: nothing can block on a pipe.
+        let inputPath = NSTemporaryDirectory() + "doze-agent-\(UUID().uuidString).in"
+        var inputHandle: FileHandle?
+        defer { try? inputHandle?.close() }
+        if let input {
+            guard FileManager.default.createFile(atPath: inputPath, contents: Data(input.utf8)),
+                  let handle = FileHandle(forReadingAtPath: inputPath) else {
+                try? output.close()
+                return Outcome(succeeded: false, error: "cannot create \(inputPath) for the input of \(what)", output: "")
+            }
+            process.standardInput = handle
+            inputHandle = handle
+        }
+        defer { if input != nil { try? FileManager.default.removeItem(atPath: inputPath) } }
         let exited = AsyncStream<Int32>.makeStream()
         process.terminationHandler = { exited.continuation.yield($0.terminationStatus) }
-        do { try process.run() } catch {
+        // The child inherits this thread's signal mask, and a concurrency pool thread blocks nearly every signal: the
+        // agent would never see our SIGTERM on timeout, a daemon it starts never its SIGTERM or SIGHUP. So the mask is
+        // cleared around the spawn (posix_spawn, in this thread); a process-wide signal arriving in that instant may be
+        // taken by this thread, which handles it as the process does.
+        var open = sigset_t(), saved = sigset_t()
+        sigemptyset(&open)
+        pthread_sigmask(SIG_SETMASK, &open, &saved)
+        var launchError: (any Error)?
+        do { try process.run() } catch { launchError = error }
+        pthread_sigmask(SIG_SETMASK, &saved, nil)
+        if let launchError {
             try? output.close()
-            return Outcome(succeeded: false, error: "cannot run \(what): \(error.localizedDescription)", output: "")
+            return Outcome(succeeded: false, error: "cannot run \(what): \(launchError.localizedDescription)", output: "")
         }
         let pid = process.processIdentifier
         let status: Int32? = await withTaskGroup(of: Int32?.self) { group in
@@ -54,7 +78,7 @@ enum AgentCommand {
             for member in tree { kill(member, SIGKILL) }
         }
         try? output.close()
-        let text = String(decoding: (FileManager.default.contents(atPath: outputPath) ?? Data()).suffix(4096), as: UTF8.self)
+        let text = String(decoding: (FileManager.default.contents(atPath: outputPath) ?? Data()).suffix(outputLimit), as: UTF8.self)
         guard let status else {
             return Outcome(succeeded: false, error: "\(what) did not finish within \(timeout)", output: text)
         }
