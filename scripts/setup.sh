@@ -10,7 +10,7 @@ set -euo pipefail
 extra=()
 for a in "$@"; do
   case "$a" in
-    --netns) extra+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 busybox-static cpio python3 iproute2 procps) ;;
+    --netns) extra+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 busybox-static cpio python3 iproute2 procps nftables dnsmasq-base) ;;
     --etcd) extra+=(etcd-server etcd-client) ;;
     *) extra+=("$a") ;;
   esac

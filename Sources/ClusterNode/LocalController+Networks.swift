@@ -38,9 +38,9 @@ extension LocalController: HostNetworkBackend {
                                         note: "this host has no data plane (\(settings.hypervisorURI.hasPrefix("test:") ? "libvirt test driver" : "--data-plane none")): kept in the books only")
         }
         if bind {
-            try await plane.bindFloatingIP(request.address, to: request.privateIP)
+            try await plane.applyFloatingIP(request.address, to: request.privateIP)
         } else {
-            try await plane.unbindFloatingIP(request.address)
+            try await plane.removeFloatingIP(request.address)
         }
         floatingIPs[request.address] = bind ? request.privateIP : nil
         log.info(bind ? "floating IP bound here" : "floating IP removed here",

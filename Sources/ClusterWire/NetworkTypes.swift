@@ -221,9 +221,6 @@ public struct SeedNetworkDocument: Sendable, Equatable, Codable {
 
 /// Names every host gives a switch's pieces, so the leader's documents and each host's data plane agree.
 public enum HostNetworkNames {
-    /// The distributed gateway's MAC, the same on every host: locally administered `0a:5e` and the VNI.
-    public static func gatewayMAC(vni: Int) -> String {
-        let bytes = [0x0a, 0x5e, 0, (vni >> 16) & 0xFF, (vni >> 8) & 0xFF, vni & 0xFF]
-        return bytes.map { $0 < 16 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: ":")
-    }
+    /// The distributed gateway's MAC, the same on every host (the data plane's `DataPlanePlan.gatewayMAC`).
+    public static func gatewayMAC(vni: Int) -> String { DataPlanePlan.gatewayMAC(vni: vni).description }
 }

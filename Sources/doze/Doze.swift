@@ -76,6 +76,12 @@ struct LocalControllerCommand: AsyncParsableCommand {
     @Option(help: "libvirt URI other hosts' daemons reach this host's daemon at, for peer-to-peer migration (e.g. qemu+tcp://10.0.0.5/system).")
     var migrationURI: String?
 
+    @Option(help: "VM networks (seed 004) on this host: linux (bridges, VXLAN, nftables, dnsmasq; root), none (books only), or auto (linux on a real hypervisor where it can run, else none).")
+    var dataPlane: String = "auto"
+
+    @Option(help: "The interface VXLAN and floating IPs use (default: the one holding the --listen address).")
+    var underlay: String?
+
     @Option(help: "Seconds between metrics samples.")
     var sampleInterval: Double = 60
 
@@ -105,8 +111,33 @@ struct LocalControllerCommand: AsyncParsableCommand {
         guard LocalControllerSettings.Accelerator(rawValue: accelerator) != nil else {
             throw ValidationError("--accelerator must be auto, kvm or tcg, got '\(accelerator)'")
         }
+        guard ["auto", "linux", "none"].contains(dataPlane) else {
+            throw ValidationError("--data-plane must be auto, linux or none, got '\(dataPlane)'")
+        }
         if hypervisor.hasPrefix("test://"), hypervisor != "test:///default", !hypervisor.hasPrefix("test:///") {
             throw ValidationError("a test-driver host file needs an absolute path: test:///ABSOLUTE/PATH.xml")
+        }
+    }
+
+    /// `--data-plane`: `auto` picks linux on a real hypervisor when this host can run it (root, the tools, an
+    /// underlay), and says at start which it took and why; `linux` refuses to start without it.
+    func makeDataPlane(host: String, stateDirectory: String, log: Logger) throws -> (any HostNetworkPlane)? {
+        guard dataPlane != "none", dataPlane == "linux" || !hypervisor.hasPrefix("test:") else { return nil }
+        guard let device = underlay ?? HostDataPlane.interface(holding: host) else {
+            if dataPlane == "linux" { throw ValidationError("--data-plane linux: no interface holds \(host); give --underlay DEV") }
+            log.notice("VM networks keep the books only here: no interface holds the listen address (give --underlay DEV)")
+            return nil
+        }
+        var planeSettings = HostDataPlane.Settings(underlay: device, stateDirectory: stateDirectory + "/dataplane")
+        planeSettings.logger = log
+        do {
+            let plane = try HostDataPlane.make(mode: .linux, settings: planeSettings)
+            log.info("VM networks: linux data plane", metadata: ["doze/underlay": "\(device)"])
+            return plane
+        } catch {
+            if dataPlane == "linux" { throw ValidationError("\(error)") }
+            log.notice("VM networks keep the books only here", metadata: ["reason": "\(error)"])
+            return nil
         }
     }
 
@@ -132,6 +163,7 @@ struct LocalControllerCommand: AsyncParsableCommand {
         settings.accelerator = LocalControllerSettings.Accelerator(rawValue: accelerator)!
         settings.migrationURI = migrationURI
         settings.logger = log
+        settings.dataPlane = try makeDataPlane(host: host, stateDirectory: settings.stateDirectory, log: log)
         let stateDirectory = settings.stateDirectory
         do {
             let cluster = try clusterOptions.settings(required: false)
