@@ -2,7 +2,7 @@
 # Sets everything up and runs the whole test suite: core logic, the libvirt layer on libvirt's test driver,
 # the HTTP API through the real router, the real `doze` binary as processes on loopback, the README's examples,
 # live migration of real guests between real libvirt daemons on network-namespace hosts, HA restart of real guests
-# after a host is killed and fenced, and a short chaos run
+# after a host is killed and fenced, VM networks with real packets between guests on two hosts, and a short chaos run
 # of a cluster elected on etcd (root only).
 #
 # Every step runs even when an earlier one failed (a README drift must not hide a failing migration), and the
@@ -53,10 +53,12 @@ if [ $# -eq 0 ]; then
     step "live migration end to end (scripts/e2e-migration.sh)" scripts/e2e-migration.sh "$BIN"
     # VM high availability: kill -9 a host with HA guests; they run again once, elsewhere, after fencing. About 20 s.
     step "HA restart after a host kill (scripts/ha-netns.sh)" scripts/ha-netns.sh "$BIN"
+    # VM networks: a switch over VXLAN, guests pinging across hosts, a floating IP kept through a migration. About 70 s.
+    step "VM networks with real packets (scripts/net-netns.sh)" scripts/net-netns.sh "$BIN"
     # Leader election and records on etcd under kill -9 and a partition: 150 submissions over 40 s.
     step "chaos on etcd (scripts/chaos.sh --short)" scripts/chaos.sh --short "$BIN"
   else
-    echo "test.sh: skipping scripts/e2e-migration.sh, scripts/ha-netns.sh and scripts/chaos.sh --short (network namespaces need root)" >&2
+    echo "test.sh: skipping scripts/e2e-migration.sh, scripts/ha-netns.sh, scripts/net-netns.sh and scripts/chaos.sh --short (network namespaces need root)" >&2
   fi
 fi
 
