@@ -131,6 +131,19 @@ import Testing
             """)
     }
 
+    @Test func aVMGivenAnotherFloatingIPGivesUpTheOldOne() throws {
+        let old = IPv4Address("10.77.0.200")!, new = IPv4Address("10.77.0.201")!, vm = IPv4Address("10.200.0.20")!
+        let commands = DataPlanePlan.bindFloatingIP(new, to: vm, underlay: "eth0", links: try Self.links(Self.withSwitch),
+                                                    dnat: [old: vm], snat: [vm: old])
+        #expect(commands.map(\.description) == [
+            "ip addr replace 10.77.0.201/32 dev eth0",
+            "nft -f - <<EOF\ndelete element ip doze fip_snat { 10.200.0.20 }\ndelete element ip doze fip_dnat { 10.77.0.200 }\n"
+                + "add element ip doze fip_dnat { 10.77.0.201 : 10.200.0.20 }\nadd element ip doze fip_snat { 10.200.0.20 : 10.77.0.201 }\nEOF",
+            "ip addr del 10.77.0.200/32 dev eth0",
+            "arping -U -c 2 -I eth0 -s 10.77.0.201 10.77.0.201",
+        ])
+    }
+
     @Test func unbindingUndoesTheBindingAndNothingElse() throws {
         let fip = IPv4Address("10.77.0.200")!, vm = IPv4Address("10.200.0.20")!
         let links = try Self.links(Self.withSwitch)
