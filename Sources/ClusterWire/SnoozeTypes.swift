@@ -118,10 +118,14 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
     public var vncPassword: String?
     /// Doze addition: the VM is restarted elsewhere when its host dies and is fenced (absent: not).
     public var ha: Bool?
+    /// Doze addition, image-based VMs only: the data volumes (GiB each) the controller creates for it.
+    public var disks: [Int]?
+    /// Doze addition: where the VM's VNC console listens (`host:port`), once the host has assigned the port.
+    public var vncAddr: String?
 
     enum CodingKeys: String, CodingKey {
         case virtualMachineLocation, status, errorCode, ipAddress, xmlRepresentation, requestedCapacity, usedCapacity, isAssigned,
-             groupManagerControlDataAddress, errorMessage, imageId, adaptations, vncPassword, ha
+             groupManagerControlDataAddress, errorMessage, imageId, adaptations, vncPassword, ha, disks, vncAddr
     }
 
     public init(location: VirtualMachineLocation, status: VMStatus = .unknown, errorCode: VMErrorCode = .none,
@@ -158,6 +162,8 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         adaptations = try c.decodeIfPresent([String].self, forKey: .adaptations)
         vncPassword = try c.decodeIfPresent(String.self, forKey: .vncPassword)
         ha = try c.decodeIfPresent(Bool.self, forKey: .ha)
+        disks = try c.decodeIfPresent([Int].self, forKey: .disks)
+        vncAddr = try c.decodeIfPresent(String.self, forKey: .vncAddr)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -177,6 +183,8 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         try c.encodeIfPresent(adaptations, forKey: .adaptations)
         try c.encodeIfPresent(vncPassword, forKey: .vncPassword)
         try c.encodeIfPresent(ha, forKey: .ha)
+        try c.encodeIfPresent(disks, forKey: .disks)
+        try c.encodeIfPresent(vncAddr, forKey: .vncAddr)
     }
 
     public var requested: ResourceVector { ResourceVector(snoozeArray: requestedCapacity) }

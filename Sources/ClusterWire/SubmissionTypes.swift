@@ -34,6 +34,9 @@ public struct VirtualMachineTemplate: Sendable, Equatable, Codable {
     /// Doze addition: restart this VM on another host when its host dies (after the host is fenced).
     /// Older clients omit it: off.
     public var ha: Bool?
+    /// Doze addition, image-based VMs only: one data volume (qcow2) of each size, in GiB, created on the VM's
+    /// host and deleted with the VM (kvm-apps' `disks`). Absent: none.
+    public var disks: [Int]?
 
     public init(libVirtTemplate: String? = nil, networkCapacityDemand: NetworkDemand = .init(), vcpus: Int? = nil,
                 memory: Int? = nil, imageId: String? = nil, name: String? = nil, hostId: String? = nil) {
@@ -57,6 +60,7 @@ public struct VirtualMachineTemplate: Sendable, Equatable, Codable {
         hostId = try c.decodeIfPresent(String.self, forKey: .hostId)
         vncPassword = try c.decodeIfPresent(String.self, forKey: .vncPassword)
         ha = try c.decodeIfPresent(Bool.self, forKey: .ha)
+        disks = try c.decodeIfPresent([Int].self, forKey: .disks)
     }
 
     /// Whether the VM is highly available (`ha: true`).

@@ -3,7 +3,7 @@ import Foundation
 
 /// Doze's own element in a domain's `<metadata>`: what a VM carries from host to host (migration) and across
 /// controller restarts, since libvirt keeps it with the domain. Written as one empty element,
-/// `<vm rx='…' tx='…' ip='…' adapted='…' def='…' load-vcpus='…' load-mem='…' ha='1'/>`, in the namespace `namespace`.
+/// `<vm rx='…' tx='…' ip='…' adapted='…' def='…' load-vcpus='…' load-mem='…' ha='1' vols='…'/>`, in the namespace `namespace`.
 public struct DozeDomainMetadata: Sendable, Equatable {
     public static let namespace = "urn:doze:vm:1"
     /// The prefix libvirt gives the element.
@@ -22,6 +22,9 @@ public struct DozeDomainMetadata: Sendable, Equatable {
     public var syntheticLoad = SyntheticLoad()
     /// Submitted with `ha: true`: the cluster restarts it elsewhere if this host dies. Written only when set.
     public var highlyAvailable = false
+    /// The volumes Doze created for the VM in the host's VM-disk pool (its overlay, its data volumes): deleted
+    /// with it, created again on a migration's destination. Written only when there are some.
+    public var volumes: [VMVolume] = []
 
     // Public types get only an internal memberwise initialiser: the controller (another module) needs this one.
     public init(rxBytes: Double = 0, txBytes: Double = 0, ipAddress: String = "", adaptations: [String] = [],
@@ -52,6 +55,7 @@ public struct DozeDomainMetadata: Sendable, Equatable {
         func load(_ name: String) -> Double? { attributes[name].flatMap(Double.init).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } }
         syntheticLoad = SyntheticLoad(vcpus: load("load-vcpus"), memoryMiB: load("load-mem"))
         highlyAvailable = attributes["ha"] == "1"
+        volumes = (attributes["vols"] ?? "").split(separator: ";").compactMap { VMVolume(encoded: String($0)) }
     }
 
     /// The element, values escaped (the IP comes from the network). `adapted` and `def` only when there is one.
@@ -61,7 +65,8 @@ public struct DozeDomainMetadata: Sendable, Equatable {
         let loadAttributes = (syntheticLoad.vcpus.map { " load-vcpus='\($0)'" } ?? "")
             + (syntheticLoad.memoryMiB.map { " load-mem='\($0)'" } ?? "")
         let haAttribute = highlyAvailable ? " ha='1'" : ""
-        return "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(xmlEscape(ipAddress))'\(adaptedAttribute)\(definitionAttribute)\(loadAttributes)\(haAttribute)/>"
+        let volumesAttribute = volumes.isEmpty ? "" : " vols='\(xmlEscape(volumes.map(\.encoded).joined(separator: ";")))'"
+        return "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(xmlEscape(ipAddress))'\(adaptedAttribute)\(definitionAttribute)\(loadAttributes)\(haAttribute)\(volumesAttribute)/>"
     }
 
     /// The element as a domain is defined with it.
