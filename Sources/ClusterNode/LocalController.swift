@@ -275,10 +275,11 @@ public actor LocalController: LocalControllerBackend {
                 let (record, _, liveXML) = try await startVM(xml: prepared.xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
                                                              metadata: submitted)
                 let imageId = meta.imageId, disks = meta.disks
-                // The live definition: it names the VNC port the host picked.
-                meta = await metaData(record, xml: liveXML)
+                meta = await metaData(record, xml: prepared.xml)
                 meta.imageId = imageId
                 meta.disks = disks
+                // The answer shows the definition as prepared; the VNC port the host picked is in the live one.
+                if let liveXML { meta.vncAddr = vncAddr(inDomainXML: liveXML) }
             } catch {
                 failures.append(error)
                 meta.status = .error
@@ -341,10 +342,14 @@ public actor LocalController: LocalControllerBackend {
                 usedCapacity: [usage.vcpusInUse, usage.memoryUsedMiB * 1024, usage.rxBytesPerSecond, usage.txBytesPerSecond])]
         }
         if record.metadata.highlyAvailable { meta.ha = true }
-        if let display = KVMAppBook.vncDisplay(inDomainXML: liveXML), let host = advertisedAddress?.address {
-            meta.vncAddr = "\(host):\(5900 + display)"
-        }
+        meta.vncAddr = vncAddr(inDomainXML: liveXML)
         return meta
+    }
+
+    /// `HOST:PORT` of the domain's VNC console (this controller's address), once the host has assigned the port.
+    func vncAddr(inDomainXML xml: String) -> String? {
+        guard let display = KVMAppBook.vncDisplay(inDomainXML: xml), let host = advertisedAddress?.address else { return nil }
+        return "\(host):\(5900 + display)"
     }
 
     // MARK: - VM operations
