@@ -91,4 +91,39 @@ import Testing
             #expect(try await Self.volumes(fixture.controller).isEmpty)
         }
     }
+
+    @Test func aMigrationsDestinationMakesTheVolumesFirstAndACancelRemovesThem() async throws {
+        try await Self.withImage { fixture in
+            let controller = fixture.controller
+            let volumes = [VMVolume(name: "web-root.qcow2", capacityBytes: 1 << 20, backingImage: "cirros.qcow2", backingFormat: "qcow2", target: "vda"),
+                           VMVolume(name: "web-data0.qcow2", capacityBytes: 1 << 30, target: "vdb")]
+            let hold = IncomingMigration(id: "m1", vm: "web", vcpus: 1, memoryMiB: 128, volumes: volumes.map(\.encoded))
+            let answer = try await controller.prepareIncomingMigration(hold)
+            let state = fixture.dir.file("state")
+            #expect(answer.volumePaths == ["web-root.qcow2": "\(state)/vm-disks/web-root.qcow2", "web-data0.qcow2": "\(state)/vm-disks/web-data0.qcow2",
+                                           "cirros.qcow2": "\(state)/images/cirros.qcow2"])
+            #expect(try await Self.volumes(controller) == ["web-data0.qcow2", "web-root.qcow2"])
+            // Asked again (a retry): the same answer, nothing made twice.
+            #expect(try await controller.prepareIncomingMigration(hold).volumePaths == answer.volumePaths)
+            try await controller.cancelIncomingMigration(hold)
+            #expect(try await Self.volumes(controller).isEmpty)
+            #expect(try await controller.usages().usages.cpuUsed == 0)
+        }
+    }
+
+    @Test func aDestinationWithoutTheImageRefusesTheMoveAndKeepsNothing() async throws {
+        try await Self.withImage { fixture in
+            let controller = fixture.controller
+            let volumes = [VMVolume(name: "web-root.qcow2", capacityBytes: 1 << 20, backingImage: "debian.qcow2", backingFormat: "qcow2", target: "vda")]
+            let hold = IncomingMigration(id: "m2", vm: "web", vcpus: 1, memoryMiB: 128, volumes: volumes.map(\.encoded))
+            let refusal = await #expect(throws: DozeError.self) { try await controller.prepareIncomingMigration(hold) }
+            #expect(refusal?.kind == .notFound)
+            #expect(refusal?.message.contains("cannot take the disks of 'web': image 'debian.qcow2' is not in this host's image pool") == true)
+            #expect(try await Self.volumes(controller).isEmpty)
+            #expect(try await controller.usages().usages.cpuUsed == 0)
+            // The room was not kept either: the same VM can be prepared again once the image is there.
+            try Data(repeating: 1, count: 512).write(to: URL(fileURLWithPath: fixture.dir.file("state/images/debian.qcow2")))
+            #expect(try await controller.prepareIncomingMigration(hold).volumePaths?["debian.qcow2"] != nil)
+        }
+    }
 }
