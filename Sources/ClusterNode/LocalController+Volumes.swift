@@ -46,8 +46,9 @@ extension LocalController {
                 }
                 backingPath = Self.absolute(images.path) + "/" + image
             }
+            let created: StorageVolumeInfo
             do {
-                _ = try await hypervisor.createVolume(pool: VMVolume.poolName, xml: volume.volumeXML(backingPath: backingPath))
+                created = try await hypervisor.createVolume(pool: VMVolume.poolName, xml: volume.volumeXML(backingPath: backingPath))
             } catch {
                 await deleteVolumes(made, of: vm)
                 // A volume of that name is not this VM's: the name is taken (a leftover), never overwritten.
@@ -56,6 +57,14 @@ extension LocalController {
                     : "create volume '\(volume.name)' for '\(vm)': \(mapped.message)")
             }
             made.append(volume)
+            // The domain names the volume by this path: a pool of that name defined elsewhere (another controller
+            // on the same daemon) must not get the VM's disks.
+            let expected = volumePoolPath + "/" + volume.name
+            if !created.path.isEmpty, created.path != expected {
+                await deleteVolumes(made, of: vm)
+                throw DozeError(.hypervisor, "libvirt's pool '\(VMVolume.poolName)' put volume '\(volume.name)' at \(created.path), not \(expected): "
+                    + "it belongs to another state directory (one pool per daemon and controller)")
+            }
         }
         log.info("created volumes", metadata: ["doze/vm": "\(vm)", "doze/volumes": "\(volumes.map(\.name))"])
     }
