@@ -55,10 +55,12 @@ if [ $# -eq 0 ]; then
     step "HA restart after a host kill (scripts/ha-netns.sh)" scripts/ha-netns.sh "$BIN"
     # VM networks: a switch over VXLAN, guests pinging across hosts, a floating IP kept through a migration. About 70 s.
     step "VM networks with real packets (scripts/net-netns.sh)" scripts/net-netns.sh "$BIN"
+    # Disks: an overlay and a data volume copied by a live migration between the hosts. About 15 s.
+    step "disks and copy-storage migration (scripts/disks-netns.sh)" scripts/disks-netns.sh "$BIN"
     # Leader election and records on etcd under kill -9 and a partition: 150 submissions over 40 s.
     step "chaos on etcd (scripts/chaos.sh --short)" scripts/chaos.sh --short "$BIN"
   else
-    echo "test.sh: skipping scripts/e2e-migration.sh, scripts/ha-netns.sh, scripts/net-netns.sh and scripts/chaos.sh --short (network namespaces need root)" >&2
+    echo "test.sh: skipping scripts/e2e-migration.sh, scripts/ha-netns.sh, scripts/net-netns.sh, scripts/disks-netns.sh and scripts/chaos.sh --short (network namespaces need root)" >&2
   fi
 fi
 

@@ -10,6 +10,9 @@ struct IncomingHold: Sendable {
     var id: String
     var demand: HostUsage
     var since: ContinuousClock.Instant
+    /// Volumes created here for the VM before the move, and where they and their backing images are.
+    var volumes: [VMVolume] = []
+    var volumePaths: [String: String]?
 }
 
 /// Moving VMs between hosts. The source's side runs in `MigrationRunner`; this host's books, and with them the
@@ -56,12 +59,13 @@ extension LocalController {
         for (vm, hold) in incomingMigrations where now - hold.since > Self.incomingHoldLimit {
             incomingMigrations[vm] = nil
             reservations[vm] = nil
+            if vms[vm] == nil { await deleteVolumes(hold.volumes, of: vm) }
         }
         if let hold = incomingMigrations[request.vm] {
             guard hold.id == request.id else {
                 throw DozeError(.conflict, "VM '\(request.vm)' is already on its way here (migration \(hold.id))")
             }
-            return IncomingMigrationAnswer(migrationURI: settings.migrationURI, driver: driverName)
+            return IncomingMigrationAnswer(migrationURI: settings.migrationURI, driver: driverName, volumePaths: hold.volumePaths)
         }
         guard vms[request.vm] == nil, reservations[request.vm] == nil else {
             throw DozeError(.conflict, "local controller \(id) already has a VM named '\(request.vm)'")
@@ -73,7 +77,26 @@ extension LocalController {
         try await prepareNetworks(request.networks ?? [], vm: request.vm)
         reservations[request.vm] = demand
         incomingMigrations[request.vm] = IncomingHold(id: request.id, demand: demand, since: now)
-        return IncomingMigrationAnswer(migrationURI: settings.migrationURI, driver: driverName)
+        // The disks libvirt copies need files to go into: the same volumes, backed by this host's copy of the image.
+        let volumes = (request.volumes ?? []).compactMap(VMVolume.init(encoded:))
+        guard !volumes.isEmpty else {
+            return IncomingMigrationAnswer(migrationURI: settings.migrationURI, driver: driverName)
+        }
+        do {
+            try await createVolumes(volumes, for: request.vm)
+        } catch {
+            incomingMigrations[request.vm] = nil
+            reservations[request.vm] = nil
+            throw DozeError(error.kind, "local controller \(id) cannot take the disks of '\(request.vm)': \(error.message)")
+        }
+        var paths: [String: String] = [:]
+        for volume in volumes {
+            paths[volume.name] = volumePoolPath + "/" + volume.name
+            if let image = volume.backingImage { paths[image] = Self.absolute(config.imagePool.path) + "/" + image }
+        }
+        incomingMigrations[request.vm]?.volumes = volumes
+        incomingMigrations[request.vm]?.volumePaths = paths
+        return IncomingMigrationAnswer(migrationURI: settings.migrationURI, driver: driverName, volumePaths: paths)
     }
 
     public func cancelIncomingMigration(_ request: IncomingMigration) async throws(DozeError) {
@@ -82,6 +105,7 @@ extension LocalController {
         reservations[request.vm] = nil
         // libvirt has removed the half-arrived domain by now; drop it from the books without waiting for its event.
         _ = try? await refresh(request.vm)
+        if vms[request.vm] == nil { await deleteVolumes(hold.volumes, of: request.vm) }
     }
 
     /// The VM has arrived (live): take it into the books with its metadata and report libvirt's final figures.
@@ -118,6 +142,7 @@ extension LocalController {
             if (try? await hypervisor.domain(.name(transfer.vm))) != nil { _ = try? await remove(transfer.vm) }
             incomingMigrations[transfer.vm] = nil
             reservations[transfer.vm] = nil
+            await deleteVolumes(hold.volumes, of: transfer.vm)
             throw Self.map(error, doing: "restore '\(transfer.vm)' here")
         }
         incomingMigrations[transfer.vm] = nil

@@ -36,9 +36,11 @@ extension LocalController {
     }
 
     /// Every host path, storage volume and emulator a domain names, checked as given and with symlinks resolved.
-    func checkPaths(_ description: DomainDescription) throws(DozeError) {
+    /// The VM-disk pool is no place a template may name: only the VM's own `volumes` there are allowed.
+    func checkPaths(_ description: DomainDescription, volumes: [VMVolume] = []) throws(DozeError) {
         let policy = pathPolicy
-        for (what, path) in description.hostPaths {
+        let own = Set(volumes.map { volumePoolPath + "/" + $0.name })
+        for (what, path) in description.hostPaths where !own.contains(path) {
             try policy.check(path, what: what)
             try policy.check(Self.resolved(path), what: what)   // a symlink must not lead outside either
         }

@@ -8,7 +8,7 @@ import Logging
 // Seed 003's single-host VM API.
 extension LocalController {
     public func createVM(xml: String) async throws(DozeError) -> VMCreation {
-        let (record, created) = try await startVM(xml: xml, expectedName: nil)
+        let (record, created, _) = try await startVM(xml: xml, expectedName: nil)
         return VMCreation(summary: summary(record), created: created)
     }
 

@@ -76,6 +76,7 @@ public actor LocalController: LocalControllerBackend {
             metrics: try MetricsStore(directory: settings.stateDirectory + "/metrics"))
         try await controller.adoptDomains()
         try await controller.reconcilePools()
+        await controller.ensureVolumePool()
         Task { await controller.migrations.prepareSpareConnection() }
         return controller
     }
@@ -213,8 +214,10 @@ public actor LocalController: LocalControllerBackend {
     /// Defines and starts one VM after checking its XML, name, paths and the quota. Nothing is left behind on failure.
     /// `created` is false when a VM of the same name and the same definition was there already (a retry).
     /// `metadata` is what the submission said (its definition digest is filled in here).
+    /// `metadata.volumes` are created (in the VM-disk pool) once the VM's room is reserved, and deleted again if it
+    /// does not start. The answer's XML is the running domain's (nil for a retry that found the VM).
     func startVM(xml: String, expectedName: String?,
-                 metadata submitted: DozeDomainMetadata = DozeDomainMetadata()) async throws(DozeError) -> (record: VMRecord, created: Bool) {
+                 metadata submitted: DozeDomainMetadata = DozeDomainMetadata()) async throws(DozeError) -> (record: VMRecord, created: Bool, xml: String?) {
         let description = try await Self.describe(xml)
         let name = description.name
         try Validation.vmName(name)
@@ -228,13 +231,13 @@ public actor LocalController: LocalControllerBackend {
                 throw DozeError(.conflict, "VM '\(name)' already exists on this host"
                     + (existing.metadata.definitionDigest == nil ? "" : " with a different definition"))
             }
-            return (existing, false)
+            return (existing, false, nil)
         }
         guard vms[name] == nil, reservations[name] == nil else { throw DozeError(.conflict, "VM '\(name)' already exists on this host") }
         if let uuid = description.uuid?.lowercased(), let other = vms.values.first(where: { $0.info.uuid == uuid }) {
             throw DozeError(.conflict, "UUID \(uuid) is already used by VM '\(other.info.name)'")
         }
-        try checkPaths(description)
+        try checkPaths(description, volumes: submitted.volumes)
         let demand = HostUsage(vcpus: description.vcpus, memoryMiB: HostUsage.memoryMiB(fromKiB: description.memoryKiB))
         try effectiveQuota.admit(demand, onTopOf: usage)
         reservations[name] = demand
@@ -242,17 +245,19 @@ public actor LocalController: LocalControllerBackend {
 
         var metadata = submitted
         metadata.definitionDigest = digest
+        try await createVolumes(metadata.volumes, for: name)
         let created: (info: DomainInfo, xml: String)
         do {
             created = try await hypervisor.defineAndStart(xml: xml, metadata: metadata.domainMetadata)
         } catch {
+            await deleteVolumes(metadata.volumes, of: name)
             throw Self.map(error, doing: "hypervisor refused to start '\(name)'")
         }
         let record = VMRecord(info: created.info, metadata: metadata)
         vms[name] = record
         try? journal?.record(created.info, xml: created.xml)
         log.info("started VM", metadata: ["doze/vm": "\(name)", "doze/vcpus": "\(description.vcpus)"])
-        return (record, true)
+        return (record, true, created.xml)
     }
 
     public func startVirtualMachines(_ request: VirtualMachineSubmission, partial: Bool) async throws(DozeError) -> VirtualMachineSubmission {
@@ -268,23 +273,28 @@ public actor LocalController: LocalControllerBackend {
                 try Validation.networkDemand(demand.txBytes, what: "txBytes")
                 var submission = DomainPreparation.Submission(meta)
                 submission.networks = meta.networks ?? []
-                let prepared = try preparation.prepare(submission, imagePool: Self.listImagePool(config.imagePool.path))
+                let prepared = try preparation.prepare(submission, imagePool: Self.listImagePool(config.imagePool.path),
+                                                       volumePool: volumePool)
                 var submitted = DozeDomainMetadata(rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress,
                                                    adaptations: prepared.adaptations)
                 submitted.highlyAvailable = meta.ha == true
+                submitted.volumes = prepared.volumes
                 submitted.networks = submission.networks
                 try await prepareNetworks(submission.networks, vm: meta.virtualMachineLocation.virtualMachineId)
-                let record: VMRecord
+                let record: VMRecord, liveXML: String?
                 do throws(DozeError) {
-                    (record, _) = try await startVM(xml: prepared.xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
-                                                    metadata: submitted)
+                    (record, _, liveXML) = try await startVM(xml: prepared.xml, expectedName: meta.virtualMachineLocation.virtualMachineId,
+                                                             metadata: submitted)
                 } catch {
                     await releaseNetworks(submission.networks, vm: meta.virtualMachineLocation.virtualMachineId)
                     throw error
                 }
-                let imageId = meta.imageId
+                let imageId = meta.imageId, disks = meta.disks
                 meta = await metaData(record, xml: prepared.xml)
                 meta.imageId = imageId
+                meta.disks = disks
+                // The answer shows the definition as prepared; the VNC port the host picked is in the live one.
+                if let liveXML { meta.vncAddr = vncAddr(inDomainXML: liveXML) }
             } catch {
                 failures.append(error)
                 meta.status = .error
@@ -309,7 +319,11 @@ public actor LocalController: LocalControllerBackend {
             var isDirectory: ObjCBool = false
             return FileManager.default.fileExists(atPath: path + "/" + entry, isDirectory: &isDirectory) && !isDirectory.boolValue
         }
-        return ImagePoolListing(path: path, entries: entries, files: Set(files))
+        var sizes: [String: UInt64] = [:]
+        for file in files {
+            sizes[file] = (try? FileManager.default.attributesOfItem(atPath: path + "/" + file)[.size] as? NSNumber)?.uint64Value
+        }
+        return ImagePoolListing(path: path, entries: entries, files: Set(files), sizes: sizes)
     }
 
     /// One VM's current meta data (Snooze's `getVirtualMachineMetaData`, asked by its group manager).
@@ -344,7 +358,14 @@ public actor LocalController: LocalControllerBackend {
         }
         if record.metadata.highlyAvailable { meta.ha = true }
         if !record.metadata.networks.isEmpty { meta.networks = record.metadata.networks }
+        meta.vncAddr = vncAddr(inDomainXML: liveXML)
         return meta
+    }
+
+    /// `HOST:PORT` of the domain's VNC console (this controller's address), once the host has assigned the port.
+    func vncAddr(inDomainXML xml: String) -> String? {
+        guard let display = KVMAppBook.vncDisplay(inDomainXML: xml), let host = advertisedAddress?.address else { return nil }
+        return "\(host):\(5900 + display)"
     }
 
     // MARK: - VM operations
@@ -410,6 +431,7 @@ public actor LocalController: LocalControllerBackend {
         vms[vm] = nil
         journal?.forget(uuid: record.info.uuid)
         await releaseNetworks(record.metadata.networks, vm: vm)
+        await deleteVolumes(record.metadata.volumes, of: vm)
         log.info("destroyed VM", metadata: ["doze/vm": "\(vm)"])
         return record
     }
@@ -493,7 +515,8 @@ extension DomainPreparation.Submission {
     init(_ meta: VirtualMachineMetaData) {
         let capacity = meta.requested
         self.init(name: meta.virtualMachineLocation.virtualMachineId, template: meta.xmlRepresentation, imageId: meta.imageId,
-                  vcpus: capacity.vcpus, memoryKiB: capacity.memoryKiB, ipAddress: meta.ipAddress, vncPassword: meta.vncPassword)
+                  vcpus: capacity.vcpus, memoryKiB: capacity.memoryKiB, ipAddress: meta.ipAddress, vncPassword: meta.vncPassword,
+                  dataDisksGiB: meta.disks ?? [])
     }
 }
 

@@ -72,9 +72,11 @@ actor MigrationRunner {
         }
         let destination = Endpoint(host: command.destination.address, port: command.destination.port)
         let peers = PeerClient(timeout: .seconds(10))
+        let volumes = record.metadata.volumes
         let hold = IncomingMigration(id: command.id, vm: vm, vcpus: record.info.vcpus,
                                      memoryMiB: HostUsage.memoryMiB(fromKiB: record.info.memoryKiB),
-                                     networks: record.metadata.networks.isEmpty ? nil : record.metadata.networks)
+                                     networks: record.metadata.networks.isEmpty ? nil : record.metadata.networks,
+                                     volumes: volumes.isEmpty ? nil : volumes.map(\.encoded))
         let target: IncomingMigrationAnswer
         do {
             target = try await peers.call(.POST, destination, "/localcontroller?prepareIncomingMigration", body: hold,
@@ -104,9 +106,10 @@ actor MigrationRunner {
                                                   "doze/to": "\(command.destinationId)"])
         Task {
             if mode == "live" {
-                await self.runLive(command, destination: destination, uri: target.migrationURI!, from: controller)
+                await self.runLive(command, destination: destination, uri: target.migrationURI!, volumes: volumes,
+                                   volumePaths: target.volumePaths ?? [:], from: controller)
             } else {
-                await self.runOffline(command, destination: destination, from: controller)
+                await self.runOffline(command, destination: destination, volumes: volumes, from: controller)
             }
         }
         return status
@@ -119,8 +122,10 @@ actor MigrationRunner {
 
     // MARK: - Live
 
-    private func runLive(_ command: LocalMigrationCommand, destination: Endpoint, uri: String,
-                         from controller: LocalController) async {
+    /// `volumes`: the VM's Doze volumes, which the destination has created (at `volumePaths`, by file name): the
+    /// hosts share no storage, so libvirt copies them (only the overlay's top layer: the image is on both hosts).
+    private func runLive(_ command: LocalMigrationCommand, destination: Endpoint, uri: String, volumes: [VMVolume],
+                         volumePaths: [String: String], from controller: LocalController) async {
         let vm = command.vm
         var parameters = LiveMigrationParameters(destinationURI: uri)
         parameters.bandwidthMiBs = command.options.bandwidthMiBs ?? 0
@@ -129,6 +134,17 @@ actor MigrationRunner {
         parameters.autoConverge = convergence == .autoConverge
         parameters.postCopy = convergence == .postCopy
         parameters.copyStorage = command.options.copyStorage ?? false
+        if !volumes.isEmpty {
+            parameters.copyStorage = true
+            parameters.incrementalStorage = true
+            do {
+                parameters.destinationXML = VMVolume.retargeting(try await hypervisor.migratableXML(.name(vm)), paths: volumePaths)
+            } catch {
+                await Self.cancelIncoming(at: destination, command)
+                finish(command.id, .failed, error: "cannot read the definition of '\(vm)' for its destination: \(error.message)")
+                return
+            }
+        }
         // The migration call blocks its connection's thread for the whole move: it gets a connection of its own,
         // and the controller's connection stays free for progress, abort and everything else.
         let connection: any Hypervisor
@@ -155,7 +171,7 @@ actor MigrationRunner {
             finish(command.id, aborted ? .aborted : .failed, error: aborted ? "aborted on request; '\(vm)' keeps running here" : failure.message)
             return
         }
-        await completeOnSource(command, destination: destination, from: controller)
+        await completeOnSource(command, destination: destination, volumes: volumes, from: controller)
     }
 
     /// Opens the connection the next live migration will use, unless one is ready (real daemons only).
@@ -195,7 +211,8 @@ actor MigrationRunner {
     }
 
     /// The VM now runs on the destination: the destination adopts it (and reports libvirt's final figures); here it is gone.
-    private func completeOnSource(_ command: LocalMigrationCommand, destination: Endpoint, from controller: LocalController) async {
+    private func completeOnSource(_ command: LocalMigrationCommand, destination: Endpoint, volumes: [VMVolume],
+                                  from controller: LocalController) async {
         let vm = command.vm
         var finalProgress = jobs[command.id]?.status.progress
         do {
@@ -207,6 +224,8 @@ actor MigrationRunner {
             log.warning("the destination did not confirm the migrated VM; its heartbeat will", metadata: ["doze/vm": "\(vm)", "error": "\(error)"])
         }
         await controller.forget(vm)
+        // The disks were copied: this host's volumes of the VM go.
+        await controller.deleteVolumes(volumes, of: vm)
         jobs[command.id]?.status.progress = finalProgress
         finish(command.id, .completed, error: nil)
     }
@@ -227,7 +246,8 @@ actor MigrationRunner {
     // MARK: - Offline
 
     /// Save here, restore there (test-driver hosts). The saved image travels in the request: hosts share no disk.
-    private func runOffline(_ command: LocalMigrationCommand, destination: Endpoint, from controller: LocalController) async {
+    private func runOffline(_ command: LocalMigrationCommand, destination: Endpoint, volumes: [VMVolume],
+                            from controller: LocalController) async {
         let vm = command.vm
         let started = ContinuousClock.now
         let directory = settings.stateDirectory + "/migrations"
@@ -274,6 +294,7 @@ actor MigrationRunner {
         // Moved: the shut-off definition left here goes.
         try? await hypervisor.undefine(.name(vm))
         await controller.forget(vm)
+        await controller.deleteVolumes(volumes, of: vm)
         let elapsed = started.duration(to: .now)
         jobs[command.id]?.status.progress = MigrationProgress(
             elapsedMs: UInt64(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000),

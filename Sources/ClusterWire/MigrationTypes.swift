@@ -201,12 +201,16 @@ public struct IncomingMigration: Sendable, Equatable, Codable {
     public var memoryMiB: Int
     /// The VM's NICs on seed-004 switches: the destination sets up their bridges before the VM arrives.
     public var networks: [NetworkAttachment]?
-    public init(id: String, vm: String, vcpus: Int, memoryMiB: Int, networks: [NetworkAttachment]? = nil) {
+    /// The VM's Doze volumes (`VMVolume.encoded`: overlay and data volumes), which the destination creates
+    /// before the move so libvirt can copy the disks into them. Absent: none.
+    public var volumes: [String]?
+    public init(id: String, vm: String, vcpus: Int, memoryMiB: Int, networks: [NetworkAttachment]? = nil, volumes: [String]? = nil) {
         self.id = id
         self.vm = vm
         self.vcpus = vcpus
         self.memoryMiB = memoryMiB
         self.networks = networks
+        self.volumes = volumes
     }
 }
 
@@ -215,9 +219,13 @@ public struct IncomingMigrationAnswer: Sendable, Equatable, Codable {
     public var migrationURI: String?
     /// The destination's libvirt driver (`test`, `qemu`, …): the test driver cannot migrate live.
     public var driver: String
-    public init(migrationURI: String?, driver: String) {
+    /// Where the VM's volumes and their backing images are on the destination, by file name: the source points
+    /// the destination's domain XML at these. Absent: the VM has no Doze volumes.
+    public var volumePaths: [String: String]?
+    public init(migrationURI: String?, driver: String, volumePaths: [String: String]? = nil) {
         self.migrationURI = migrationURI
         self.driver = driver
+        self.volumePaths = volumePaths
     }
 }
 

@@ -122,10 +122,14 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
     /// bound to them (absent: none).
     public var networks: [NetworkAttachment]?
     public var floatingIPs: [String]?
+    /// Doze addition, image-based VMs only: the data volumes (GiB each) the controller creates for it.
+    public var disks: [Int]?
+    /// Doze addition: where the VM's VNC console listens (`host:port`), once the host has assigned the port.
+    public var vncAddr: String?
 
     enum CodingKeys: String, CodingKey {
         case virtualMachineLocation, status, errorCode, ipAddress, xmlRepresentation, requestedCapacity, usedCapacity, isAssigned,
-             groupManagerControlDataAddress, errorMessage, imageId, adaptations, vncPassword, ha, networks, floatingIPs
+             groupManagerControlDataAddress, errorMessage, imageId, adaptations, vncPassword, ha, networks, floatingIPs, disks, vncAddr
     }
 
     public init(location: VirtualMachineLocation, status: VMStatus = .unknown, errorCode: VMErrorCode = .none,
@@ -164,6 +168,8 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         ha = try c.decodeIfPresent(Bool.self, forKey: .ha)
         networks = try c.decodeIfPresent([NetworkAttachment].self, forKey: .networks)
         floatingIPs = try c.decodeIfPresent([String].self, forKey: .floatingIPs)
+        disks = try c.decodeIfPresent([Int].self, forKey: .disks)
+        vncAddr = try c.decodeIfPresent(String.self, forKey: .vncAddr)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -185,6 +191,8 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         try c.encodeIfPresent(ha, forKey: .ha)
         try c.encodeIfPresent(networks, forKey: .networks)
         try c.encodeIfPresent(floatingIPs, forKey: .floatingIPs)
+        try c.encodeIfPresent(disks, forKey: .disks)
+        try c.encodeIfPresent(vncAddr, forKey: .vncAddr)
     }
 
     public var requested: ResourceVector { ResourceVector(snoozeArray: requestedCapacity) }

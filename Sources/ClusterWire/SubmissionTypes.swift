@@ -37,6 +37,9 @@ public struct VirtualMachineTemplate: Sendable, Equatable, Codable {
     /// Doze addition (seed 004): the switches the VM gets a NIC on, in order (`doze network create`). Absent:
     /// none, the VM stays on the cluster's default network as Snooze templates always did.
     public var networks: [String]?
+    /// Doze addition, image-based VMs only: one data volume (qcow2) of each size, in GiB, created on the VM's
+    /// host and deleted with the VM (kvm-apps' `disks`). Absent: none.
+    public var disks: [Int]?
 
     public init(libVirtTemplate: String? = nil, networkCapacityDemand: NetworkDemand = .init(), vcpus: Int? = nil,
                 memory: Int? = nil, imageId: String? = nil, name: String? = nil, hostId: String? = nil) {
@@ -61,6 +64,7 @@ public struct VirtualMachineTemplate: Sendable, Equatable, Codable {
         vncPassword = try c.decodeIfPresent(String.self, forKey: .vncPassword)
         ha = try c.decodeIfPresent(Bool.self, forKey: .ha)
         networks = try c.decodeIfPresent([String].self, forKey: .networks)
+        disks = try c.decodeIfPresent([Int].self, forKey: .disks)
     }
 
     /// Whether the VM is highly available (`ha: true`).

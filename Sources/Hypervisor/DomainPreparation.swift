@@ -27,9 +27,12 @@ public struct DomainPreparation: Sendable, Equatable {
         public var vncPassword: String?
         /// NICs on seed-004 switches: each becomes a virtio `<interface type='bridge'>` on the switch's bridge.
         public var networks: [NetworkAttachment] = []
+        /// Image-based VMs only: one data volume of each size, in GiB.
+        public var dataDisksGiB: [Int]
 
         public init(name: String, template: String, imageId: String? = nil, vcpus: Double = 0, memoryKiB: Double = 0,
-                    ipAddress: String = "", vncPassword: String? = nil) {
+                    ipAddress: String = "", vncPassword: String? = nil, dataDisksGiB: [Int] = []) {
+            self.dataDisksGiB = dataDisksGiB
             self.name = name
             self.template = template
             self.imageId = imageId
@@ -46,10 +49,27 @@ public struct DomainPreparation: Sendable, Equatable {
         public var xml: String
         /// What was changed in the template to run it here, recorded in the VM's metadata.
         public var adaptations: [String]
+        /// The volumes the caller creates before defining the domain (and deletes with it): the image's overlay
+        /// and the data volumes, in the VM-disk pool. Empty for a template, or without a volume pool.
+        public var volumes: [VMVolume] = []
     }
 
-    /// The domain XML for `submission`. `imagePool` is read only for an image-based VM.
-    public func prepare(_ submission: Submission, imagePool: @autoclosure () -> ImagePoolListing) throws(DozeError) -> Prepared {
+    /// Where an image-based VM's volumes go: the directory of the host's VM-disk pool (`VMVolume.poolName`).
+    public struct VolumePool: Sendable, Equatable {
+        public var path: String
+        /// libvirt's test driver refuses a volume without a capacity: overlays get the image file's size there.
+        public var requiresCapacity: Bool
+        public init(path: String, requiresCapacity: Bool) {
+            self.path = path
+            self.requiresCapacity = requiresCapacity
+        }
+    }
+
+    /// The domain XML for `submission`. `imagePool` is read only for an image-based VM. With a `volumePool`, an
+    /// image-based VM boots a per-VM qcow2 overlay of its image (and gets its data volumes) instead of the image
+    /// itself; without one (a caller with no storage pool) it boots the image file and cannot have data volumes.
+    public func prepare(_ submission: Submission, imagePool: @autoclosure () -> ImagePoolListing,
+                        volumePool: VolumePool? = nil) throws(DozeError) -> Prepared {
         guard submission.isImageBased else {
             let (xml, change) = TemplateAdaptation.adapt(submission.template, supported: supportedDomainTypes)
             return Prepared(xml: TemplateAdaptation.addingInterfaces(submission.networks, to: xml), adaptations: change.map { [$0.description] } ?? [])
@@ -57,13 +77,36 @@ public struct DomainPreparation: Sendable, Equatable {
         guard let imageId = submission.imageId, !imageId.isEmpty else {
             throw DozeError(.badRequest, "VM '\(submission.name)' has neither a libvirt template nor an imageId")
         }
-        let image = try imagePool().image(imageId)
+        try VMVolume.checkDataDisks(submission.dataDisksGiB)
+        let pool = imagePool()
+        let image = try pool.image(imageId)
         let mac = submission.ipAddress.isEmpty ? nil : IPPool.mac(for: submission.ipAddress)
-        let xml = TemplateAdaptation.domainXML(
-            name: submission.name, type: supportedDomainTypes[0],
-            vcpus: max(1, Int(submission.vcpus)), memoryKiB: max(1024, Int(submission.memoryKiB)),
-            imagePath: image.path, format: image.format, mac: mac, vncPassword: submission.vncPassword)
-        return Prepared(xml: TemplateAdaptation.addingInterfaces(submission.networks, to: xml), adaptations: [])
+        let vcpus = max(1, Int(submission.vcpus)), memoryKiB = max(1024, Int(submission.memoryKiB))
+        guard let volumePool else {
+            guard submission.dataDisksGiB.isEmpty else {
+                throw DozeError(.unsupported, "VM '\(submission.name)' asks for data disks but this host has no volume pool")
+            }
+            let xml = TemplateAdaptation.domainXML(name: submission.name, type: supportedDomainTypes[0], vcpus: vcpus, memoryKiB: memoryKiB,
+                                                   imagePath: image.path, format: image.format, mac: mac, vncPassword: submission.vncPassword)
+            return Prepared(xml: TemplateAdaptation.addingInterfaces(submission.networks, to: xml), adaptations: [])
+        }
+        let imageFile = String(image.path.dropFirst(pool.path.count + 1))
+        let overlayCapacity: UInt64? = volumePool.requiresCapacity ? max(pool.sizes[imageFile] ?? 0, 1 << 20) : nil
+        let volumes = VMVolume.plan(vm: submission.name, imageFile: imageFile, imageFormat: image.format,
+                                    overlayCapacityBytes: overlayCapacity, dataDisksGiB: submission.dataDisksGiB)
+        let disks = volumes.map { $0.diskXML(path: volumePool.path + "/" + $0.name) }
+        let xml: String
+        if image.format == "iso" {
+            xml = TemplateAdaptation.domainXML(name: submission.name, type: supportedDomainTypes[0], vcpus: vcpus, memoryKiB: memoryKiB,
+                                               imagePath: image.path, format: image.format, mac: mac, vncPassword: submission.vncPassword,
+                                               extraDisks: disks)
+        } else {
+            // The overlay is the root disk: the image itself is only ever read, as its backing file.
+            xml = TemplateAdaptation.domainXML(name: submission.name, type: supportedDomainTypes[0], vcpus: vcpus, memoryKiB: memoryKiB,
+                                               rootDisk: disks[0], bootDevice: "hd", mac: mac, vncPassword: submission.vncPassword,
+                                               extraDisks: Array(disks.dropFirst()))
+        }
+        return Prepared(xml: TemplateAdaptation.addingInterfaces(submission.networks, to: xml), adaptations: [], volumes: volumes)
     }
 }
 
@@ -74,11 +117,14 @@ public struct ImagePoolListing: Sendable, Equatable {
     public var entries: [String]
     /// The entries that are files (symlinks followed), not directories: the ones a VM can boot from.
     public var files: Set<String>
+    /// File sizes in bytes, where the caller read them (a test-driver overlay's capacity).
+    public var sizes: [String: UInt64]
 
-    public init(path: String, entries: [String], files: Set<String>) {
+    public init(path: String, entries: [String], files: Set<String>, sizes: [String: UInt64] = [:]) {
         self.path = path
         self.entries = entries
         self.files = files
+        self.sizes = sizes
     }
 
     /// Extensions tried after the bare name, in this order.

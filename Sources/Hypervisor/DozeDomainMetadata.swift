@@ -3,7 +3,7 @@ import Foundation
 
 /// Doze's own element in a domain's `<metadata>`: what a VM carries from host to host (migration) and across
 /// controller restarts, since libvirt keeps it with the domain. Written as one empty element,
-/// `<vm rx='…' tx='…' ip='…' adapted='…' def='…' load-vcpus='…' load-mem='…' ha='1'/>`, in the namespace `namespace`.
+/// `<vm rx='…' tx='…' ip='…' adapted='…' def='…' load-vcpus='…' load-mem='…' ha='1' vols='…'/>`, in the namespace `namespace`.
 public struct DozeDomainMetadata: Sendable, Equatable {
     public static let namespace = "urn:doze:vm:1"
     /// The prefix libvirt gives the element.
@@ -25,6 +25,9 @@ public struct DozeDomainMetadata: Sendable, Equatable {
     /// NICs on seed-004 switches (`nets='name|vni|ip/len|gateway|mac;…'`): the destination of a migration and a
     /// restarted controller set up the host's switch pieces from this. Written only when there are some.
     public var networks: [NetworkAttachment] = []
+    /// The volumes Doze created for the VM in the host's VM-disk pool (its overlay, its data volumes): deleted
+    /// with it, created again on a migration's destination. Written only when there are some.
+    public var volumes: [VMVolume] = []
 
     // Public types get only an internal memberwise initialiser: the controller (another module) needs this one.
     public init(rxBytes: Double = 0, txBytes: Double = 0, ipAddress: String = "", adaptations: [String] = [],
@@ -56,6 +59,7 @@ public struct DozeDomainMetadata: Sendable, Equatable {
         syntheticLoad = SyntheticLoad(vcpus: load("load-vcpus"), memoryMiB: load("load-mem"))
         highlyAvailable = attributes["ha"] == "1"
         networks = (attributes["nets"] ?? "").split(separator: ";").compactMap(Self.attachment)
+        volumes = (attributes["vols"] ?? "").split(separator: ";").compactMap { VMVolume(encoded: String($0)) }
     }
 
     static func attachment(_ text: Substring) -> NetworkAttachment? {
@@ -76,7 +80,8 @@ public struct DozeDomainMetadata: Sendable, Equatable {
         let haAttribute = highlyAvailable ? " ha='1'" : ""
         let nets = networks.map { "\($0.network)|\($0.vni)|\($0.ip)/\($0.prefixLength)|\($0.gateway)|\($0.mac)" }.joined(separator: ";")
         let netsAttribute = networks.isEmpty ? "" : " nets='\(xmlEscape(nets))'"
-        return "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(xmlEscape(ipAddress))'\(adaptedAttribute)\(definitionAttribute)\(loadAttributes)\(haAttribute)\(netsAttribute)/>"
+        let volumesAttribute = volumes.isEmpty ? "" : " vols='\(xmlEscape(volumes.map(\.encoded).joined(separator: ";")))'"
+        return "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(xmlEscape(ipAddress))'\(adaptedAttribute)\(definitionAttribute)\(loadAttributes)\(haAttribute)\(netsAttribute)\(volumesAttribute)/>"
     }
 
     /// The element as a domain is defined with it.

@@ -26,6 +26,8 @@ public protocol Hypervisor: Sendable {
     /// Creates and starts a transient domain.
     func createTransient(xml: String) async throws(HypervisorError) -> DomainInfo
     func xml(_ ref: DomainRef, secure: Bool) async throws(HypervisorError) -> String
+    /// The definition to hand another host (`VIR_DOMAIN_XML_MIGRATABLE`, secure): a migration's destination XML.
+    func migratableXML(_ ref: DomainRef) async throws(HypervisorError) -> String
     func suspend(_ ref: DomainRef) async throws(HypervisorError)
     func resume(_ ref: DomainRef) async throws(HypervisorError)
     func shutdown(_ ref: DomainRef) async throws(HypervisorError)
@@ -71,6 +73,8 @@ public protocol Hypervisor: Sendable {
     func listVolumes(pool: String) async throws(HypervisorError) -> [StorageVolumeInfo]
     func createVolume(pool: String, name: String, capacityBytes: UInt64, format: String) async throws(HypervisorError) -> StorageVolumeInfo
     func deleteVolume(pool: String, name: String) async throws(HypervisorError)
+    /// Creates a volume from a full `<volume>` document (e.g. a qcow2 overlay with a `<backingStore>`).
+    func createVolume(pool: String, xml: String) async throws(HypervisorError) -> StorageVolumeInfo
 
     // MARK: Events
     /// Lifecycle events of this host's domains, in order. The stream ends when the connection closes.

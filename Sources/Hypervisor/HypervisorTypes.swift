@@ -148,6 +148,12 @@ public struct LiveMigrationParameters: Sendable, Equatable {
     public var postCopy = false
     /// Copy the disks as well (`VIR_MIGRATE_NON_SHARED_DISK`).
     public var copyStorage = false
+    /// With `copyStorage`: copy only each disk's top image (`VIR_MIGRATE_NON_SHARED_INC`), for overlays whose
+    /// backing image the destination has (a disk without a backing file is copied whole either way).
+    public var incrementalStorage = false
+    /// The domain as the destination defines it (`VIR_MIGRATE_PARAM_DEST_XML`): the same guest with its disks
+    /// at the destination's paths. nil: the source's definition.
+    public var destinationXML: String?
 
     public init(destinationURI: String) {
         self.destinationURI = destinationURI

@@ -183,6 +183,13 @@ public actor LibvirtHost: Hypervisor {
         }
     }
 
+    public func migratableXML(_ ref: DomainRef) throws(HypervisorError) -> String {
+        try withDomain(ref) { domain throws(HypervisorError) in
+            let flags = UInt32(VIR_DOMAIN_XML_SECURE.rawValue | VIR_DOMAIN_XML_MIGRATABLE.rawValue)
+            return try check(takeString(virDomainGetXMLDesc(domain, flags)), "dump the migratable XML of '\(ref)'")
+        }
+    }
+
     public func suspend(_ ref: DomainRef) throws(HypervisorError) {
         try withDomain(ref) { domain throws(HypervisorError) in try check(virDomainSuspend(domain), "suspend '\(ref)'") }
     }
@@ -319,12 +326,16 @@ public actor LibvirtHost: Hypervisor {
             defer { virTypedParamsFree(params, count) }
             // Keys are VIR_MIGRATE_PARAM_URI and VIR_MIGRATE_PARAM_BANDWIDTH.
             if let uri = migration.migrateURI { _ = virTypedParamsAddString(&params, &count, &capacity, "migrate_uri", uri) }
+            // VIR_MIGRATE_PARAM_DEST_XML.
+            if let xml = migration.destinationXML { _ = virTypedParamsAddString(&params, &count, &capacity, "destination_xml", xml) }
             if migration.bandwidthMiBs > 0 { _ = virTypedParamsAddULLong(&params, &count, &capacity, "bandwidth", migration.bandwidthMiBs) }
             var flags = VIR_MIGRATE_LIVE.rawValue | VIR_MIGRATE_PEER2PEER.rawValue
                 | VIR_MIGRATE_PERSIST_DEST.rawValue | VIR_MIGRATE_UNDEFINE_SOURCE.rawValue
             if migration.autoConverge { flags |= VIR_MIGRATE_AUTO_CONVERGE.rawValue }
             if migration.postCopy { flags |= VIR_MIGRATE_POSTCOPY.rawValue }
-            if migration.copyStorage { flags |= VIR_MIGRATE_NON_SHARED_DISK.rawValue }
+            if migration.copyStorage {
+                flags |= migration.incrementalStorage ? VIR_MIGRATE_NON_SHARED_INC.rawValue : VIR_MIGRATE_NON_SHARED_DISK.rawValue
+            }
             try check(virDomainMigrateToURI3(domain, migration.destinationURI, params, UInt32(count), UInt32(flags)),
                       "migrate '\(ref)' to \(migration.destinationURI)")
         }
@@ -525,6 +536,14 @@ public actor LibvirtHost: Hypervisor {
                 <target><format type='\(xmlEscape(format))'/></target></volume>
                 """
             let volume = try check(virStorageVolCreateXML(poolHandle, xml, 0), "create volume '\(name)'")
+            defer { virStorageVolFree(volume) }
+            return try volumeInfo(volume)
+        }
+    }
+
+    public func createVolume(pool: String, xml: String) throws(HypervisorError) -> StorageVolumeInfo {
+        try withPool(pool) { poolHandle throws(HypervisorError) in
+            let volume = try check(virStorageVolCreateXML(poolHandle, xml, 0), "create a volume in '\(pool)'")
             defer { virStorageVolFree(volume) }
             return try volumeInfo(volume)
         }

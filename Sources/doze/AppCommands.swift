@@ -50,7 +50,7 @@ struct AppCommand: AsyncParsableCommand {
         @Option(help: "Memory per VM, MiB.")
         var mems = 512
 
-        @Option(help: "Disk per VM, GiB (recorded; the VM boots its image).")
+        @Option(help: "A data volume per VM, GiB (qcow2 on its host, deleted with it); 0: none.")
         var disks = 0
 
         @Option(help: "Image file name in every local controller's image pool.")

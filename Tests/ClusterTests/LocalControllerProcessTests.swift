@@ -117,6 +117,23 @@ extension ProcessTests {
         #expect(usage.synthetic && usage.vcpusInUse == 1.25 && usage.vcpus == 2)
     }
 
+    @Test func aVMsVNCPortIsReportedAsVncAddr() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let host = dir.file("host.xml")
+        try TestHostFile.write(to: host, cpus: 4)
+        let node = try await Self.startLC(hostFile: host, state: dir.file("state"), log: dir.file("lc.log"))
+        defer { node.process.kill9() }
+        // The test driver assigns no port, but keeps one given: the answer reads it from the live XML.
+        let xml = "<domain type='test'><name>console</name><memory>131072</memory><vcpu>1</vcpu><os><type>hvm</type></os>"
+            + "<devices><graphics type='vnc' port='5907' autoport='no' listen='0.0.0.0' passwd='pw'/></devices></domain>"
+        #expect(try await Self.request(.POST, node.base + "/vm", xml).0 == 201)
+        let (status, body) = try await Self.request(.POST, node.base + "/localcontroller?getVirtualMachineMetaData", "console")
+        #expect(status == 200, "\(body)")
+        let meta = try JSONDecoder().decode(VirtualMachineMetaData.self, from: Data(body.utf8))
+        #expect(meta.vncAddr == "127.0.0.1:5907")
+    }
+
     @Test func badUsageOptionsAreRefused() async throws {
         for (arguments, message) in [(["--usage-interval", "0"], "--usage-interval must be > 0"),
                                      (["--usage-estimator", "median:3"], "usage estimator 'median' is unknown")] {

@@ -77,9 +77,11 @@ extension ProcessTests {
         let bootstrapPort = try #require(Endpoint(c.bootstrap)).port
 
         // Exactly as an old Snooze client sends it: no leading slash, no Content-Type, raw JSON body.
+        var fromImage = VirtualMachineTemplate(vcpus: 1, memory: 131_072, imageId: "tiny", name: "fromimage")
+        fromImage.disks = [1]
         let body = try Self.submission([
             VirtualMachineTemplate(libVirtTemplate: Self.template("debian1"), networkCapacityDemand: .init(rxBytes: 12800, txBytes: 12800)),
-            VirtualMachineTemplate(vcpus: 1, memory: 131_072, imageId: "tiny", name: "fromimage"),
+            fromImage,
         ])
         let raw = try rawTCPExchange(port: bootstrapPort,
             "POST bootstrap?startVirtualCluster HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)", timeout: 10)
@@ -99,6 +101,10 @@ extension ProcessTests {
         #expect(debian.requestedCapacity == [1, 65536, 12800, 12800])
         #expect(byID["fromimage"]?.status == .running, "\(String(describing: byID["fromimage"]))")
         #expect(byID["fromimage"]?.ipAddress != debian.ipAddress)
+        // It boots an overlay of the image, with its data volume next to it.
+        #expect(byID["fromimage"]?.disks == [1])
+        #expect(byID["fromimage"]?.xmlRepresentation.contains("/vm-disks/fromimage-root.qcow2'/><target dev='vda'") == true)
+        #expect(byID["fromimage"]?.xmlRepresentation.contains("/vm-disks/fromimage-data0.qcow2'/><target dev='vdb'") == true)
 
         // Kept, not deleted on the first read.
         let again = try await c.call(.POST, c.bootstrap, "/bootstrap?getVirtualClusterResponse", body: task)
@@ -132,6 +138,10 @@ extension ProcessTests {
             VirtualMachineTemplate(libVirtTemplate: "<domain type='kvm'><name>broken</name>"),
         ]))
         #expect(malformed.status == 400 && malformed.body.contains("virtualMachineTemplates[1]"), "\(malformed)")
+        var badDisks = VirtualMachineTemplate(vcpus: 1, memory: 131_072, imageId: "tiny", name: "baddisks")
+        badDisks.disks = [0]
+        let zeroDisk = try await c.call(.POST, c.bootstrap, "/bootstrap?startVirtualCluster", body: try Self.submission([badDisks]))
+        #expect(zeroDisk.status == 400 && zeroDisk.body.contains("virtualMachineTemplates[0]: disks[0] is in GiB"), "\(zeroDisk)")
         let garbage = try await c.call(.POST, c.bootstrap, "/bootstrap?startVirtualCluster", body: "{not json")
         #expect(garbage.status == 400, "\(garbage)")
         let unknownTask = try await c.call(.POST, c.bootstrap, "/bootstrap?getVirtualClusterResponse", body: "no-such-task")

@@ -94,7 +94,7 @@ public struct KVMAppSpec: Sendable, Equatable, Codable {
     public var count: Int
     public var cpus: Int
     public var memoryMiB: Int
-    /// Recorded and shown; no disk of this size is created yet (the VM boots its image directly).
+    /// Each VM gets one data volume (qcow2) of this size on its host, deleted with it; 0: none.
     public var diskGiB: Int
     public var imageType: ImageType
     /// A file name in each local controller's image pool.
@@ -137,7 +137,7 @@ public struct KVMAppSpec: Sendable, Equatable, Codable {
         guard cpus >= 1 else { throw DozeError(.badRequest, "cpus must be >= 1, got \(cpus)") }
         // The cap keeps mems * 1024 (KiB) far from overflowing; libvirt's own limit is checked later.
         guard memoryMiB >= 1, memoryMiB <= 1 << 32 else { throw DozeError(.badRequest, "mems is in MiB, from 1 to \(1 << 32), got \(memoryMiB)") }
-        guard diskGiB >= 0 else { throw DozeError(.badRequest, "disks is in GiB and must be >= 0, got \(diskGiB)") }
+        guard diskGiB >= 0, diskGiB <= 65_536 else { throw DozeError(.badRequest, "disks is in GiB, from 0 to 65536, got \(diskGiB)") }
         guard !imageURI.isEmpty else { throw DozeError(.badRequest, "image.uri is empty: name an image of the hosts' image pool") }
         guard !imageURI.contains("/"), !imageURI.hasPrefix("."), imageURI.utf8.count <= 255 else {
             throw DozeError(.badRequest, "image.uri '\(imageURI)' must be a file name in the hosts' image pool (no '/', no URL; Doze does not fetch images)")

@@ -59,20 +59,27 @@ extension TemplateAdaptation {
 
     /// The domain XML for a VM built from an image (`name` + `imageId` submissions): one disk, one NIC on the
     /// default network when a MAC is given, a VNC console on every interface when a password is given.
-    /// `format` is the image's (qcow2, raw, iso).
+    /// `format` is the image's (qcow2, raw, iso). `extraDisks`: `<disk>` elements added after it (data volumes).
     public static func domainXML(name: String, type: String, vcpus: Int, memoryKiB: Int, imagePath: String, format: String,
-                                 mac: String?, vncPassword: String? = nil) -> String {
+                                 mac: String?, vncPassword: String? = nil, extraDisks: [String] = []) -> String {
         let disk: String
         if format == "iso" {
             disk = "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/><source file='\(xmlEscape(imagePath))'/><target dev='hdc' bus='ide'/><readonly/></disk>"
         } else {
             disk = "<disk type='file' device='disk'><driver name='qemu' type='\(format)'/><source file='\(xmlEscape(imagePath))'/><target dev='vda' bus='virtio'/></disk>"
         }
+        return domainXML(name: name, type: type, vcpus: vcpus, memoryKiB: memoryKiB, rootDisk: disk,
+                         bootDevice: format == "iso" ? "cdrom" : "hd", mac: mac, vncPassword: vncPassword, extraDisks: extraDisks)
+    }
+
+    /// The same domain around a root `<disk>` element given whole (an image's overlay volume).
+    public static func domainXML(name: String, type: String, vcpus: Int, memoryKiB: Int, rootDisk: String, bootDevice: String,
+                                 mac: String?, vncPassword: String? = nil, extraDisks: [String] = []) -> String {
         let nic = mac.map { "<interface type='network'><mac address='\($0)'/><source network='default'/><model type='virtio'/></interface>" } ?? ""
         let vnc = vncPassword.map { "<graphics type='vnc' port='-1' autoport='yes' listen='0.0.0.0' passwd='\(xmlEscape($0))'/>" } ?? ""
         return "<domain type='\(type)'><name>\(xmlEscape(name))</name><memory unit='KiB'>\(memoryKiB)</memory><vcpu>\(vcpus)</vcpu>"
-            + "<os><type arch='x86_64'>hvm</type><boot dev='\(format == "iso" ? "cdrom" : "hd")'/></os>"
-            + "<devices>\(disk)\(nic)\(vnc)<serial type='pty'/><console type='pty'/></devices></domain>"
+            + "<os><type arch='x86_64'>hvm</type><boot dev='\(bootDevice)'/></os>"
+            + "<devices>\(rootDisk)\(extraDisks.joined())\(nic)\(vnc)<serial type='pty'/><console type='pty'/></devices></domain>"
     }
 }
 

@@ -93,6 +93,7 @@ actor KVMAppCoordinator {
         let templates = plan.map { vm in
             var template = VirtualMachineTemplate(vcpus: spec.cpus, memory: spec.memoryMiB * 1024, imageId: spec.imageURI, name: vm.name, hostId: vm.controller)
             template.vncPassword = spec.vncPassword
+            if spec.diskGiB > 0 { template.disks = [spec.diskGiB] }
             if spec.ha == true { template.ha = true }
             template.networks = spec.networks
             return template

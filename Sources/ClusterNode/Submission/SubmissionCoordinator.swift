@@ -157,6 +157,7 @@ actor SubmissionCoordinator {
                 guard memory >= 1024, UInt64(memory) <= DomainDescription.maxMemoryKiB else {
                     throw DozeError(.badRequest, "\(field): memory is in KiB, from 1024 to \(DomainDescription.maxMemoryKiB), got \(memory)")
                 }
+                do { try VMVolume.checkDataDisks(template.disks ?? []) } catch { throw DozeError(.badRequest, "\(field): \(error.message)") }
                 vm = Prepared(name: name, xml: "", demand: ResourceVector(vcpus: Double(vcpus), memoryKiB: Double(memory)), template: template)
             }
             do { try Validation.vmName(vm.name) } catch { throw DozeError(.badRequest, "\(field): \(error.message)") }
@@ -293,7 +294,10 @@ actor SubmissionCoordinator {
         var meta = VirtualMachineMetaData(location: VirtualMachineLocation(virtualMachineId: prepared.name), status: .unknown,
                                           xmlRepresentation: prepared.xml, requestedCapacity: prepared.demand,
                                           imageId: prepared.xml.isEmpty ? prepared.template.imageId : nil)
-        if prepared.xml.isEmpty { meta.vncPassword = prepared.template.vncPassword }
+        if prepared.xml.isEmpty {
+            meta.vncPassword = prepared.template.vncPassword
+            meta.disks = prepared.template.disks
+        }
         if prepared.template.isHighlyAvailable { meta.ha = true }
         if let address = planned.ipAddress {
             meta.ipAddress = address
