@@ -655,7 +655,8 @@ actor SubmissionCoordinator {
         let recent = book.recentlyStarted(since: Self.wallMillis - TaskBook.millis(Self.reportGrace))
         let inUse = Set(listed.keys).union(book.pendingVMs.keys).union(recent.keys).union(heldAddresses)
         reclaimNetworkAddresses(inUse: inUse, now: now)
-        Task { await self.reconcileFloatingIPs() }
+        // Only floating IPs move; most ticks of most clusters have none to look at.
+        if !networkBook.floatingIPs.isEmpty { Task { await self.reconcileFloatingIPs() } }
         guard planner.pool != nil else { return }
         if planner.reclaimAddresses(inUse: inUse, now: now), let pool = planner.pool { try? store?.saveIPPool(pool) }
     }
