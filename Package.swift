@@ -76,6 +76,7 @@ let package = Package(
         .executableTarget(name: "DozeBench", dependencies: [
             "ClusterWire", "Hypervisor", "LibvirtHypervisor",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
