@@ -90,7 +90,7 @@ import Testing
         #expect(rule("POST", "/v1/vms/x/load") == .admin)
         #expect(rule("POST", "/v1/networks") == .tenantScoped)
         #expect(rule("POST", "/VirtualMachineNetwork/bindFip") == .tenantScoped)
-        #expect(rule("GET", "/v1/kvm-apps") == .admin)
+        #expect(rule("GET", "/v1/kvm-apps") == .tenantScoped)
         #expect(rule("GET", "/v1/something-new") == .admin)
         #expect(rule("POST", "/groupmanager", "startVirtualCluster") == .tenantScoped)
         #expect(rule("POST", "/groupmanager", "joinGroupLeader") == .node)

@@ -138,6 +138,9 @@ extension ProcessTests {
             #expect(second.0 == 409 && second.1.contains("floating IPs: 1 held + 1 asked > quota 1"), "\(second)")
         }
         #expect(try await c.api(.DELETE, "/v1/networks/bn", token: blueToken).0 == 200)
+        // kvm-apps too: a tenant lists only its own and another's is not there.
+        #expect(try await c.api(.GET, "/v1/kvm-apps", token: redToken).0 == 200)
+        #expect(try await c.api(.GET, "/v1/kvm-apps/nosuch.bbk.bj", token: redToken).0 == 404)
 
         // A stray client cannot call a controller; the admin token and the cluster's own nodes can.
         let lc = try await c.address("lc1")

@@ -36,8 +36,7 @@ public enum AccessRule: Sendable, Equatable {
         }
         // Declared load is a test-driver tool of the operator's.
         if path.hasPrefix("/v1/vms/"), path.hasSuffix("/load") { return .admin }
-        // kvm-apps are not yet kept per tenant: the admin's until they are.
-        for prefix in ["/v1/vms", "/v1/virtual-clusters", "/v1/tokens", "/v1/events", "/v1/networks", "/v1/floating-ips"]
+        for prefix in ["/v1/vms", "/v1/virtual-clusters", "/v1/tokens", "/v1/events", "/v1/networks", "/v1/floating-ips", "/v1/kvm-apps"]
         where path == prefix || path.hasPrefix(prefix + "/") {
             return .tenantScoped
         }
