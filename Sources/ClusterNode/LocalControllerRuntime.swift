@@ -22,6 +22,12 @@ public enum LocalControllerRuntime {
     public static func makeRouter(controller: LocalController, settings: LocalControllerSettings,
                                   heartbeatStatistics: (@Sendable () async -> [String: Int])? = nil) -> Router<BasicRequestContext> {
         let router = Router()
+        let metrics = settings.metrics ?? NodeMetrics()
+        metrics.declare(role: .localController)
+        Observability.install(on: router, metrics: metrics) {
+            if let heartbeatStatistics { metrics.syncHeartbeats(await heartbeatStatistics()) }
+            metrics.showHosts([(controller.id, await controller.capacitySummary())])
+        }
         router.addMiddleware { JSONErrorMiddleware() }
         router.get("/health") { _, _ in HTTPReply.text("ok") }
         if let heartbeatStatistics {

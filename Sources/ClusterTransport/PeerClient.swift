@@ -40,6 +40,8 @@ public struct PeerClient: Sendable {
                      timeout: Duration? = nil) async throws -> (status: Int, body: ByteBuffer) {
         var request = HTTPClientRequest(url: "http://\(endpoint.host):\(endpoint.port)\(path)")
         request.method = method
+        // Forwarded so one submission can be followed across bootstrap, leader, manager and controller logs.
+        if let requestID = RequestID.current { request.headers.add(name: RequestID.header, value: requestID) }
         if let body {
             let bytes: Data
             if let text = body as? String { bytes = Data(text.utf8) } else { bytes = try WireCoding.peerEncoder().encode(body) }

@@ -30,11 +30,15 @@ struct ClusterCommand: AsyncParsableCommand {
         @Flag(help: "Return once every node answers, leaving them running (stop with `doze cluster down`).")
         var detach = false
 
+        @Option(help: "Log format of every node: text or json.")
+        var logFormat: LogFormat?
+
         func run() async throws {
-            let launcher: ClusterLauncher
+            var launcher: ClusterLauncher
             do { launcher = try ClusterLauncher(topologyFile: topology, runDirectory: runDir, binary: selfExecutable()) } catch {
                 throw ValidationError("\(error)")
             }
+            launcher.logFormat = logFormat?.rawValue
             let nodes: [ClusterLauncher.Launched]
             do { nodes = try await launcher.up() } catch {
                 print("cluster up failed: \(error)")
