@@ -92,7 +92,9 @@ let package = Package(
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "ClusterWire"]),
         .testTarget(name: "ClusterTransportTests", dependencies: ["ClusterTransport"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "LibvirtHypervisor", "ClusterTestKit"]),
-        .testTarget(name: "ClusterNodeTests", dependencies: ["ClusterNode", "ClusterCore", "ClusterWire"]),
+        .testTarget(name: "ClusterNodeTests", dependencies: [
+            "ClusterNode", "ClusterCore", "ClusterWire", "ClusterTransport", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "ClusterAPITests", dependencies: [
             "ClusterAPI", "ClusterNode", "ClusterTestKit", "LibvirtHypervisor",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -36,8 +36,13 @@ struct ObservabilityMiddleware<Context: RequestContext>: RouterMiddleware {
         let route = context.endpointPath ?? "unmatched"
         let elapsed = started.duration(to: .now)
         metrics.httpRequest(route: route, method: request.method.rawValue, status: status, duration: elapsed)
-        context.logger.debug("http request", metadata: ["doze/route": "\(route)", "doze/method": "\(request.method.rawValue)",
-                                                        "doze/status": "\(status)"])
+        // Requests that change something get a line at info, so every hop of a submission shows under its id;
+        // reads (polls, probes, scrapes) only at debug. The route pattern, not the path: no query string (tokens).
+        let level: Logger.Level = request.method == .get || request.method == .head ? .debug : .info
+        context.logger.log(level: level, "http request", metadata: [
+            "doze/route": "\(route)", "doze/method": "\(request.method.rawValue)", "doze/status": "\(status)",
+            "doze/ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+        ])
     }
 }
 
