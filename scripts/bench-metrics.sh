@@ -43,7 +43,11 @@ for port in ports:  # refuse to start over someone else's node
         if s.connect_ex(("127.0.0.1", port)) == 0:
             sys.exit(f"bench-metrics: 127.0.0.1:{port} is taken; pass another --base-port")
 os.makedirs(f"{work}/hosts")
-lines = ["name: bench-metrics", "secret: bench-metrics-secret", "heartbeat:", "  interval_ms: 250",
+# Heartbeats at 1 s with timeouts of several beats: 200 controllers of a debug build on 2 shared cores otherwise
+# miss beats and the hierarchy churns instead of forming (the scrape, not the failure detector, is measured here).
+lines = ["name: bench-metrics", "secret: bench-metrics-secret", "heartbeat:", "  interval_ms: 1000",
+         "  controller_timeout_ms: 8000", "  manager_timeout_ms: 8000", "  leader_manager_timeout_ms: 10000",
+         "  leader_timeout_ms: 12000",
          "bootstrap:", f"  - listen: 127.0.0.1:{base}", "managers:"]
 lines += [f"  - listen: 127.0.0.1:{base + 1 + i}" for i in range(managers + 1)]
 lines.append("controllers:")
@@ -60,7 +64,7 @@ EOF
 
 echo "bench-metrics: starting 1 bootstrap, $((managers + 1)) group managers and $controllers local controllers ($binary)"
 started=$(date +%s)
-LOG_LEVEL=warning "$binary" cluster up "$topology" --run-dir "$work/run" --detach >"$work/up.log" 2>&1 || { tail -20 "$work/up.log"; exit 1; }
+LOG_LEVEL=warning "$binary" cluster up "$topology" --run-dir "$work/run" --detach --ready-within 300 >"$work/up.log" 2>&1 || { tail -20 "$work/up.log"; exit 1; }
 
 python3 - "$base" "$controllers" "$scrapes" "$started" <<'EOF'
 import http.client, json, statistics, subprocess, sys, time

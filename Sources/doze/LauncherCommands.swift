@@ -33,6 +33,9 @@ struct ClusterCommand: AsyncParsableCommand {
         @Option(help: "Log format of every node: text or json.")
         var logFormat: LogFormat?
 
+        @Option(help: "Seconds every node has to answer /health before the start counts as failed (large topologies need more).")
+        var readyWithin: Double = 30
+
         func run() async throws {
             var launcher: ClusterLauncher
             do { launcher = try ClusterLauncher(topologyFile: topology, runDirectory: runDir, binary: selfExecutable()) } catch {
@@ -40,7 +43,7 @@ struct ClusterCommand: AsyncParsableCommand {
             }
             launcher.logFormat = logFormat?.rawValue
             let nodes: [ClusterLauncher.Launched]
-            do { nodes = try await launcher.up() } catch {
+            do { nodes = try await launcher.up(readyWithin: .milliseconds(Int64(readyWithin * 1000))) } catch {
                 print("cluster up failed: \(error)")
                 throw ExitCode.failure
             }
