@@ -42,6 +42,12 @@ public struct PeerClient: Sendable {
         request.method = method
         // Forwarded so one submission can be followed across bootstrap, leader, manager and controller logs.
         if let requestID = RequestID.current { request.headers.add(name: RequestID.header, value: requestID) }
+        if let signer = NodeCredentials.signer {
+            request.headers.add(name: NodeSignature.header, value: signer.sign(method: method.rawValue, target: path, unixMs: NodeSignature.nowMs))
+        }
+        if let authorization = NodeCredentials.forwardedAuthorization ?? NodeCredentials.clientAuthorization {
+            request.headers.add(name: "Authorization", value: authorization)
+        }
         if let body {
             let bytes: Data
             if let text = body as? String { bytes = Data(text.utf8) } else { bytes = try WireCoding.peerEncoder().encode(body) }

@@ -86,7 +86,7 @@ public enum HierarchyRuntime {
 
     /// What every clustered node serves besides its role's routes: request ids and `/metrics`, JSON errors,
     /// `/health`, heartbeat counters. `collect` updates the role's own scrape-time metrics.
-    static func baseRouter(_ link: HeartbeatLink, metrics: NodeMetrics,
+    static func baseRouter(_ link: HeartbeatLink, auth: AuthPolicy, metrics: NodeMetrics,
                            collect: @escaping @Sendable () async -> Void = {}) -> Router<BasicRequestContext> {
         let router = Router()
         Observability.install(on: router, metrics: metrics) {
@@ -94,6 +94,7 @@ public enum HierarchyRuntime {
             await collect()
         }
         router.addMiddleware { JSONErrorMiddleware() }
+        router.addMiddleware { AuthMiddleware(policy: auth) }
         router.get("/health") { _, _ in HTTPReply.text("ok") }
         router.get("/v1/heartbeats") { _, _ in try HTTPReply.json(await link.statistics) }
         return router
@@ -131,8 +132,11 @@ public enum HierarchyRuntime {
         let listen = sameAsHeartbeat(listen, channel)
         let link = try await makeLink(identity.id, channel, listen, cluster, stateDirectory: stateDirectory)
         let node = BootstrapNode(id: identity.id, link: link, cluster: cluster, logger: logger)
-        let router = baseRouter(link, metrics: cluster.metrics!)
+        let check = LeaderTokenCheck { await node.leader?.control }
+        let router = baseRouter(link, auth: NodeAuth.policy(cluster, host: listen.host, role: .bootstrap, tokens: check, logger: logger),
+                                metrics: cluster.metrics!)
         BootstrapRoutes(backend: node).register(on: router)
+        AuthForwardingRoutes(backend: node).register(on: router)
         KVMAppForwardingRoutes(backend: node).register(on: router)
         RebalancingForwardingRoutes(backend: node).register(on: router)
         NetworkForwardingRoutes(backend: node).register(on: router)
@@ -153,10 +157,14 @@ public enum HierarchyRuntime {
         let channel = try await bindHeartbeats(listen, cluster: cluster)
         let listen = sameAsHeartbeat(listen, channel)
         let link = try await makeLink(identity.id, channel, listen, cluster, stateDirectory: stateDirectory)
+        let records = try backend.openRecords(0, logger)
+        let tokens = ClusterTokens(adminSecretHash: try NodeAuth.adminSecretHash(cluster)) { try await records.loadAuth() }
         let node = GroupManagerNode(id: identity.id, control: Endpoint(host: listen.host, port: listen.port), link: link,
-                                    cluster: cluster, backend: backend, logger: logger)
+                                    cluster: cluster, backend: backend, tokens: tokens, logger: logger)
         let metrics = cluster.metrics!
-        let router = baseRouter(link, metrics: metrics) { metrics.showHosts(await node.controllersInLeaderBooks().map { ($0.id, $0.summary) }) }
+        let router = baseRouter(link, auth: NodeAuth.policy(cluster, host: listen.host, role: .manager, tokens: tokens, logger: logger),
+                                metrics: metrics) { metrics.showHosts(await node.controllersInLeaderBooks().map { ($0.id, $0.summary) }) }
+        AuthRoutes(backend: node).register(on: router)
         GroupManagerRoutes(backend: node).register(on: router)
         KVMAppRoutes(backend: node).register(on: router)
         RebalancingRoutes(backend: node).register(on: router)
@@ -200,8 +208,13 @@ public enum HierarchyRuntime {
             statistics = { await link.statistics }
             extra = [TaskService { await member.run() }]
         }
+        var auth: AuthPolicy?
+        if let cluster {
+            let admin = try NodeAuth.adminSecretHash(cluster).map { AdminTokenOnly(adminSecretHash: $0) }
+            auth = NodeAuth.policy(cluster, host: settings.host, role: .controller, tokens: admin, logger: settings.logger)
+        }
         let group = LocalControllerRuntime.makeServiceGroup(
-            controller: controller, settings: settings, heartbeatStatistics: statistics, extraServices: extra
+            controller: controller, settings: settings, heartbeatStatistics: statistics, extraServices: extra, auth: auth
         ) { host, port in
             await member?.setControl(Endpoint(host: host, port: port))
             await onListening(host, port)
