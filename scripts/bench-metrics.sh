@@ -27,6 +27,9 @@ if [ -z "$binary" ]; then
 fi
 
 work=$(mktemp -d /tmp/doze-bench-metrics.XXXXXX)
+# `doze cluster up` puts the admin token where the CLI looks for it ($XDG_CONFIG_HOME/doze/token): keep this
+# throwaway cluster's token out of the user's config, where it would be sent to every other cluster.
+export XDG_CONFIG_HOME="$work/config"
 topology="$work/metrics.yaml"
 cleanup() {
   "$binary" cluster down "$topology" --run-dir "$work/run" >/dev/null 2>&1 || true
