@@ -152,11 +152,12 @@ extension ProcessTests {
         #expect((Self.sample(bootstrap, "doze_leader_changes_total") ?? 0) >= 1 && (Self.sample(bootstrap, "doze_heartbeats_accepted_total") ?? 0) > 0)
         #expect(Self.sample(bootstrap, #"doze_http_requests_total{route="/v1/virtual-clusters",method="POST",status="202"}"#) == 1)
 
-        // One id, followed across processes: the bootstrap, the leader, the VM's manager and its controller all
+        // One id, followed across processes: the bootstrap, the leader, the VMs' manager and their controller all
         // logged the submission's handling under the id the client gave, every line a JSON object.
         let placed = document.response.virtualMachineMetaData.first { $0.virtualMachineLocation.virtualMachineId == "obs1" }
         #expect(placed?.virtualMachineLocation.localControllerId == sourceID, "obs1 was started where the migration took it from")
-        for name in ["bs", leader, source] {
+        // As in Snooze the leader manages no controllers: the other manager placed the VMs.
+        for name in ["bs", leader, plain, source] {
             let lines = try Self.jsonLines(c.processes[name]!.log)
             let tagged = lines.filter { ($0["metadata"] as? [String: Any])?["doze/request"] as? String == requestID }
             #expect(!tagged.isEmpty, "\(name) logged nothing under \(requestID):\n\(c.processes[name]!.log.suffix(3000))")
