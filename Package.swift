@@ -19,6 +19,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.0"..<"5.0.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.0"),
+        // `/metrics` on every role: swift-metrics handles, exported by a per-node Prometheus registry.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
     ],
     targets: [
         // Pure logic: no IO, no clocks; time is passed in.
@@ -55,6 +58,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
         ]),
         // `doze cluster up|down`: topology files, node processes, network namespaces, etcd members. Runs nodes,
@@ -90,7 +95,9 @@ let package = Package(
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "ClusterWire"]),
         .testTarget(name: "ClusterTransportTests", dependencies: ["ClusterTransport"]),
         .testTarget(name: "HypervisorTests", dependencies: ["Hypervisor", "LibvirtHypervisor", "ClusterTestKit"]),
-        .testTarget(name: "ClusterNodeTests", dependencies: ["ClusterNode", "ClusterCore", "ClusterWire"]),
+        .testTarget(name: "ClusterNodeTests", dependencies: [
+            "ClusterNode", "ClusterCore", "ClusterWire", "ClusterTransport", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "ClusterAPITests", dependencies: [
             "ClusterAPI", "ClusterNode", "ClusterTestKit", "LibvirtHypervisor",
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 #
 # CLOCK_AHEAD_DAYS=30 scripts/test.sh runs every step with the wall clock of doze and of the Swift tests a month
 # ahead (scripts/clock-ahead.sh, libfaketime): nothing may depend on the day the README or a test was written.
-scripts/setup.sh --netns --etcd || exit 1
+scripts/setup.sh --netns --etcd --promtool || exit 1
 # The same debug build scripts/run.sh makes: after run.sh only the test targets are left to compile.
 scripts/build.sh --build-tests || { echo "test.sh: the build failed; nothing was tested" >&2; exit 1; }
 BIN=$(swift build --show-bin-path)/doze

@@ -49,6 +49,8 @@ public struct ClusterLauncher {
     public let topologyDirectory: String
     public let runDirectory: String
     public let binary: String
+    /// `--log-format` for every node (`doze cluster up --log-format json`); nil leaves each node's default.
+    public var logFormat: String?
 
     public init(topologyFile: String, runDirectory: String?, binary: String) throws {
         let (topology, dir) = try Topology.load(topologyFile)
@@ -72,6 +74,7 @@ public struct ClusterLauncher {
         var common = topology.bootstrap.flatMap { ["--bootstrap", $0.listen] }
         // An inline secret reaches the nodes through DOZE_SECRET (see `up`), never argv, which `ps` shows to everyone.
         if let file = topology.secretFile { common += ["--secret-file", resolve(file)] }
+        if let logFormat { common += ["--log-format", logFormat] }
         if let heartbeat = topology.heartbeat {
             for (flag, value) in [("--heartbeat-interval-ms", heartbeat.intervalMs), ("--controller-timeout-ms", heartbeat.controllerTimeoutMs),
                                   ("--manager-timeout-ms", heartbeat.managerTimeoutMs), ("--leader-manager-timeout-ms", heartbeat.leaderManagerTimeoutMs),

@@ -23,6 +23,12 @@ public enum LocalControllerRuntime {
                                   heartbeatStatistics: (@Sendable () async -> [String: Int])? = nil,
                                   auth: AuthPolicy? = nil) -> Router<BasicRequestContext> {
         let router = Router()
+        let metrics = settings.metrics ?? NodeMetrics()
+        metrics.declare(role: .localController)
+        Observability.install(on: router, metrics: metrics) {
+            if let heartbeatStatistics { metrics.syncHeartbeats(await heartbeatStatistics()) }
+            metrics.showHosts([(controller.id, await controller.capacitySummary())])
+        }
         router.addMiddleware { JSONErrorMiddleware() }
         // Standalone (no cluster) a controller has no secret and no tokens: its API is its host's, as in seed 001.
         if let auth { router.addMiddleware { AuthMiddleware(policy: auth) } }

@@ -34,6 +34,8 @@ public struct LocalControllerSettings: Sendable {
     /// Samples older than this are deleted.
     public var metricsRetentionDays: Int = 70
     public var logger: Logger = Logger(label: "doze.lc")
+    /// This node's metrics (`/metrics`); the runtime makes one per node when none is given.
+    public var metrics: NodeMetrics?
     /// Which accelerator VMs run under: the domain type follows it (`kvm` or `qemu`).
     public var accelerator: Accelerator = .auto
     /// The libvirt URI other hosts' daemons use to reach this host's daemon for peer-to-peer live migration

@@ -58,6 +58,8 @@ public struct PeerClient: Sendable {
         let http = tlsClient ?? self.http
         var request = HTTPClientRequest(url: "\(tlsClient == nil ? "http" : "https")://\(endpoint.host):\(endpoint.port)\(path)")
         request.method = method
+        // Forwarded so one submission can be followed across bootstrap, leader, manager and controller logs.
+        if let requestID = RequestID.current { request.headers.add(name: RequestID.header, value: requestID) }
         if let signer = NodeCredentials.signer {
             request.headers.add(name: NodeSignature.header, value: signer.sign(method: method.rawValue, target: path, unixMs: NodeSignature.nowMs))
         }

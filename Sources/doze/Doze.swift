@@ -20,13 +20,12 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (or LOG_LEVEL).")
     var logLevel: String?
 
+    @Option(help: "Log format: text, or json (one object per line: time, level, label, message, metadata).")
+    var logFormat: LogFormat = .text
+
     func bootstrapLogging() -> Logger {
         let level = (logLevel ?? ProcessInfo.processInfo.environment["LOG_LEVEL"]).flatMap(Logger.Level.init(rawValue:)) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        logFormat.bootstrap(level: level)
         return Logger(label: "doze")
     }
 }
@@ -179,3 +178,5 @@ struct LocalControllerCommand: AsyncParsableCommand {
         }
     }
 }
+
+extension LogFormat: ExpressibleByArgument {}

@@ -30,13 +30,20 @@ struct ClusterCommand: AsyncParsableCommand {
         @Flag(help: "Return once every node answers, leaving them running (stop with `doze cluster down`).")
         var detach = false
 
+        @Option(help: "Log format of every node: text or json.")
+        var logFormat: LogFormat?
+
+        @Option(help: "Seconds every node has to answer /health before the start counts as failed (large topologies need more).")
+        var readyWithin: Double = 30
+
         func run() async throws {
-            let launcher: ClusterLauncher
+            var launcher: ClusterLauncher
             do { launcher = try ClusterLauncher(topologyFile: topology, runDirectory: runDir, binary: selfExecutable()) } catch {
                 throw ValidationError("\(error)")
             }
+            launcher.logFormat = logFormat?.rawValue
             let nodes: [ClusterLauncher.Launched]
-            do { nodes = try await launcher.up() } catch {
+            do { nodes = try await launcher.up(readyWithin: .milliseconds(Int64(readyWithin * 1000))) } catch {
                 print("cluster up failed: \(error)")
                 throw ExitCode.failure
             }

@@ -54,6 +54,7 @@ public actor BootstrapNode: BootstrapBackend {
             if leader?.id != announced.id || leader?.term != announced.term {
                 log.notice("following group leader", metadata: ["doze/leader": "\(announced.id)", "doze/term": "\(announced.term)",
                                                                 "doze/address": "\(announced.control)"])
+                cluster.metrics?.leaderSeen(term: announced.term)
             }
             leader = announced
             leaderHeard = now

@@ -10,6 +10,8 @@ public struct ClusterSettings: Sendable {
     /// Bootstrap endpoints (HTTP and UDP on the same host:port).
     public var bootstraps: [Endpoint] = []
     public var heartbeatInterval: Duration = .milliseconds(250)
+    /// This node's metrics (`/metrics`); the runtime makes one per node when none is given.
+    public var metrics: NodeMetrics?
     /// A local controller silent this long is dropped by its manager (issue: noticed within 2 s).
     public var controllerTimeout: Duration = .milliseconds(1200)
     /// A manager silent this long is left by its controllers (issue: re-joined within 3 s).

@@ -52,6 +52,12 @@ public actor GroupManagerNode: GroupManagerBackend {
 
     public var isLeader: Bool { leader != nil }
 
+    /// Every controller the leader's books hold, for `/metrics`; none on a plain manager.
+    func controllersInLeaderBooks() async -> [ControllerInfo] {
+        guard let leader else { return [] }
+        return await leader.managers().values.flatMap(\.controllers)
+    }
+
     // MARK: - Run
 
     /// The HTTP port is known only once the server listens (port 0 picks one).
@@ -94,6 +100,7 @@ public actor GroupManagerNode: GroupManagerBackend {
     private func becomeLeader(_ won: any Leadership) async {
         leadership = won
         context.log.notice("elected group leader", metadata: ["doze/term": "\(won.term)"])
+        context.cluster.metrics?.electionWon(term: won.term)
         var store: (any ClusterRecordStore)?
         do { store = try openRecords(won.term, context.log) } catch {
             context.log.error("cannot open the cluster records; submissions will not survive a failover", metadata: ["error": "\(error)"])
@@ -107,6 +114,7 @@ public actor GroupManagerNode: GroupManagerBackend {
 
     private func stepDown(reason: String) async {
         context.log.warning("stepping down", metadata: ["reason": "\(reason)"])
+        context.cluster.metrics?.steppedDown()
         leadership = nil
         let old = leader
         leader = nil

@@ -84,9 +84,15 @@ public enum HierarchyRuntime {
         listen.port == 0 ? ListenAddress(host: listen.host, port: channel.localEndpoint.port) : listen
     }
 
-    /// What every clustered node serves besides its role's routes: JSON errors, `/health`, heartbeat counters.
-    static func baseRouter(_ link: HeartbeatLink, auth: AuthPolicy) -> Router<BasicRequestContext> {
+    /// What every clustered node serves besides its role's routes: request ids and `/metrics`, JSON errors,
+    /// `/health`, heartbeat counters. `collect` updates the role's own scrape-time metrics.
+    static func baseRouter(_ link: HeartbeatLink, auth: AuthPolicy, metrics: NodeMetrics,
+                           collect: @escaping @Sendable () async -> Void = {}) -> Router<BasicRequestContext> {
         let router = Router()
+        Observability.install(on: router, metrics: metrics) {
+            metrics.syncHeartbeats(await link.statistics)
+            await collect()
+        }
         router.addMiddleware { JSONErrorMiddleware() }
         router.addMiddleware { AuthMiddleware(policy: auth) }
         router.get("/health") { _, _ in HTTPReply.text("ok") }
@@ -107,16 +113,28 @@ public enum HierarchyRuntime {
                     }, logger: logger)
     }
 
+    /// Each node counts in its own registry (several nodes may share a process in tests, and copies of one
+    /// `ClusterSettings`): a metrics object given in the settings is used, else a fresh one.
+    static func ownMetrics(_ cluster: ClusterSettings, role: NodeMetrics.NodeRole) -> ClusterSettings {
+        var cluster = cluster
+        let metrics = cluster.metrics ?? NodeMetrics()
+        metrics.declare(role: role)
+        cluster.metrics = metrics
+        return cluster
+    }
+
     /// `doze bootstrap`.
     public static func runBootstrap(listen: ListenAddress, stateDirectory: String, cluster: ClusterSettings, logger: Logger,
                                     onListening: @escaping @Sendable (Endpoint) async -> Void = { _ in }) async throws {
+        let cluster = ownMetrics(cluster, role: .bootstrap)
         let identity = try NodeIdentity.load(stateDirectory: stateDirectory)
         let channel = try await bindHeartbeats(listen, cluster: cluster)
         let listen = sameAsHeartbeat(listen, channel)
         let link = try await makeLink(identity.id, channel, listen, cluster, stateDirectory: stateDirectory)
         let node = BootstrapNode(id: identity.id, link: link, cluster: cluster, logger: logger)
         let check = LeaderTokenCheck { await node.leader?.control }
-        let router = baseRouter(link, auth: NodeAuth.policy(cluster, host: listen.host, role: .bootstrap, tokens: check, logger: logger))
+        let router = baseRouter(link, auth: NodeAuth.policy(cluster, host: listen.host, role: .bootstrap, tokens: check, logger: logger),
+                                metrics: cluster.metrics!)
         BootstrapRoutes(backend: node).register(on: router)
         AuthForwardingRoutes(backend: node).register(on: router)
         KVMAppForwardingRoutes(backend: node).register(on: router)
@@ -134,6 +152,7 @@ public enum HierarchyRuntime {
     public static func runGroupManager(listen: ListenAddress, stateDirectory: String, cluster: ClusterSettings,
                                        backend: CoordinationBackend, logger: Logger,
                                        onListening: @escaping @Sendable (Endpoint) async -> Void = { _ in }) async throws {
+        let cluster = ownMetrics(cluster, role: .groupManager)
         let identity = try NodeIdentity.load(stateDirectory: stateDirectory)
         let channel = try await bindHeartbeats(listen, cluster: cluster)
         let listen = sameAsHeartbeat(listen, channel)
@@ -142,7 +161,9 @@ public enum HierarchyRuntime {
         let tokens = ClusterTokens(adminSecretHash: try NodeAuth.adminSecretHash(cluster)) { try await records.loadAuth() }
         let node = GroupManagerNode(id: identity.id, control: Endpoint(host: listen.host, port: listen.port), link: link,
                                     cluster: cluster, backend: backend, tokens: tokens, logger: logger)
-        let router = baseRouter(link, auth: NodeAuth.policy(cluster, host: listen.host, role: .manager, tokens: tokens, logger: logger))
+        let metrics = cluster.metrics!
+        let router = baseRouter(link, auth: NodeAuth.policy(cluster, host: listen.host, role: .manager, tokens: tokens, logger: logger),
+                                metrics: metrics) { metrics.showHosts(await node.controllersInLeaderBooks().map { ($0.id, $0.summary) }) }
         AuthRoutes(backend: node).register(on: router)
         GroupManagerRoutes(backend: node).register(on: router)
         KVMAppRoutes(backend: node).register(on: router)
@@ -161,6 +182,7 @@ public enum HierarchyRuntime {
     public static func runLocalController(settings: LocalControllerSettings, cluster: ClusterSettings?,
                                           onListening: @escaping @Sendable (String, Int) async -> Void = { _, _ in }) async throws {
         var settings = settings
+        settings.metrics = settings.metrics ?? NodeMetrics()
         var agent: ControllerAgent?
         var channel: UDPChannel?
         var udp: UDPChannel?

@@ -27,14 +27,14 @@ actor LeaderRole {
 
     // The services ask the role for the managers' books, so they are made once the role exists.
     private lazy var submissions = SubmissionCoordinator(
-        settings: cluster.submission, store: store, settleTime: cluster.heartbeatInterval * 3, logger: log
+        settings: cluster.submission, store: store, settleTime: cluster.heartbeatInterval * 3, logger: log, metrics: cluster.metrics
     ) { [weak self] in await self?.managers() ?? [:] }
     private lazy var apps = KVMAppCoordinator(
         submissions: submissions, store: store, logger: log,
         managers: { [weak self] in await self?.managers() ?? [:] },
         liveVMs: { [weak self] in await self?.virtualMachineDescriptions().virtualMachines ?? [] })
     private lazy var migrations = MigrationCoordinator(
-        limitPerHost: cluster.submission.migrationsPerHost, submissions: submissions, store: store, logger: log,
+        limitPerHost: cluster.submission.migrationsPerHost, submissions: submissions, store: store, logger: log, metrics: cluster.metrics,
         managers: { [weak self] in await self?.managers() ?? [:] },
         moved: { [weak self] move in await self?.applyMove(move) })
     lazy var rebalancing = RebalancingCoordinator(
@@ -253,7 +253,10 @@ actor LeaderRole {
     // MARK: - Submissions: placement over managers, addresses, records and dispatch are SubmissionCoordinator's
 
     func startVirtualCluster(_ request: VirtualClusterSubmissionRequest) async throws(DozeError) -> String {
-        try await submissions.submit(request)
+        do throws(DozeError) { return try await submissions.submit(request) } catch {
+            cluster.metrics?.submissionEnded(.rejected, after: nil)
+            throw error
+        }
     }
 
     func virtualClusterTask(id: String, wait: Duration) async throws(DozeError) -> VirtualClusterTaskDocument {

@@ -20,6 +20,7 @@ actor MigrationCoordinator {
     let moved: Moved
     let peers = PeerClient(timeout: .seconds(15))
     let log: Logger
+    let metrics: NodeMetrics?
     private let clock = ContinuousClock()
     private let started: ContinuousClock.Instant
     private var book: MigrationBook
@@ -35,7 +36,8 @@ actor MigrationCoordinator {
     let store: (any ClusterRecordStore)?
 
     init(limitPerHost: Int, submissions: SubmissionCoordinator, store: (any ClusterRecordStore)?, logger: Logger,
-         managers: @escaping Managers, moved: @escaping Moved) {
+         metrics: NodeMetrics? = nil, managers: @escaping Managers, moved: @escaping Moved) {
+        self.metrics = metrics
         self.store = store
         self.book = MigrationBook(limitPerHost: limitPerHost)
         self.submissions = submissions
@@ -282,6 +284,7 @@ actor MigrationCoordinator {
         commands[id] = nil
         persist(id)
         for waiter in (waiters.removeValue(forKey: id) ?? [:]).values { waiter.resume() }
+        metrics?.migrationEnded(state: state.rawValue, after: record.durationMs.map { .milliseconds(Int64($0)) })
         log.info("migration ended", metadata: ["doze/vm": "\(record.vm)", "doze/migration": "\(id)", "doze/state": "\(state.rawValue)",
                                                 "doze/ms": "\(record.durationMs ?? 0)", "error": "\(error ?? "")"])
         for next in book.finish(id, now: now) {

@@ -20,6 +20,7 @@ actor SubmissionCoordinator {
     let managers: Managers
     let peers = PeerClient(timeout: .seconds(30))
     let log: Logger
+    let metrics: NodeMetrics?
     /// A manager just elected waits this long for managers to report before trusting its view of the cluster.
     let settleTime: Duration
     private let clock = ContinuousClock()
@@ -51,7 +52,8 @@ actor SubmissionCoordinator {
     /// Reads back what earlier leaders recorded before the coordinator answers anything, so a task id answered
     /// before a failover is known the moment this node leads.
     init(settings: SubmissionSettings, store: (any ClusterRecordStore)?, settleTime: Duration, logger: Logger,
-         managers: @escaping Managers) {
+         metrics: NodeMetrics? = nil, managers: @escaping Managers) {
+        self.metrics = metrics
         self.settings = settings
         self.store = store
         self.managers = managers
@@ -268,7 +270,7 @@ actor SubmissionCoordinator {
             throw DozeError(.unavailable, "cannot record the submission in the cluster records: \(error)")
         }
         log.info("virtual cluster submitted", metadata: ["doze/task": "\(taskID)", "doze/vms": "\(vms.count)"])
-        if !record.isFinal { Task { await self.run(taskID) } }
+        if record.isFinal { metrics?.submissionEnded(.failure, after: .zero) } else { Task { await self.run(taskID) } }
         return taskID
     }
 
@@ -551,6 +553,8 @@ actor SubmissionCoordinator {
     private func finish(_ task: String) {
         if let finished = book.records[task] {
             let counts = finished.counts
+            metrics?.submissionEnded(.init(running: counts.running, failed: counts.failed),
+                                     after: .milliseconds(max(0, (finished.finishedAt ?? Self.wallMillis) - finished.createdAt)))
             log.info("virtual cluster done", metadata: ["doze/task": "\(task)", "doze/running": "\(counts.running)", "doze/failed": "\(counts.failed)"])
         }
         for waiter in waiters.removeValue(forKey: task)?.values ?? [:].values { waiter.resume() }
