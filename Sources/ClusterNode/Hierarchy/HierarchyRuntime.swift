@@ -90,6 +90,27 @@ public enum HierarchyRuntime {
         router.addMiddleware { JSONErrorMiddleware() }
         router.get("/health") { _, _ in HTTPReply.text("ok") }
         router.get("/v1/heartbeats") { _, _ in try HTTPReply.json(await link.statistics) }
+        OpenAPIRoutes.register(on: router)
+        return router
+    }
+
+    /// Everything a bootstrap serves.
+    static func bootstrapRouter(_ node: BootstrapNode, link: HeartbeatLink) -> Router<BasicRequestContext> {
+        let router = baseRouter(link)
+        BootstrapRoutes(backend: node).register(on: router)
+        KVMAppForwardingRoutes(backend: node).register(on: router)
+        RebalancingForwardingRoutes(backend: node).register(on: router)
+        NetworkForwardingRoutes(backend: node).register(on: router)
+        return router
+    }
+
+    /// Everything a group manager serves, leader or not (a follower answers the leader's paths with an error).
+    static func groupManagerRouter(_ node: GroupManagerNode, link: HeartbeatLink) -> Router<BasicRequestContext> {
+        let router = baseRouter(link)
+        GroupManagerRoutes(backend: node).register(on: router)
+        KVMAppRoutes(backend: node).register(on: router)
+        RebalancingRoutes(backend: node).register(on: router)
+        NetworkRoutes(backend: node).register(on: router)
         return router
     }
 
@@ -114,11 +135,7 @@ public enum HierarchyRuntime {
         let listen = sameAsHeartbeat(listen, channel)
         let link = try await makeLink(identity.id, channel, listen, cluster, stateDirectory: stateDirectory)
         let node = BootstrapNode(id: identity.id, link: link, cluster: cluster, logger: logger)
-        let router = baseRouter(link)
-        BootstrapRoutes(backend: node).register(on: router)
-        KVMAppForwardingRoutes(backend: node).register(on: router)
-        RebalancingForwardingRoutes(backend: node).register(on: router)
-        NetworkForwardingRoutes(backend: node).register(on: router)
+        let router = bootstrapRouter(node, link: link)
         let app = application(router: router, listen: listen, name: "doze-bootstrap", limits: cluster.httpLimits, logger: logger) { endpoint in
             logger.info("bootstrap listening", metadata: ["doze/address": "\(endpoint)", "doze/heartbeat": "\(channel.localEndpoint)"])
             await onListening(endpoint)
@@ -137,11 +154,7 @@ public enum HierarchyRuntime {
         let link = try await makeLink(identity.id, channel, listen, cluster, stateDirectory: stateDirectory)
         let node = GroupManagerNode(id: identity.id, control: Endpoint(host: listen.host, port: listen.port), link: link,
                                     cluster: cluster, backend: backend, logger: logger)
-        let router = baseRouter(link)
-        GroupManagerRoutes(backend: node).register(on: router)
-        KVMAppRoutes(backend: node).register(on: router)
-        RebalancingRoutes(backend: node).register(on: router)
-        NetworkRoutes(backend: node).register(on: router)
+        let router = groupManagerRouter(node, link: link)
         let app = application(router: router, listen: listen, name: "doze-gm", limits: cluster.httpLimits, logger: logger) { endpoint in
             await node.setControl(endpoint)
             logger.info("group manager listening", metadata: ["doze/address": "\(endpoint)", "doze/id": "\(identity.id)"])
