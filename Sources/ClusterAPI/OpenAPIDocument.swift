@@ -75,6 +75,9 @@ public enum OpenAPIDocument {
             "application/json": {
               "schema": {
                 "$ref": "#/components/schemas/FloatingIPAllocateRequest"
+              },
+              "example": {
+                "address": "198.51.100.20"
               }
             }
           }
@@ -313,6 +316,9 @@ public enum OpenAPIDocument {
             "application/json": {
               "schema": {
                 "$ref": "#/components/schemas/FloatingIPBindRequest"
+              },
+              "example": {
+                "vm": "web1"
               }
             }
           }
@@ -544,6 +550,9 @@ public enum OpenAPIDocument {
             "application/json": {
               "schema": {
                 "$ref": "#/components/schemas/MigrationOptions"
+              },
+              "example": {
+                "mode": "live"
               }
             }
           }
@@ -754,6 +763,16 @@ public enum OpenAPIDocument {
             "application/json": {
               "schema": {
                 "$ref": "#/components/schemas/KVMAppCreateRequest"
+              },
+              "example": {
+                "count": 1,
+                "cpus": 1,
+                "mems": 64,
+                "disks": 0,
+                "image": {
+                  "type": "iso",
+                  "uri": "CentOS-7-x86_64-Minimal-1708.iso"
+                }
               }
             }
           }
@@ -1278,6 +1297,13 @@ public enum OpenAPIDocument {
             "application/json": {
               "schema": {
                 "$ref": "#/components/schemas/MigrationSubmission"
+              },
+              "example": {
+                "vm": "web1",
+                "to": "LOCAL-CONTROLLER-ID",
+                "options": {
+                  "mode": "live"
+                }
               }
             }
           }
@@ -1515,6 +1541,11 @@ public enum OpenAPIDocument {
             "application/json": {
               "schema": {
                 "$ref": "#/components/schemas/NetworkCreateRequest"
+              },
+              "example": {
+                "name": "net1",
+                "subnet": "10.9.0.0/24",
+                "gateway": "10.9.0.1"
               }
             }
           }
@@ -2006,6 +2037,17 @@ public enum OpenAPIDocument {
             "application/json": {
               "schema": {
                 "$ref": "#/components/schemas/VirtualClusterSubmissionRequest"
+              },
+              "example": {
+                "virtualMachineTemplates": [
+                  {
+                    "libVirtTemplate": "<domain type='kvm'><name>fuzz1</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>",
+                    "networkCapacityDemand": {
+                      "rxBytes": 1000,
+                      "txBytes": 1000
+                    }
+                  }
+                ]
               }
             }
           }
@@ -2317,6 +2359,10 @@ public enum OpenAPIDocument {
             "application/json": {
               "schema": {
                 "$ref": "#/components/schemas/SyntheticLoadRequest"
+              },
+              "example": {
+                "vcpus": 1.5,
+                "memoryMiB": 256
               }
             }
           }
@@ -2447,6 +2493,10 @@ public enum OpenAPIDocument {
             "application/json": {
               "schema": {
                 "$ref": "#/components/schemas/NativeResize"
+              },
+              "example": {
+                "vcpus": 2,
+                "memoryMiB": 512
               }
             }
           }
