@@ -59,8 +59,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -119,8 +128,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -168,8 +186,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -227,8 +254,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -288,8 +324,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -362,8 +407,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -424,8 +478,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -473,8 +536,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -522,8 +594,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -596,8 +677,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -657,8 +747,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -718,8 +817,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -817,8 +925,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -869,8 +986,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -928,8 +1054,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -989,8 +1124,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1050,8 +1194,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1111,8 +1264,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1172,8 +1334,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1232,8 +1403,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1281,8 +1461,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1345,8 +1534,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1394,8 +1592,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1464,8 +1671,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1525,8 +1741,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1587,8 +1812,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1636,8 +1870,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1703,8 +1946,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1765,8 +2017,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1815,8 +2076,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1864,8 +2134,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1913,8 +2192,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -1962,8 +2250,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -2021,8 +2318,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -2091,8 +2397,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -2162,8 +2477,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -2210,8 +2534,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -2270,8 +2603,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -2331,8 +2673,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -2405,8 +2756,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -2465,8 +2825,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -2539,8 +2908,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -2599,8 +2977,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -2659,8 +3046,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -2719,8 +3115,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -2780,8 +3185,17 @@ public enum OpenAPIDocument {
           "409": {
             "$ref": "#/components/responses/E409"
           },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
           "413": {
             "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
           },
           "422": {
             "$ref": "#/components/responses/E422"
@@ -2864,8 +3278,38 @@ public enum OpenAPIDocument {
           }
         }
       },
+      "E408": {
+        "description": "The request was not received whole within the read timeout (the connection is closed)",
+        "content": {
+          "application/json": {
+            "schema": {
+              "$ref": "#/components/schemas/Error"
+            }
+          }
+        }
+      },
       "E413": {
-        "description": "The request body is larger than the limit",
+        "description": "The request body is larger than the limit (the connection is closed when the body was not read)",
+        "content": {
+          "application/json": {
+            "schema": {
+              "$ref": "#/components/schemas/Error"
+            }
+          }
+        }
+      },
+      "E414": {
+        "description": "The request line is longer than 64 KiB (the connection is closed)",
+        "content": {
+          "application/json": {
+            "schema": {
+              "$ref": "#/components/schemas/Error"
+            }
+          }
+        }
+      },
+      "E431": {
+        "description": "The request head is longer than 64 KiB (the connection is closed)",
         "content": {
           "application/json": {
             "schema": {
@@ -2904,7 +3348,7 @@ public enum OpenAPIDocument {
             "properties": {
               "code": {
                 "type": "string",
-                "description": "badRequest, notFound, conflict, forbidden, quotaExceeded, payloadTooLarge, unsupported, hypervisor, unavailable, requestTimeout, unauthorized"
+                "description": "badRequest, notFound, conflict, forbidden, quotaExceeded, payloadTooLarge, unsupported, hypervisor, unavailable, requestTimeout, uriTooLong, headersTooLarge, unauthorized"
               },
               "message": {
                 "type": "string"
