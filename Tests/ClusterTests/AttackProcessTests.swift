@@ -80,6 +80,27 @@ extension ProcessTests {
         try await Self.expectAlive(node)
     }
 
+    @Test func ambiguousFramingIsA400AndTheConnectionCloses() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let (node, port) = try await Self.start(dir)
+        defer { node.process.kill9() }
+        // Each would let a proxy and this node split the bytes into different requests (request smuggling).
+        let requests = [
+            "POST /vm HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+            "POST /vm HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\n<a/>",
+            "POST /vm HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n<a/>",
+            "POST /vm HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n<a/>\r\n0\r\n\r\n",
+            String(decoding: (0..<256).map { UInt8($0) }, as: UTF8.self),
+        ]
+        for request in requests {
+            let (text, closed) = try Self.exchange(port, request)
+            #expect(Self.status(text) == "HTTP/1.1 400 Bad Request" && closed, "\(request.prefix(60).debugDescription) → \(text.prefix(200))")
+            #expect(!text.contains("HTTP/1.1 200"), "a smuggled request was answered: \(text.prefix(300))")
+        }
+        try await Self.expectAlive(node)
+    }
+
     @Test func hundredsOfSlowClientsDoNotDelayANormalRequest() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
