@@ -12,7 +12,7 @@ BIN=${1:?usage: scripts/fuzz-api.sh DOZE_BINARY}
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 MAX_EXAMPLES=${FUZZ_MAX_EXAMPLES:-30}
 MAX_TIME=${FUZZ_MAX_TIME:-180}
-VENV=.build/fuzz-venv
+VENV=$PWD/.build/fuzz-venv
 ST=$VENV/bin/schemathesis
 
 if [ ! -x "$ST" ]; then
@@ -95,11 +95,12 @@ PY
 echo "fuzz-api: schemathesis against http://$bootstrap, at most $MAX_EXAMPLES examples per operation and $MAX_TIME s"
 start=$SECONDS
 # `timeout` is the backstop for a run that would not end by itself; --max-time is the budget.
-timeout --kill-after=10 $((MAX_TIME + 60)) "$ST" --no-color --config-file "$work/schemathesis.toml" run "$work/openapi.json" --url "http://$bootstrap" \
+# From the scratch directory, so schemathesis keeps its cache there.
+(cd "$work" && exec timeout --kill-after=10 $((MAX_TIME + 60)) "$ST" --no-color --config-file "$work/schemathesis.toml" run "$work/openapi.json" --url "http://$bootstrap" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --request-timeout 40 --workers 2 \
   --phases examples,coverage,fuzzing --suppress-health-check all \
-  --report junit --report-dir "$work/report" 2>&1 | tee "$work/schemathesis.log"
+  --report junit --report-dir "$work/report") 2>&1 | tee "$work/schemathesis.log"
 rc=${PIPESTATUS[0]}
 echo "fuzz-api: schemathesis finished in $((SECONDS - start)) s with exit status $rc"
 if [ $rc -ne 0 ]; then

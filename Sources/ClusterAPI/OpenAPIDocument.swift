@@ -2281,6 +2281,542 @@ public enum OpenAPIDocument {
         ]
       }
     },
+    "/v1/tenants": {
+      "post": {
+        "operationId": "createTenant",
+        "summary": "Create a tenant (admins)",
+        "tags": [
+          "auth"
+        ],
+        "x-doze-served-by": [
+          "bootstrap",
+          "leader"
+        ],
+        "responses": {
+          "201": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Tenant"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/E400"
+          },
+          "401": {
+            "$ref": "#/components/responses/E401"
+          },
+          "403": {
+            "$ref": "#/components/responses/E403"
+          },
+          "404": {
+            "$ref": "#/components/responses/E404"
+          },
+          "409": {
+            "$ref": "#/components/responses/E409"
+          },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
+          "413": {
+            "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
+          },
+          "422": {
+            "$ref": "#/components/responses/E422"
+          },
+          "503": {
+            "$ref": "#/components/responses/E503"
+          }
+        },
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/TenantCreateRequest"
+              }
+            }
+          }
+        }
+      },
+      "get": {
+        "operationId": "listTenants",
+        "summary": "Every tenant with its quota and usage (admins)",
+        "tags": [
+          "auth"
+        ],
+        "x-doze-served-by": [
+          "bootstrap",
+          "leader"
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/TenantList"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/E400"
+          },
+          "401": {
+            "$ref": "#/components/responses/E401"
+          },
+          "403": {
+            "$ref": "#/components/responses/E403"
+          },
+          "404": {
+            "$ref": "#/components/responses/E404"
+          },
+          "409": {
+            "$ref": "#/components/responses/E409"
+          },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
+          "413": {
+            "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
+          },
+          "422": {
+            "$ref": "#/components/responses/E422"
+          },
+          "503": {
+            "$ref": "#/components/responses/E503"
+          }
+        }
+      }
+    },
+    "/v1/tenants/{name}": {
+      "get": {
+        "operationId": "getTenant",
+        "summary": "One tenant (a tenant: its own)",
+        "tags": [
+          "auth"
+        ],
+        "x-doze-served-by": [
+          "bootstrap",
+          "leader"
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Tenant"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/E400"
+          },
+          "401": {
+            "$ref": "#/components/responses/E401"
+          },
+          "403": {
+            "$ref": "#/components/responses/E403"
+          },
+          "404": {
+            "$ref": "#/components/responses/E404"
+          },
+          "409": {
+            "$ref": "#/components/responses/E409"
+          },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
+          "413": {
+            "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
+          },
+          "422": {
+            "$ref": "#/components/responses/E422"
+          },
+          "503": {
+            "$ref": "#/components/responses/E503"
+          }
+        },
+        "parameters": [
+          {
+            "name": "name",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "minLength": 1
+            },
+            "description": ""
+          }
+        ]
+      },
+      "delete": {
+        "operationId": "deleteTenant",
+        "summary": "Delete a tenant (admins)",
+        "tags": [
+          "auth"
+        ],
+        "x-doze-served-by": [
+          "bootstrap",
+          "leader"
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Tenant"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/E400"
+          },
+          "401": {
+            "$ref": "#/components/responses/E401"
+          },
+          "403": {
+            "$ref": "#/components/responses/E403"
+          },
+          "404": {
+            "$ref": "#/components/responses/E404"
+          },
+          "409": {
+            "$ref": "#/components/responses/E409"
+          },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
+          "413": {
+            "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
+          },
+          "422": {
+            "$ref": "#/components/responses/E422"
+          },
+          "503": {
+            "$ref": "#/components/responses/E503"
+          }
+        },
+        "parameters": [
+          {
+            "name": "name",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "minLength": 1
+            },
+            "description": ""
+          }
+        ]
+      }
+    },
+    "/v1/tenants/{name}/quota": {
+      "put": {
+        "operationId": "setTenantQuota",
+        "summary": "Set a tenant's quota (admins)",
+        "tags": [
+          "auth"
+        ],
+        "x-doze-served-by": [
+          "bootstrap",
+          "leader"
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Tenant"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/E400"
+          },
+          "401": {
+            "$ref": "#/components/responses/E401"
+          },
+          "403": {
+            "$ref": "#/components/responses/E403"
+          },
+          "404": {
+            "$ref": "#/components/responses/E404"
+          },
+          "409": {
+            "$ref": "#/components/responses/E409"
+          },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
+          "413": {
+            "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
+          },
+          "422": {
+            "$ref": "#/components/responses/E422"
+          },
+          "503": {
+            "$ref": "#/components/responses/E503"
+          }
+        },
+        "parameters": [
+          {
+            "name": "name",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "minLength": 1
+            },
+            "description": ""
+          }
+        ],
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/TenantQuota"
+              }
+            }
+          }
+        }
+      }
+    },
+    "/v1/tokens": {
+      "post": {
+        "operationId": "createToken",
+        "summary": "Create an API token (its secret is in this answer only)",
+        "tags": [
+          "auth"
+        ],
+        "x-doze-served-by": [
+          "bootstrap",
+          "leader"
+        ],
+        "responses": {
+          "201": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Token"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/E400"
+          },
+          "401": {
+            "$ref": "#/components/responses/E401"
+          },
+          "403": {
+            "$ref": "#/components/responses/E403"
+          },
+          "404": {
+            "$ref": "#/components/responses/E404"
+          },
+          "409": {
+            "$ref": "#/components/responses/E409"
+          },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
+          "413": {
+            "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
+          },
+          "422": {
+            "$ref": "#/components/responses/E422"
+          },
+          "503": {
+            "$ref": "#/components/responses/E503"
+          }
+        },
+        "requestBody": {
+          "required": true,
+          "content": {
+            "application/json": {
+              "schema": {
+                "$ref": "#/components/schemas/TokenCreateRequest"
+              }
+            }
+          }
+        }
+      },
+      "get": {
+        "operationId": "listTokens",
+        "summary": "The tokens (a tenant: its own)",
+        "tags": [
+          "auth"
+        ],
+        "x-doze-served-by": [
+          "bootstrap",
+          "leader"
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/TokenList"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/E400"
+          },
+          "401": {
+            "$ref": "#/components/responses/E401"
+          },
+          "403": {
+            "$ref": "#/components/responses/E403"
+          },
+          "404": {
+            "$ref": "#/components/responses/E404"
+          },
+          "409": {
+            "$ref": "#/components/responses/E409"
+          },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
+          "413": {
+            "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
+          },
+          "422": {
+            "$ref": "#/components/responses/E422"
+          },
+          "503": {
+            "$ref": "#/components/responses/E503"
+          }
+        }
+      }
+    },
+    "/v1/tokens/{id}": {
+      "delete": {
+        "operationId": "revokeToken",
+        "summary": "Revoke a token",
+        "tags": [
+          "auth"
+        ],
+        "x-doze-served-by": [
+          "bootstrap",
+          "leader"
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Token"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/E400"
+          },
+          "401": {
+            "$ref": "#/components/responses/E401"
+          },
+          "403": {
+            "$ref": "#/components/responses/E403"
+          },
+          "404": {
+            "$ref": "#/components/responses/E404"
+          },
+          "409": {
+            "$ref": "#/components/responses/E409"
+          },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
+          "413": {
+            "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
+          },
+          "422": {
+            "$ref": "#/components/responses/E422"
+          },
+          "503": {
+            "$ref": "#/components/responses/E503"
+          }
+        },
+        "parameters": [
+          {
+            "name": "id",
+            "in": "path",
+            "required": true,
+            "schema": {
+              "type": "string",
+              "minLength": 1
+            },
+            "description": ""
+          }
+        ]
+      }
+    },
     "/v1/virtual-clusters": {
       "post": {
         "operationId": "submitVirtualCluster",
@@ -3217,6 +3753,64 @@ public enum OpenAPIDocument {
           }
         ]
       }
+    },
+    "/v1/whoami": {
+      "get": {
+        "operationId": "whoAmI",
+        "summary": "What the presented credentials are",
+        "tags": [
+          "auth"
+        ],
+        "x-doze-served-by": [
+          "bootstrap",
+          "leader"
+        ],
+        "responses": {
+          "200": {
+            "description": "OK",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/WhoAmI"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/E400"
+          },
+          "401": {
+            "$ref": "#/components/responses/E401"
+          },
+          "403": {
+            "$ref": "#/components/responses/E403"
+          },
+          "404": {
+            "$ref": "#/components/responses/E404"
+          },
+          "409": {
+            "$ref": "#/components/responses/E409"
+          },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
+          "413": {
+            "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
+          },
+          "422": {
+            "$ref": "#/components/responses/E422"
+          },
+          "503": {
+            "$ref": "#/components/responses/E503"
+          }
+        }
+      }
     }
   },
   "components": {
@@ -3224,7 +3818,7 @@ public enum OpenAPIDocument {
       "bearerAuth": {
         "type": "http",
         "scheme": "bearer",
-        "description": "Authorization: Bearer <token>. 401 when missing or not valid, 403 when the token may not do this."
+        "description": "Authorization: Bearer <token> (doze token create; an admin token from the admin token file). 401 when missing or not valid, 403 when the token may not do this (another tenant's object, an admin route). A node listening on loopback without --auth tokens is open: a call without a token acts as the admin. GET /v1/openapi.json needs no token."
       }
     },
     "responses": {
@@ -4554,6 +5148,175 @@ public enum OpenAPIDocument {
         "additionalProperties": {
           "type": "integer"
         }
+      },
+      "WhoAmI": {
+        "type": "object",
+        "properties": {
+          "role": {
+            "type": "string",
+            "enum": [
+              "admin",
+              "tenant",
+              "node"
+            ]
+          },
+          "tenant": {
+            "type": "string"
+          },
+          "tokenId": {
+            "type": "string"
+          }
+        },
+        "required": [
+          "role"
+        ]
+      },
+      "TokenCreateRequest": {
+        "type": "object",
+        "properties": {
+          "tenant": {
+            "type": "string",
+            "description": "default: the asking tenant's own (admins: default)"
+          },
+          "name": {
+            "type": "string"
+          },
+          "admin": {
+            "type": "boolean",
+            "description": "an admin token (admins only)"
+          }
+        }
+      },
+      "Token": {
+        "type": "object",
+        "properties": {
+          "id": {
+            "type": "string"
+          },
+          "tenant": {
+            "type": "string"
+          },
+          "admin": {
+            "type": "boolean"
+          },
+          "name": {
+            "type": "string"
+          },
+          "created": {
+            "type": "integer"
+          },
+          "revoked": {
+            "type": "integer"
+          },
+          "token": {
+            "type": "string",
+            "description": "only in the answer to its creation: never stored, never shown again"
+          }
+        },
+        "required": [
+          "id",
+          "tenant",
+          "admin",
+          "name",
+          "created"
+        ]
+      },
+      "TokenList": {
+        "type": "object",
+        "properties": {
+          "tokens": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/Token"
+            }
+          }
+        },
+        "required": [
+          "tokens"
+        ]
+      },
+      "TenantQuota": {
+        "type": "object",
+        "properties": {
+          "vms": {
+            "type": "integer"
+          },
+          "vcpus": {
+            "type": "integer"
+          },
+          "memoryMiB": {
+            "type": "integer"
+          },
+          "floatingIPs": {
+            "type": "integer"
+          }
+        },
+        "description": "absent: unlimited"
+      },
+      "TenantCreateRequest": {
+        "type": "object",
+        "properties": {
+          "name": {
+            "type": "string"
+          },
+          "quota": {
+            "$ref": "#/components/schemas/TenantQuota"
+          }
+        },
+        "required": [
+          "name"
+        ]
+      },
+      "Tenant": {
+        "type": "object",
+        "properties": {
+          "name": {
+            "type": "string"
+          },
+          "quota": {
+            "$ref": "#/components/schemas/TenantQuota"
+          },
+          "usage": {
+            "type": "object",
+            "properties": {
+              "vms": {
+                "type": "integer"
+              },
+              "vcpus": {
+                "type": "integer"
+              },
+              "memoryMiB": {
+                "type": "integer"
+              },
+              "floatingIPs": {
+                "type": "integer"
+              }
+            }
+          },
+          "created": {
+            "type": "integer"
+          }
+        },
+        "required": [
+          "name",
+          "quota",
+          "usage",
+          "created"
+        ]
+      },
+      "TenantList": {
+        "type": "object",
+        "properties": {
+          "tenants": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/Tenant"
+            }
+          }
+        },
+        "required": [
+          "tenants"
+        ]
       }
     }
   }

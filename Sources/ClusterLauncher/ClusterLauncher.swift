@@ -62,6 +62,9 @@ public struct ClusterLauncher {
 
     func resolve(_ path: String) -> String { path.hasPrefix("/") ? path : topologyDirectory + "/" + path }
 
+    /// Where the nodes read (or, the first time, make) the admin token: the file the `doze` CLI reads by default.
+    public var adminTokenFile: String { topology.adminTokenFile.map(resolve) ?? DozeConfig.defaultTokenFile }
+
     /// Every node, in start order: bootstraps, managers, controllers.
     func plan() throws -> [PlannedNode] {
         let layout = topology.layout(runDirectory: runDirectory)
@@ -76,6 +79,9 @@ public struct ClusterLauncher {
             }
         }
         if let group = topology.multicast { common += ["--multicast", group] }
+        if let auth = topology.auth { common += ["--auth", auth] }
+        if let compat = topology.snoozeCompat { common += ["--snooze-compat", compat] }
+        common += ["--admin-token-file", adminTokenFile]
         var plan: [PlannedNode] = []
         let hub = layout?.hubNamespace
         for (i, node) in topology.bootstrap.enumerated() {

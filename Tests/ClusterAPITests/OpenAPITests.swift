@@ -54,7 +54,8 @@ import Testing
     }
 
     /// The routers exactly as `doze bootstrap` and `doze gm` build them, around real nodes (not run).
-    static func withRouters(_ body: (_ bootstrap: Router<BasicRequestContext>, _ manager: Router<BasicRequestContext>) async throws -> Void) async throws {
+    static func withRouters(auth mode: AuthMode = .open,
+                            _ body: (_ bootstrap: Router<BasicRequestContext>, _ manager: Router<BasicRequestContext>) async throws -> Void) async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let cluster = ClusterSettings(secret: "openapi-test")
@@ -66,9 +67,10 @@ import Testing
         let bootstrap = BootstrapNode(id: UUID().uuidString.lowercased(), link: bootstrapLink, cluster: cluster, logger: logger)
         let manager = GroupManagerNode(id: UUID().uuidString.lowercased(), control: Endpoint(host: "127.0.0.1", port: managerChannel.localEndpoint.port),
                                        link: managerLink, cluster: cluster, backend: .directory(dir.path), logger: logger)
+        let auth = AuthPolicy(mode: mode, snoozeCompat: .off, nodeSignature: nil, tokens: nil)
         do {
-            try await body(HierarchyRuntime.bootstrapRouter(bootstrap, link: bootstrapLink),
-                           HierarchyRuntime.groupManagerRouter(manager, link: managerLink))
+            try await body(HierarchyRuntime.bootstrapRouter(bootstrap, link: bootstrapLink, auth: auth),
+                           HierarchyRuntime.groupManagerRouter(manager, link: managerLink, auth: auth))
         } catch {
             await bootstrapChannel.close()
             await managerChannel.close()
@@ -118,14 +120,18 @@ import Testing
         }
     }
 
+    /// Without a token, even where tokens are required: a client reads the contract before it has credentials.
     @Test func everyRoleServesTheDocument() async throws {
-        try await Self.withRouters { bootstrap, manager in
+        try await Self.withRouters(auth: .tokens) { bootstrap, manager in
             for router in [bootstrap, manager] {
                 try await Application(router: router).test(.router) { client in
                     try await client.execute(uri: OpenAPIRoutes.path, method: .get) { response in
                         #expect(response.status == .ok)
                         #expect(response.headers[.contentType] == "application/json")
                         #expect(String(buffer: response.body) == OpenAPIDocument.json)
+                    }
+                    try await client.execute(uri: "/v1/hosts", method: .get) { response in
+                        #expect(response.status == .unauthorized, "the document's own route is open, the others not")
                     }
                 }
             }

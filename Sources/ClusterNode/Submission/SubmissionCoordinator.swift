@@ -299,6 +299,7 @@ actor SubmissionCoordinator {
             meta.disks = prepared.template.disks
         }
         if prepared.template.isHighlyAvailable { meta.ha = true }
+        meta.tenant = prepared.template.tenant
         if let address = planned.ipAddress {
             meta.ipAddress = address
             if !prepared.xml.isEmpty, let mac = IPPool.mac(for: address) {
