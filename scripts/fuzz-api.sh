@@ -4,7 +4,8 @@
 # GET /v1/openapi.json, with the checks not_a_server_error, status_code_conformance, content_type_conformance and
 # response_schema_conformance. Destructive calls (DELETE, drains, migrations) are expected; the cluster is torn
 # down at the end whatever happens. Bounded: FUZZ_MAX_EXAMPLES per operation (default 30) and FUZZ_MAX_TIME
-# seconds overall (default 240). Installs schemathesis into .build/fuzz-venv when it is missing.
+# seconds overall (default 180). The cluster requires tokens (auth: tokens) and every call carries its admin token,
+# so the auth middleware is fuzzed too. Installs schemathesis into .build/fuzz-venv when it is missing.
 # usage: scripts/fuzz-api.sh DOZE_BINARY
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +45,9 @@ for _ in range(1000):
 else: sys.exit("no free block of loopback ports")
 topology = re.sub(r"127\.0\.0\.1:(\d+)", lambda m: f"127.0.0.1:{base + int(m.group(1)) - low}", topology)
 topology = re.sub(r"(?m)^run_dir:.*\n", "", topology).replace("host: hosts/", f"host: {root}/topology/hosts/")
-open(os.path.join(work, "local.yaml"), "w").write(topology + f"\nrun_dir: {work}/run\n")
+# Tokens required, as on a real network: the fuzzing goes through the auth middleware with the admin's token.
+topology = re.sub(r"(?m)^(auth|snooze_compat|admin_token_file):.*\n", "", topology)
+open(os.path.join(work, "local.yaml"), "w").write(topology + f"\nrun_dir: {work}/run\nauth: tokens\nadmin_token_file: {work}/admin.token\n")
 print(f"127.0.0.1:{base}")
 PY
 ) || { rm -rf "$work"; exit 1; }
@@ -56,9 +59,12 @@ down() {
 trap down EXIT
 
 "$BIN" cluster up "$work/local.yaml" --detach >"$work/up.log" 2>&1 || { cat "$work/up.log"; echo "fuzz-api: cannot start the cluster" >&2; exit 1; }
+for _ in $(seq 100); do [ -s "$work/admin.token" ] && break; sleep 0.1; done
+token=$(cat "$work/admin.token" 2>/dev/null) || { echo "fuzz-api: the cluster made no admin token" >&2; exit 1; }
+auth=(-H "Authorization: Bearer $token")
 # Wait (bounded) until every controller is under a manager, so the fuzzing meets a settled cluster.
 for _ in $(seq 150); do
-  [ "$(curl -s -m 1 "http://$bootstrap/bootstrap?getLocalControllerList" | grep -o localControllerId | wc -l)" -ge 4 ] && break
+  [ "$(curl -s -m 1 "${auth[@]}" "http://$bootstrap/bootstrap?getLocalControllerList" | grep -o localControllerId | wc -l)" -ge 4 ] && break
   sleep 0.1
 done
 curl -sf -m 5 "http://$bootstrap/v1/openapi.json" -o "$work/served.json" || { echo "fuzz-api: the bootstrap serves no /v1/openapi.json" >&2; exit 1; }
@@ -74,10 +80,11 @@ json.dump(doc, open(sys.argv[2], "w"))
 PY
 # Real names for path parameters and bodies, drawn most of the time, so calls get past a 404 to the logic behind it:
 # the fake hosts' VMs, the controllers' ids, the floating range's first addresses, a few network names.
-python3 - "$bootstrap" "$work/schemathesis.toml" <<'PY' || exit 1
+python3 - "$bootstrap" "$work/schemathesis.toml" "$token" <<'PY' || exit 1
 import json, sys, urllib.request
-bootstrap, out = sys.argv[1], sys.argv[2]
-hosts = json.load(urllib.request.urlopen(f"http://{bootstrap}/v1/hosts", timeout=10))["hosts"]
+bootstrap, out, token = sys.argv[1], sys.argv[2], sys.argv[3]
+request = urllib.request.Request(f"http://{bootstrap}/v1/hosts", headers={"Authorization": f"Bearer {token}"})
+hosts = json.load(urllib.request.urlopen(request, timeout=10))["hosts"]
 vms = sorted({vm for host in hosts for vm in host["vms"]}) or ["web1"]
 ids = [host["id"] for host in hosts] or ["none"]
 lists = {"vms": vms, "hosts": ids, "addresses": [f"198.51.100.{n}" for n in range(10, 16)], "networks": ["net1", "net2", "gw"]}
@@ -96,7 +103,7 @@ echo "fuzz-api: schemathesis against http://$bootstrap, at most $MAX_EXAMPLES ex
 start=$SECONDS
 # `timeout` is the backstop for a run that would not end by itself; --max-time is the budget.
 # From the scratch directory, so schemathesis keeps its cache there.
-(cd "$work" && exec timeout --kill-after=10 $((MAX_TIME + 60)) "$ST" --no-color --config-file "$work/schemathesis.toml" run "$work/openapi.json" --url "http://$bootstrap" \
+(cd "$work" && exec timeout --kill-after=10 $((MAX_TIME + 60)) "$ST" --no-color --config-file "$work/schemathesis.toml" run "$work/openapi.json" --url "http://$bootstrap" "${auth[@]}" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --request-timeout 40 --workers 2 \
   --phases examples,coverage,fuzzing --suppress-health-check all \
