@@ -4099,6 +4099,10 @@ public enum OpenAPIDocument {
           },
           "vncAddr": {
             "type": "string"
+          },
+          "tenant": {
+            "type": "string",
+            "description": "the tenant that owns the VM (absent: made before tenants, the default tenant's)"
           }
         },
         "required": [

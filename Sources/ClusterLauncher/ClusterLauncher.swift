@@ -1,5 +1,6 @@
 import ClusterCore
 import ClusterTransport
+import ClusterWire
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -149,6 +150,10 @@ public struct ClusterLauncher {
         let tools = try layout.map { _ in try networkTools() }   // before anything is created
         let etcdBinary = try etcd.map { _ in try tools?.etcd ?? self.etcdBinary() }
         try FileManager.default.createDirectory(atPath: pidDirectory, withIntermediateDirectories: true)
+        // The admin token, made here before any node reads it; the launcher's own readiness calls send it.
+        let admin: (token: String, secretHash: String)
+        do { admin = try AdminTokenFile.loadOrCreate(adminTokenFile) } catch { throw LauncherError("\(error)") }
+        NodeCredentials.clientAuthorization = "Bearer \(admin.token)"
         let deadline = ContinuousClock.now + limit
         do {
             // etcd first: the managers campaign on it the moment they start.

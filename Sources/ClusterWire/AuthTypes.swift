@@ -1,6 +1,9 @@
 import ClusterCore
 import Crypto
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// API tokens: `dz_<id>_<secret>`. The id names the token in lists and revocations; only SHA-256 of the secret
 /// is stored, so the records (a directory, or etcd) never hold a usable token.
@@ -159,5 +162,36 @@ public struct WhoAmI: Codable, Sendable, Equatable {
         self.role = role
         self.tenant = tenant
         self.tokenId = tokenId
+    }
+}
+
+/// `--admin-token-file`: the cluster's first admin token. Made at first start (mode 0600, in a 0700 directory when
+/// it makes one) and read at every later one; every node given the same file takes the same token.
+public enum AdminTokenFile {
+    public static func loadOrCreate(_ path: String) throws -> (token: String, secretHash: String) {
+        if let data = FileManager.default.contents(atPath: path) {
+            let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let (id, secret) = APITokenSecret.parse(token), id == APITokenSecret.adminFileID else {
+                throw DozeError(.badRequest, "\(path) does not hold an admin token (dz_admin_…); remove it to have a new one made")
+            }
+            return (token, APITokenSecret.hash(secret))
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+        let made = APITokenSecret.generate(id: APITokenSecret.adminFileID)
+        // Written under a temporary name with its mode set first: the token is never readable by others, even briefly.
+        let temporary = path + ".\(getpid()).tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: Data((made.token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw DozeError(.unavailable, "cannot write the admin token file \(path)")
+        }
+        // Another node given the same file may have made it meanwhile: keep the first.
+        if link(temporary, path) != 0 {
+            unlink(temporary)
+            return try loadOrCreate(path)
+        }
+        unlink(temporary)
+        return (made.token, made.secretHash)
     }
 }

@@ -74,9 +74,10 @@ struct TokenCommand: AsyncParsableCommand {
 
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke a token by its id: it stops working at once.")
-        @Argument(help: "The token's id (doze token list).") var id: String
+        @Argument(help: "The token's id (doze token list), or the token itself.") var id: String
         @OptionGroup var client: ClientOptions
         func run() async throws {
+            let id = APITokenSecret.parse(self.id)?.id ?? self.id
             try await reportingFailures {
                 let api = try client.client()
                 let raw = try await api.call(.DELETE, "/v1/tokens/" + BootstrapClient.segment(id))

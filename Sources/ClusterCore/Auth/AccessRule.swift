@@ -34,8 +34,10 @@ public enum AccessRule: Sendable, Equatable {
             if nodeOperations.contains(operation) { return .node }
             return tenantOperations.contains(operation) ? .tenantScoped : .admin
         }
-        for prefix in ["/v1/vms", "/v1/virtual-clusters", "/v1/networks", "/v1/floating-ips", "/v1/kvm-apps", "/v1/tokens",
-                       "/v1/events", "/VirtualMachineNetwork/"] where path == prefix || path.hasPrefix(prefix + "/") || path.hasPrefix(prefix) && prefix.hasSuffix("/") {
+        // Declared load is a test-driver tool of the operator's.
+        if path.hasPrefix("/v1/vms/"), path.hasSuffix("/load") { return .admin }
+        // Networks, floating IPs and kvm-apps are not yet kept per tenant: the admin's until they are.
+        for prefix in ["/v1/vms", "/v1/virtual-clusters", "/v1/tokens", "/v1/events"] where path == prefix || path.hasPrefix(prefix + "/") {
             return .tenantScoped
         }
         if path == "/v1/whoami" { return .tenantScoped }
