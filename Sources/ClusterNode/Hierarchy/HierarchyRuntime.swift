@@ -122,9 +122,9 @@ public enum HierarchyRuntime {
                                           gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     }
 
-    static func application(router: Router<BasicRequestContext>, listen: ListenAddress, name: String, limits: HTTPServerLimits,
-                            logger: Logger, onListening: @escaping @Sendable (Endpoint) async -> Void) -> some Service {
-        Application(router: router, server: .lenientHTTP1(limits: limits), configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: name),
+    static func application(router: Router<BasicRequestContext>, listen: ListenAddress, name: String, cluster: ClusterSettings,
+                            logger: Logger, onListening: @escaping @Sendable (Endpoint) async -> Void) throws -> some Service {
+        Application(router: router, server: try NodeTLS.server(limits: cluster.httpLimits, tls: cluster.tls), configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: name),
                     onServerRunning: { channel in
                         await onListening(Endpoint(host: listen.host, port: channel.localAddress?.port ?? listen.port))
                     }, logger: logger)
@@ -140,7 +140,7 @@ public enum HierarchyRuntime {
         let node = BootstrapNode(id: identity.id, link: link, cluster: cluster, logger: logger)
         let check = LeaderTokenCheck { await node.leader?.control }
         let router = bootstrapRouter(node, link: link, auth: NodeAuth.policy(cluster, host: listen.host, role: .bootstrap, tokens: check, logger: logger))
-        let app = application(router: router, listen: listen, name: "doze-bootstrap", limits: cluster.httpLimits, logger: logger) { endpoint in
+        let app = try application(router: router, listen: listen, name: "doze-bootstrap", cluster: cluster, logger: logger) { endpoint in
             logger.info("bootstrap listening", metadata: ["doze/address": "\(endpoint)", "doze/heartbeat": "\(channel.localEndpoint)"])
             await onListening(endpoint)
         }
@@ -161,7 +161,7 @@ public enum HierarchyRuntime {
         let node = GroupManagerNode(id: identity.id, control: Endpoint(host: listen.host, port: listen.port), link: link,
                                     cluster: cluster, backend: backend, tokens: tokens, logger: logger)
         let router = groupManagerRouter(node, link: link, auth: NodeAuth.policy(cluster, host: listen.host, role: .manager, tokens: tokens, logger: logger))
-        let app = application(router: router, listen: listen, name: "doze-gm", limits: cluster.httpLimits, logger: logger) { endpoint in
+        let app = try application(router: router, listen: listen, name: "doze-gm", cluster: cluster, logger: logger) { endpoint in
             await node.setControl(endpoint)
             logger.info("group manager listening", metadata: ["doze/address": "\(endpoint)", "doze/id": "\(identity.id)"])
             await onListening(endpoint)
@@ -204,8 +204,9 @@ public enum HierarchyRuntime {
             let admin = try NodeAuth.adminSecretHash(cluster).map { AdminTokenOnly(adminSecretHash: $0) }
             auth = NodeAuth.policy(cluster, host: settings.host, role: .controller, tokens: admin, logger: settings.logger)
         }
-        let group = LocalControllerRuntime.makeServiceGroup(
-            controller: controller, settings: settings, heartbeatStatistics: statistics, extraServices: extra, auth: auth
+        let group = try LocalControllerRuntime.makeServiceGroup(
+            controller: controller, settings: settings, heartbeatStatistics: statistics, extraServices: extra, auth: auth,
+            tls: cluster?.tls
         ) { host, port in
             await member?.setControl(Endpoint(host: host, port: port))
             await onListening(host, port)
