@@ -5031,6 +5031,10 @@ public enum OpenAPIDocument {
           "free": {
             "type": "integer"
           },
+          "tenant": {
+            "type": "string",
+            "description": "the owner (absent: the default tenant)"
+          },
           "leases": {
             "type": "array",
             "items": {
@@ -5120,6 +5124,10 @@ public enum OpenAPIDocument {
           },
           "dataPlane": {
             "type": "string"
+          },
+          "tenant": {
+            "type": "string",
+            "description": "the tenant that allocated it (absent: the default tenant)"
           }
         },
         "required": [
