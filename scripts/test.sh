@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up and runs the whole test suite: core logic, the libvirt layer on libvirt's test driver,
 # the HTTP API through the real router, the real `doze` binary as processes on loopback, the README's examples,
+# schemathesis fuzzing of the native API against its OpenAPI document,
 # live migration of real guests between real libvirt daemons on network-namespace hosts, HA restart of real guests
 # after a host is killed and fenced, VM networks with real packets between guests on two hosts, and a short chaos run
 # of a cluster elected on etcd (root only).
@@ -48,6 +49,8 @@ step "swift test" "${ahead[@]}" swift test --skip-build "$@"
 if [ $# -eq 0 ]; then
   # The README's API examples, replayed against the real binary: they must work as printed.
   step "README examples (scripts/check-readme.py)" python3 scripts/check-readme.py "$BIN"
+  # schemathesis against a throwaway cluster with the served OpenAPI document: no 5xx, every answer as documented. About 3 min.
+  step "API fuzzing (scripts/fuzz-api.sh)" scripts/fuzz-api.sh "$BIN"
   if [ "$(id -u)" -eq 0 ]; then
     # Real guests, real daemons, several hosts (topology/netns.yaml): live migration end to end, about 20 s.
     step "live migration end to end (scripts/e2e-migration.sh)" scripts/e2e-migration.sh "$BIN"

@@ -3,6 +3,7 @@ import ClusterWire
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
 
 /// Body and response helpers shared by every router.
 public enum HTTPBody {
@@ -15,6 +16,8 @@ public enum HTTPBody {
         do {
             return try await request.collectBody(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError(DozeError(.payloadTooLarge, "request body exceeds the \(limit)-byte limit"))
+        } catch is NIOTooManyBytesError {   // what collectBody throws for a chunked body past the limit
             throw APIError(DozeError(.payloadTooLarge, "request body exceeds the \(limit)-byte limit"))
         }
     }

@@ -67,7 +67,8 @@ extension Request {
         guard let seconds = Double(text), seconds >= 0, seconds.isFinite else {
             throw APIError(DozeError(.badRequest, "wait must be a number of seconds >= 0, got '\(text)'"))
         }
-        return min(.milliseconds(Int64(seconds * 1000)), maximumWait)
+        // Bounded before converting: 1e308 s in milliseconds does not fit in an Int64 (that trapped).
+        return .milliseconds(Int64(min(seconds, Double(maximumWait.components.seconds)) * 1000))
     }
 
     /// A `VirtualMachineLocation` body, or a raw VM id (read as a location naming only the VM).

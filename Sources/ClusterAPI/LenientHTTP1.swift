@@ -11,16 +11,20 @@ import Synchronization
 /// must arrive whole (head and body) within `readTimeout` of its first byte, a kept-alive connection with no
 /// request is closed after `idleTimeout`, and beyond `maxConnections` open at once a new connection gets a 503
 /// and is closed. Without them a client that opens connections and sends nothing held a file descriptor each,
-/// until the process could accept nothing at all.
+/// until the process could accept nothing at all. A request head (request line and headers) longer than
+/// `maxHeadBytes` gets a 414 or 431 with the JSON error and is closed, rather than NIO's bare 400 at 80 KiB.
 public struct HTTPServerLimits: Sendable, Equatable {
     public var readTimeout: Duration = .seconds(10)
     public var idleTimeout: Duration = .seconds(30)
     public var maxConnections: Int = 4096
+    public var maxHeadBytes: Int = 64 << 10
 
-    public init(readTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(30), maxConnections: Int = 4096) {
+    public init(readTimeout: Duration = .seconds(10), idleTimeout: Duration = .seconds(30), maxConnections: Int = 4096,
+                maxHeadBytes: Int = 64 << 10) {
         self.readTimeout = readTimeout
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
+        self.maxHeadBytes = maxHeadBytes
     }
 
     /// The cap actually used: never so close to the open-file limit that accepting, libvirt or logging fail first.
@@ -100,10 +104,41 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
 
     enum Phase { case idle, reading, handling }
 
+    /// How far the head of the request being read has come, counted in bytes before the parser sees them.
+    struct HeadScan {
+        var bytes = 0
+        var newlines = 0
+        var sawLineEnd = false
+        var done = false
+
+        enum Outcome { case partial, complete, tooLong(inRequestLine: Bool) }
+
+        /// A head ends at the first empty line (CRLF CRLF, or bare LF LF as lenient clients send).
+        mutating func scan(_ view: ByteBufferView, limit: Int) -> Outcome {
+            for byte in view {
+                bytes += 1
+                if byte == UInt8(ascii: "\n") {
+                    sawLineEnd = true
+                    newlines += 1
+                    if newlines == 2 {
+                        done = true
+                        return .complete
+                    }
+                } else if byte != UInt8(ascii: "\r") {
+                    newlines = 0
+                }
+                if bytes > limit { return .tooLong(inRequestLine: !sawLineEnd) }
+            }
+            return .partial
+        }
+    }
+
     let limits: HTTPServerLimits
     let counter: ConnectionCounter
     private var counted = false
+    private var refused = false
     private var phase = Phase.idle
+    private var head = HeadScan()
     private var timer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
 
@@ -133,10 +168,25 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard counted else { return }   // refused: whatever it sends is dropped
+        guard counted, !refused else { return }   // refused: whatever it sends is dropped
         if phase == .idle {
             phase = .reading
+            head = HeadScan()
             arm(limits.readTimeout, context: context)
+        }
+        if phase == .reading, !head.done,
+           case .tooLong(let inRequestLine) = head.scan(unwrapInboundIn(data).readableBytesView, limit: limits.maxHeadBytes) {
+            refused = true
+            timer?.cancel()
+            timer = nil
+            if inRequestLine {
+                Self.refuse(context, status: "414 URI Too Long", code: "uriTooLong",
+                            message: "the request line is longer than \(limits.maxHeadBytes) bytes")
+            } else {
+                Self.refuse(context, status: "431 Request Header Fields Too Large", code: "headersTooLarge",
+                            message: "the request head is longer than \(limits.maxHeadBytes) bytes")
+            }
+            return
         }
         context.fireChannelRead(data)
     }
@@ -204,6 +254,11 @@ final class RequestEndHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var guardHandler: ConnectionGuardHandler?
     /// For each request read and not yet answered, in order: was it a HEAD?
     private var heads: [Bool] = []
+    /// The request being answered has not been read whole (its head came, its end did not).
+    private var readingBody = false
+    /// An answer went out before its request's body was read (a 413, a 400 at the head): the rest of that body
+    /// would only be drained, so the connection is closed once the answer is written.
+    private var closeAfterAnswer = false
 
     func handlerAdded(context: ChannelHandlerContext) {
         guardHandler = try? context.pipeline.syncOperations.handler(type: ConnectionGuardHandler.self)
@@ -214,11 +269,13 @@ final class RequestEndHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .head(var request):
             let isHead = request.method == .head
             heads.append(isHead)
+            readingBody = true
             guard isHead else { break }
             request.method = .get
             context.fireChannelRead(wrapInboundOut(.head(request)))
             return
         case .end:
+            readingBody = false
             guardHandler?.requestRead()
         case .body:
             break
@@ -229,8 +286,12 @@ final class RequestEndHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let answeringHead = heads.first ?? false
         switch unwrapOutboundIn(data) {
-        case .head(var response) where answeringHead:
-            response.headerFields[.transferEncoding] = nil   // no chunks follow
+        case .head(var response):
+            if readingBody {
+                closeAfterAnswer = true
+                response.headerFields[.connection] = "close"
+            }
+            if answeringHead { response.headerFields[.transferEncoding] = nil }   // no chunks follow
             context.write(wrapOutboundOut(.head(response)), promise: promise)
             return
         case .body where answeringHead:
@@ -238,6 +299,12 @@ final class RequestEndHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         case .end:
             if !heads.isEmpty { heads.removeFirst() }
+            if closeAfterAnswer {
+                let written = promise ?? context.eventLoop.makePromise()
+                context.write(data, promise: written)
+                written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                return
+            }
             guardHandler?.responseWritten()
         default:
             break

@@ -82,7 +82,7 @@ public struct LocalControllerRoutes<Backend: LocalControllerBackend>: Sendable {
             return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.startMigration(command) })
         case "getMigration":
             let id = try request.requiredQuery("id")
-            let wait = request.optionalQuery("wait").flatMap(Double.init).map { Duration.milliseconds(Int(min(max($0, 0), 300) * 1000)) }
+            let wait = request.optionalQuery("wait").flatMap(Double.init).flatMap({ $0.isFinite ? $0 : nil }).map { Duration.milliseconds(Int(min(max($0, 0), 300) * 1000)) }
             return try HTTPReply.json(try await api { () async throws(DozeError) in try await backend.migrationStatus(id: id, wait: wait) })
         case "abortMigration":
             let id = try request.requiredQuery("id")

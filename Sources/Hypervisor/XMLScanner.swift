@@ -59,6 +59,7 @@ public struct XMLScanner {
         let start = index
         if has("<?") {
             guard let close = find("?>", from: index + 2) else { throw failure("an unfinished processing instruction", at: start) }
+            try checkEncodingDeclaration(start..<close)
             index = close + 2
         } else if has("<!--") {
             guard let close = find("-->", from: index + 4) else { throw failure("an unfinished comment", at: start) }
@@ -86,6 +87,21 @@ public struct XMLScanner {
         } else {
             try startTag(handle)
         }
+    }
+
+    /// `<?xml … encoding="…"?>` may name UTF-8 only. libvirt's parser honours the declaration: under UTF-7,
+    /// `+ADw-source file='/etc/shadow'/+AD4-` is an element to libvirt and plain text to this reader, which would
+    /// check a different document from the one that runs (and DOCTYPEs could hide the same way).
+    private func checkEncodingDeclaration(_ range: Range<Int>) throws(Failure) {
+        let text = String(decoding: bytes[(range.lowerBound + 2)..<range.upperBound], as: UTF8.self)
+        let target = text.prefix { !" \t\r\n".contains($0) }
+        guard target.lowercased() == "xml", let key = text.firstRange(of: "encoding") else { return }
+        let rest = text[key.upperBound...].drop { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" || $0 == "=" }
+        guard let quote = rest.first, quote == "\"" || quote == "'" else { return }
+        let value = rest.dropFirst().prefix { $0 != quote }
+        guard value.lowercased() != "utf-8" else { return }
+        throw failure("the XML declaration names encoding '\(value)': only UTF-8 is accepted, so that Doze checks the "
+                      + "document libvirt reads", at: range.lowerBound)
     }
 
     private mutating func startTag(_ handle: (Event) -> Void) throws(Failure) {

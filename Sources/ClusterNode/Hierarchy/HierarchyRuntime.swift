@@ -97,6 +97,29 @@ public enum HierarchyRuntime {
         router.addMiddleware { AuthMiddleware(policy: auth) }
         router.get("/health") { _, _ in HTTPReply.text("ok") }
         router.get("/v1/heartbeats") { _, _ in try HTTPReply.json(await link.statistics) }
+        OpenAPIRoutes.register(on: router)
+        return router
+    }
+
+    /// Everything a bootstrap serves.
+    static func bootstrapRouter(_ node: BootstrapNode, link: HeartbeatLink, auth: AuthPolicy, metrics: NodeMetrics) -> Router<BasicRequestContext> {
+        let router = baseRouter(link, auth: auth, metrics: metrics)
+        BootstrapRoutes(backend: node).register(on: router)
+        AuthForwardingRoutes(backend: node).register(on: router)
+        KVMAppForwardingRoutes(backend: node).register(on: router)
+        RebalancingForwardingRoutes(backend: node).register(on: router)
+        NetworkForwardingRoutes(backend: node).register(on: router)
+        return router
+    }
+
+    /// Everything a group manager serves, leader or not (a follower answers the leader's paths with an error).
+    static func groupManagerRouter(_ node: GroupManagerNode, link: HeartbeatLink, auth: AuthPolicy, metrics: NodeMetrics) -> Router<BasicRequestContext> {
+        let router = baseRouter(link, auth: auth, metrics: metrics) { metrics.showHosts(await node.controllersInLeaderBooks().map { ($0.id, $0.summary) }) }
+        AuthRoutes(backend: node).register(on: router)
+        GroupManagerRoutes(backend: node).register(on: router)
+        KVMAppRoutes(backend: node).register(on: router)
+        RebalancingRoutes(backend: node).register(on: router)
+        NetworkRoutes(backend: node).register(on: router)
         return router
     }
 
@@ -133,13 +156,8 @@ public enum HierarchyRuntime {
         let link = try await makeLink(identity.id, channel, listen, cluster, stateDirectory: stateDirectory)
         let node = BootstrapNode(id: identity.id, link: link, cluster: cluster, logger: logger)
         let check = LeaderTokenCheck { await node.leader?.control }
-        let router = baseRouter(link, auth: NodeAuth.policy(cluster, host: listen.host, role: .bootstrap, tokens: check, logger: logger),
-                                metrics: cluster.metrics!)
-        BootstrapRoutes(backend: node).register(on: router)
-        AuthForwardingRoutes(backend: node).register(on: router)
-        KVMAppForwardingRoutes(backend: node).register(on: router)
-        RebalancingForwardingRoutes(backend: node).register(on: router)
-        NetworkForwardingRoutes(backend: node).register(on: router)
+        let router = bootstrapRouter(node, link: link, auth: NodeAuth.policy(cluster, host: listen.host, role: .bootstrap, tokens: check, logger: logger),
+                                     metrics: cluster.metrics!)
         let app = try application(router: router, listen: listen, name: "doze-bootstrap", cluster: cluster, logger: logger) { endpoint in
             logger.info("bootstrap listening", metadata: ["doze/address": "\(endpoint)", "doze/heartbeat": "\(channel.localEndpoint)"])
             await onListening(endpoint)
@@ -161,14 +179,8 @@ public enum HierarchyRuntime {
         let tokens = ClusterTokens(adminSecretHash: try NodeAuth.adminSecretHash(cluster)) { try await records.loadAuth() }
         let node = GroupManagerNode(id: identity.id, control: Endpoint(host: listen.host, port: listen.port), link: link,
                                     cluster: cluster, backend: backend, tokens: tokens, logger: logger)
-        let metrics = cluster.metrics!
-        let router = baseRouter(link, auth: NodeAuth.policy(cluster, host: listen.host, role: .manager, tokens: tokens, logger: logger),
-                                metrics: metrics) { metrics.showHosts(await node.controllersInLeaderBooks().map { ($0.id, $0.summary) }) }
-        AuthRoutes(backend: node).register(on: router)
-        GroupManagerRoutes(backend: node).register(on: router)
-        KVMAppRoutes(backend: node).register(on: router)
-        RebalancingRoutes(backend: node).register(on: router)
-        NetworkRoutes(backend: node).register(on: router)
+        let router = groupManagerRouter(node, link: link, auth: NodeAuth.policy(cluster, host: listen.host, role: .manager, tokens: tokens, logger: logger),
+                                        metrics: cluster.metrics!)
         let app = try application(router: router, listen: listen, name: "doze-gm", cluster: cluster, logger: logger) { endpoint in
             await node.setControl(endpoint)
             logger.info("group manager listening", metadata: ["doze/address": "\(endpoint)", "doze/id": "\(identity.id)"])
