@@ -11,7 +11,7 @@ struct Doze: AsyncParsableCommand {
         commandName: "doze",
         abstract: "A cluster manager for virtual machines on libvirt/KVM.",
         subcommands: [LocalControllerCommand.self, GroupManagerCommand.self, BootstrapCommand.self, ClusterCommand.self,
-                      HierarchyCommand.self, SubmitCommand.self, VMCommand.self, MigrationCommand.self, HostCommand.self, RebalanceCommand.self, AppCommand.self,
+                      HierarchyCommand.self, SubmitCommand.self, VMCommand.self, MigrationCommand.self, HostCommand.self, RebalanceCommand.self, AppCommand.self, EventsCommand.self,
                       NetworkCommand.self, FloatingIPCommand.self])
 }
 

@@ -118,6 +118,7 @@ public enum HierarchyRuntime {
         BootstrapRoutes(backend: node).register(on: router)
         KVMAppForwardingRoutes(backend: node).register(on: router)
         RebalancingForwardingRoutes(backend: node).register(on: router)
+        EventForwardingRoutes(backend: node).register(on: router)
         NetworkForwardingRoutes(backend: node).register(on: router)
         let app = application(router: router, listen: listen, name: "doze-bootstrap", limits: cluster.httpLimits, logger: logger) { endpoint in
             logger.info("bootstrap listening", metadata: ["doze/address": "\(endpoint)", "doze/heartbeat": "\(channel.localEndpoint)"])
@@ -141,6 +142,7 @@ public enum HierarchyRuntime {
         GroupManagerRoutes(backend: node).register(on: router)
         KVMAppRoutes(backend: node).register(on: router)
         RebalancingRoutes(backend: node).register(on: router)
+        EventRoutes(backend: node).register(on: router)
         NetworkRoutes(backend: node).register(on: router)
         let app = application(router: router, listen: listen, name: "doze-gm", limits: cluster.httpLimits, logger: logger) { endpoint in
             await node.setControl(endpoint)
