@@ -103,6 +103,9 @@ public struct EventPage: Sendable, Equatable, Codable {
     public var latestRevision: Int64
     /// The oldest revision still kept (nil while none is).
     public var oldestRevision: Int64?
+    /// Whether the leader has taken its first view (about two manager timeouts after its election): until then,
+    /// VM and host changes become part of that view rather than events.
+    public var watching: Bool?
     public init(events: [ClusterEvent], latestRevision: Int64, oldestRevision: Int64?) {
         self.events = events
         self.latestRevision = latestRevision

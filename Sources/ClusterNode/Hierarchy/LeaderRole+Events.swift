@@ -51,6 +51,9 @@ extension LeaderRole {
 
     /// `GET /v1/events` on the leader.
     func readEvents(since: Int64?, wait: Duration) async throws(DozeError) -> EventLog.Read {
-        try await events.read(since: since, wait: wait)
+        let read = try await events.read(since: since, wait: wait)
+        guard case .page(var page) = read else { return read }
+        page.watching = observer.hasBaseline
+        return .page(page)
     }
 }

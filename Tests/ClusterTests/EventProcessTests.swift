@@ -1,0 +1,190 @@
+import AsyncHTTPClient
+import ClusterCore
+import ClusterTestKit
+import ClusterWire
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Testing
+
+extension ProcessTests {
+/// The events stream against real `doze` processes on loopback: `GET /v1/events` (long-poll and server-sent events,
+/// through the bootstrap), `doze events`, and, on etcd, a `kill -9` of the leader in the middle.
+@Suite(.serialized) struct EventProcessTests {
+    static func template(_ name: String) -> String {
+        #"{"virtualMachineTemplates":[{"libVirtTemplate":"<domain type='test'><name>\#(name)</name><memory unit='MiB'>128</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>"}]}"#
+    }
+
+    /// Every kept event, read a page at a time with `since`.
+    static func allEvents(_ c: TestCluster, since start: Int64? = nil) async throws -> [ClusterEvent] {
+        var since = start, events: [ClusterEvent] = []
+        while true {
+            let (status, body) = try await c.call(.GET, c.bootstrap, "/v1/events" + (since.map { "?since=\($0)" } ?? ""))
+            guard status == 200 else { throw TimeoutError(what: "events answered \(status): \(body)") }
+            let page = try JSONDecoder().decode(EventPage.self, from: Data(body.utf8))
+            events += page.events
+            since = page.resume(after: since)
+            if page.events.isEmpty || (since ?? 0) >= page.latestRevision { return events }
+        }
+    }
+
+    /// The leader has taken its first view: what happens from now on is an event (before, it is part of that view).
+    static func leaderWatches(_ c: TestCluster) async throws {
+        try await eventually(.seconds(10), "the leader to take its first view") {
+            let (status, body) = try await c.call(.GET, c.bootstrap, "/v1/events?since=0")
+            return status == 200 && (try? JSONDecoder().decode(EventPage.self, from: Data(body.utf8)))?.watching == true
+        }
+    }
+
+    static func submitAndWait(_ c: TestCluster, _ vm: String) async throws -> String {
+        let (status, accepted) = try await c.call(.POST, c.bootstrap, "/v1/virtual-clusters", body: template(vm))
+        #expect(status == 202, "\(accepted)")
+        let task = try JSONDecoder().decode([String: String].self, from: Data(accepted.utf8))["taskId"] ?? ""
+        let (_, done) = try await c.call(.GET, c.bootstrap, "/v1/virtual-clusters/\(task)?wait=20", timeout: .seconds(40))
+        #expect(done.contains("RUNNING"), "\(done)")
+        return task
+    }
+
+    /// `read()` again every 100 ms until `done` holds of its value, for at most `limit`.
+    static func polled<T: Sendable>(_ limit: Duration, _ what: String, _ read: @escaping @Sendable () async throws -> T,
+                                    until done: @escaping @Sendable (T) -> Bool) async throws -> T {
+        let deadline = ContinuousClock.now + limit
+        while true {
+            let value = try await read()
+            if done(value) { return value }
+            guard ContinuousClock.now < deadline else { throw TimeoutError(what: what) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+
+    static func expectIncreasing(_ events: [ClusterEvent], _ what: String) {
+        let revisions = events.map(\.revision)
+        #expect(zip(revisions, revisions.dropFirst()).allSatisfy { $0 < $1 }, "\(what): revisions not strictly increasing: \(revisions)")
+    }
+
+    @Test func aSubmissionShowsItsPlacementThenRunningThenItsEndThroughLongPollStreamAndCLI() async throws {
+        let c = try TestCluster(prefix: "doze-events")
+        defer { c.stop() }
+        try await c.startBootstrap()
+        c.managerArguments = ["--vm-subnet", "10.82.0.0/24"]
+        for gm in ["gm1", "gm2"] { try c.startManager(gm) }
+        for lc in ["lc1", "lc2"] { try c.startController(lc) }
+        try await eventually(.seconds(20), "the hierarchy to form") {
+            guard let tree = await c.hierarchy(), tree.groupLeader != nil else { return false }
+            return tree.groupManagerDescriptions.reduce(0) { $0 + $1.localControllers.count } == 2
+        }
+        try await Self.leaderWatches(c)
+        let before = try await Self.allEvents(c)
+        let mark = before.last?.revision ?? 0
+        #expect(before.first?.kind == .leaderElected, "\(before.map(\.kind))")
+
+        // A long-poll parked before the VM exists returns as soon as something happens.
+        async let parked = c.call(.GET, c.bootstrap, "/v1/events?since=\(mark)&wait=30", timeout: .seconds(40))
+        let task = try await Self.submitAndWait(c, "ev1")
+        let (parkedStatus, parkedBody) = try await parked
+        #expect(parkedStatus == 200)
+        let woken = try JSONDecoder().decode(EventPage.self, from: Data(parkedBody.utf8))
+        #expect(!woken.events.isEmpty && woken.events.allSatisfy { $0.revision > mark }, "\(parkedBody)")
+
+        let events = try await Self.polled(.seconds(10), "placement, RUNNING and the task's end", { try await Self.allEvents(c, since: mark) },
+                                           until: { $0.contains { $0.kind == .taskFinished && $0.task == task } })
+        Self.expectIncreasing(events, "since=\(mark)")
+        let placed = try #require(events.firstIndex { $0.kind == .vmPlaced && $0.vm == "ev1" }, "\(events.map(\.kind))")
+        let running = try #require(events.firstIndex { $0.kind == .vmRunning && $0.vm == "ev1" }, "\(events.map(\.kind))")
+        let finished = try #require(events.firstIndex { $0.kind == .taskFinished && $0.task == task })
+        #expect(placed < running && running < finished, "\(events.map { "\($0.revision) \($0.kind)" })")
+        #expect(events[placed].task == task && events[placed].host != nil && events[running].host == events[placed].host)
+        #expect(events[finished].outcome == "succeeded" && !events[finished].time.isEmpty)
+
+        // Bad input is refused with the reason; a plain manager refuses, naming the leader.
+        let (bad, badBody) = try await c.call(.GET, c.bootstrap, "/v1/events?since=yesterday")
+        #expect(bad == 400 && badBody.contains("since must be an event revision"), "\(badBody)")
+
+        // Server-sent events through the bootstrap, resumed with Last-Event-ID: exactly the events after it.
+        var request = HTTPClientRequest(url: "http://\(c.bootstrap)/v1/events")
+        request.headers.add(name: "Accept", value: "text/event-stream")
+        request.headers.add(name: "Last-Event-ID", value: "\(mark)")
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        #expect(response.headers.first(name: "Content-Type") == "text/event-stream")
+        let text = try await withTimeout(.seconds(15), "the event stream") {
+            var text = ""
+            for try await chunk in response.body {
+                text += String(buffer: chunk)
+                if text.contains("\"task\":\"\(task)\"") && text.contains("task.finished") { break }
+            }
+            return text
+        }
+        let ids = text.split(separator: "\n").filter { $0.hasPrefix("id: ") }.compactMap { Int64($0.dropFirst(4)) }
+        let common = min(ids.count, events.count)
+        #expect(common > 0 && ids.prefix(common) == events.map(\.revision).prefix(common), "\(ids) vs \(events.map(\.revision))")
+
+        // The CLI: one line per event, the kinds readable.
+        let cli = try await ClientProcessTests.doze(["events", "--since", "\(mark)", "--bootstrap", c.bootstrap], in: c.dir)
+        #expect(cli.status == 0, "\(cli)")
+        let lines = cli.stdout.split(separator: "\n")
+        #expect(lines.contains { $0.contains("vm.placed") && $0.contains("vm=ev1") && $0.contains("task=\(task)") }, "\(cli)")
+        #expect(lines.contains { $0.contains("vm.running") && $0.contains("vm=ev1") && $0.contains("status=RUNNING") }, "\(cli)")
+        #expect(lines.first.map { $0.hasPrefix(String(events[0].revision)) } == true, "\(cli)")
+        let json = try await ClientProcessTests.doze(["events", "--since", "\(mark)", "--json", "--bootstrap", c.bootstrap], in: c.dir)
+        let decoded = try json.stdout.split(separator: "\n").map { try JSONDecoder().decode(ClusterEvent.self, from: Data($0.utf8)) }
+        #expect(Array(decoded.prefix(events.count)) == events, "\(json)")
+    }
+
+    @Test(.enabled(if: EtcdProcess.isInstalled, "needs /usr/bin/etcd (apt-get install etcd-server)"))
+    func onEtcdANewLeaderGoesOnWithTheSameRevisionsAndFollowKeepsPrinting() async throws {
+        let c = try TestCluster(prefix: "doze-events-etcd")
+        defer { c.stop() }
+        let etcd = try EtcdProcess(directory: c.dir.path)
+        defer { etcd.stop() }
+        try await etcd.waitHealthy()
+        try await c.startBootstrap()
+        for gm in ["gm1", "gm2", "gm3"] {
+            try c.start(gm, ["gm", "--listen", "127.0.0.1:0", "--state-dir", c.dir.file(gm), "--etcd", etcd.clientURL,
+                             "--etcd-prefix", "/doze/events", "--lease-ttl", "2", "--vm-subnet", "10.83.0.0/24"] + c.common())
+        }
+        for lc in ["lc1", "lc2"] { try c.startController(lc) }
+        try await eventually(.seconds(20), "the hierarchy to form") {
+            guard let tree = await c.hierarchy(), tree.groupLeader != nil else { return false }
+            return tree.groupManagerDescriptions.reduce(0) { $0 + $1.localControllers.count } == 2
+        }
+        try await Self.leaderWatches(c)
+        // `doze events --follow` from the start, across what follows.
+        let follower = try DozeProcess(arguments: ["events", "--follow", "--json", "--timeout", "90", "--bootstrap", c.bootstrap],
+                                       logPath: c.dir.file("follow.log"))
+        defer { follower.kill9() }
+        _ = try await Self.submitAndWait(c, "et1")
+        let first = try await Self.polled(.seconds(10), "et1 RUNNING in the events", { try await Self.allEvents(c) },
+                                          until: { $0.contains { $0.kind == .vmRunning && $0.vm == "et1" } })
+        Self.expectIncreasing(first, "before the failover")
+        let oldLeader = try #require(await c.hierarchy()?.groupLeader)
+
+        let name = try #require(c.name(ofManager: oldLeader.id))
+        c.processes[name]?.kill9()
+        try await eventually(.seconds(10), "a new leader") {
+            guard let leader = await c.hierarchy()?.groupLeader else { return false }
+            return leader.id != oldLeader.id && leader.term > oldLeader.term
+        }
+        try await Self.leaderWatches(c)
+        let newTask = try await Self.submitAndWait(c, "et2")
+        let after = try await Self.polled(.seconds(15), "et2's events from the new leader", { try await Self.allEvents(c) },
+                                          until: { $0.contains { $0.kind == .taskFinished && $0.task == newTask } })
+        // The old leader's events are all still there, unchanged, and the new leader's come after them.
+        Self.expectIncreasing(after, "after the failover")
+        #expect(Array(after.prefix(first.count)) == first, "the new leader lost or changed events")
+        let elected = after.filter { $0.kind == .leaderElected }
+        #expect(elected.count == 2 && elected[1].term! > elected[0].term! && elected[1].revision > first.last!.revision,
+                "\(elected)")
+        // Resuming from the last event seen before the failover: nothing missed, nothing twice.
+        let resumed = try await Self.allEvents(c, since: first.last!.revision)
+        #expect(Array(resumed.prefix(after.count - first.count)) == Array(after.dropFirst(first.count)))
+
+        // The follower printed every event once, in order, across the failover.
+        let printed = try await Self.polled(.seconds(20), "doze events --follow to print et2's end", {
+            follower.log.split(separator: "\n").filter { $0.hasPrefix("{") }
+                .compactMap { try? JSONDecoder().decode(ClusterEvent.self, from: Data($0.utf8)) }
+        }, until: { $0.contains { $0.kind == .taskFinished && $0.task == newTask } })
+        Self.expectIncreasing(printed, "doze events --follow")
+        #expect(Array(printed.prefix(after.count)) == after, "\(printed.map(\.revision)) vs \(after.map(\.revision))\n\(follower.log)")
+    }
+}
+}
