@@ -21,8 +21,17 @@ struct EventsCommand: AsyncParsableCommand {
     @Option(help: "Print the events after this revision.")
     var since: Int64?
 
+    @Option(help: "Start with the last N events kept (0: only new ones, with --follow).")
+    var tail: Int?
+
     @Flag(help: "Keep printing events as they happen (Ctrl-C stops).")
     var follow = false
+
+    @Option(help: "Only the events about this VM.")
+    var vm: String?
+
+    @Option(help: "Stop after printing N events.")
+    var count: Int?
 
     @Option(help: "With --follow: stop after this many seconds (default: never).")
     var timeout: Double?
@@ -32,6 +41,9 @@ struct EventsCommand: AsyncParsableCommand {
     func validate() throws {
         if let since { guard since >= 0 else { throw ValidationError("--since must be a revision >= 0, got \(since)") } }
         if let timeout { guard timeout > 0, timeout.isFinite else { throw ValidationError("--timeout must be > 0 seconds") } }
+        if let tail { guard tail >= 0 else { throw ValidationError("--tail must be >= 0, got \(tail)") } }
+        if let count { guard count > 0 else { throw ValidationError("--count must be > 0, got \(count)") } }
+        guard since == nil || tail == nil else { throw ValidationError("give --since or --tail, not both") }
     }
 
     func run() async throws {
@@ -41,6 +53,8 @@ struct EventsCommand: AsyncParsableCommand {
             let deadline = timeout.map { clock.now + .milliseconds(Int64($0 * 1000)) }
             var since = self.since
             var lostLeader = false
+            var printed = 0
+            if let tail { since = try await Self.startOfTail(api, tail) }
             while true {
                 let wait: Duration = follow ? min(.seconds(25), deadline.map { max(.zero, $0 - clock.now) } ?? .seconds(25)) : .zero
                 let page: EventPage
@@ -62,7 +76,14 @@ struct EventsCommand: AsyncParsableCommand {
                 }
                 if lostLeader { printError("events: the cluster answers again") }
                 lostLeader = false
-                for event in page.events { print(client.json ? Self.json(event) : Self.line(event)) }
+                for event in page.events where vm == nil || event.vm == vm {
+                    print(client.json ? Self.json(event) : Self.line(event))
+                    printed += 1
+                    if let count, printed >= count {
+                        fflush(nil)
+                        return
+                    }
+                }
                 fflush(nil)
                 since = page.resume(after: since)
                 let caughtUp = (since ?? 0) >= page.latestRevision
@@ -96,6 +117,22 @@ struct EventsCommand: AsyncParsableCommand {
                 throw Gone(detail: gone.error)
             }
             throw error
+        }
+    }
+
+    /// The `since` that shows the last `n` events kept: the revision before them (every kept one is read, a page at a time).
+    static func startOfTail(_ api: BootstrapClient, _ n: Int) async throws -> Int64? {
+        var since: Int64?
+        var revisions: [Int64] = []
+        while true {
+            let page = try await fetch(api, since: since, wait: .zero)
+            revisions += page.events.map(\.revision)
+            since = page.resume(after: since)
+            if page.events.isEmpty || (since ?? 0) >= page.latestRevision {
+                guard n > 0 else { return since ?? page.latestRevision }
+                guard revisions.count > n else { return nil }   // fewer kept than asked: all of them
+                return revisions[revisions.count - n - 1]
+            }
         }
     }
 

@@ -125,6 +125,13 @@ extension ProcessTests {
         #expect(lines.contains { $0.contains("vm.placed") && $0.contains("vm=ev1") && $0.contains("task=\(task)") }, "\(cli)")
         #expect(lines.contains { $0.contains("vm.running") && $0.contains("vm=ev1") && $0.contains("status=RUNNING") }, "\(cli)")
         #expect(lines.first.map { $0.hasPrefix(String(events[0].revision)) } == true, "\(cli)")
+        // --tail N: the last N kept; --vm and --count: one VM's, stopping after N.
+        let kept = try await Self.allEvents(c)
+        let tail = try await ClientProcessTests.doze(["events", "--tail", "2", "--json", "--bootstrap", c.bootstrap], in: c.dir)
+        let tailed = try tail.stdout.split(separator: "\n").map { try JSONDecoder().decode(ClusterEvent.self, from: Data($0.utf8)) }
+        #expect(tailed.count == 2 && tailed.first == kept[kept.count - 2], "\(tail)")
+        let one = try await ClientProcessTests.doze(["events", "--vm", "ev1", "--count", "1", "--follow", "--bootstrap", c.bootstrap], in: c.dir)
+        #expect(one.status == 0 && one.stdout.split(separator: "\n").count == 1 && one.stdout.contains("vm.placed"), "\(one)")
         let json = try await ClientProcessTests.doze(["events", "--since", "\(mark)", "--json", "--bootstrap", c.bootstrap], in: c.dir)
         let decoded = try json.stdout.split(separator: "\n").map { try JSONDecoder().decode(ClusterEvent.self, from: Data($0.utf8)) }
         #expect(Array(decoded.prefix(events.count)) == events, "\(json)")
