@@ -137,6 +137,59 @@ extension ProcessTests {
         #expect(Array(decoded.prefix(events.count)) == events, "\(json)")
     }
 
+    @Test func onTheDirectoryStoreOldRevisionsAreGoneWith410AndANewLeaderKeepsTheLogItsCounterAndItsFloor() async throws {
+        let c = try TestCluster(prefix: "doze-events-dir")
+        defer { c.stop() }
+        try await c.startBootstrap()
+        c.managerArguments = ["--vm-subnet", "10.85.0.0/24", "--events-kept", "10"]
+        for gm in ["gm1", "gm2", "gm3"] { try c.startManager(gm) }
+        for lc in ["lc1", "lc2"] { try c.startController(lc) }
+        try await eventually(.seconds(20), "the hierarchy to form") {
+            guard let tree = await c.hierarchy(), tree.groupLeader != nil else { return false }
+            return tree.groupManagerDescriptions.reduce(0) { $0 + $1.localControllers.count } == 2
+        }
+        try await Self.leaderWatches(c)
+        // Five VMs: five placements, five RUNNING, one end, past the ten kept (plus a tenth of slack).
+        let templates = (1...5).map { #"{"libVirtTemplate":"<domain type='test'><name>cp\#($0)</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>"}"# }
+        let (status, accepted) = try await c.call(.POST, c.bootstrap, "/v1/virtual-clusters",
+                                                  body: #"{"virtualMachineTemplates":["# + templates.joined(separator: ",") + "]}")
+        #expect(status == 202, "\(accepted)")
+        struct Gone: Decodable {
+            struct Detail: Decodable { var code: String; var message: String; var oldestRevision: Int64?; var resumeSince: Int64 }
+            var error: Detail
+        }
+        let gone = try await Self.polled(.seconds(15), "a compaction", {
+            try await c.call(.GET, c.bootstrap, "/v1/events?since=0")
+        }, until: { $0.status == 410 })
+        let detail = try JSONDecoder().decode(Gone.self, from: Data(gone.body.utf8)).error
+        #expect(detail.code == "gone" && detail.resumeSince > 0 && detail.oldestRevision == detail.resumeSince + 1, "\(gone.body)")
+        let kept = try await Self.polled(.seconds(15), "the task's end", { try await Self.allEvents(c, since: detail.resumeSince) },
+                                         until: { $0.contains { $0.kind == .taskFinished } })
+        #expect(kept.first?.revision == detail.oldestRevision && kept.count <= 11, "\(kept.map(\.revision))")
+        // The directory store counts: no revision skipped.
+        #expect(zip(kept, kept.dropFirst()).allSatisfy { $0.revision + 1 == $1.revision }, "\(kept.map(\.revision))")
+        let refused = try await ClientProcessTests.doze(["events", "--since", "0", "--bootstrap", c.bootstrap], in: c.dir)
+        #expect(refused.status != 0 && refused.stderr.contains("compacted away"), "\(refused)")
+
+        // kill -9 the leader: the next one reads the log and the floor back and goes on counting.
+        let oldLeader = try #require(await c.hierarchy()?.groupLeader)
+        c.processes[try #require(c.name(ofManager: oldLeader.id))]?.kill9()
+        try await eventually(.seconds(10), "a new leader") {
+            guard let leader = await c.hierarchy()?.groupLeader else { return false }
+            return leader.id != oldLeader.id
+        }
+        let after = try await Self.polled(.seconds(15), "the new leader's election in the events", {
+            try await Self.allEvents(c)
+        }, until: { $0.contains { $0.kind == .leaderElected && $0.leader != oldLeader.id } })
+        let carried = after.filter { $0.revision <= kept.last!.revision }
+        #expect(carried == Array(kept.suffix(carried.count)) && !carried.isEmpty, "\(after.map(\.revision)) vs \(kept.map(\.revision))")
+        let elected = try #require(after.first { $0.kind == .leaderElected && $0.leader != oldLeader.id })
+        #expect(elected.revision > kept.last!.revision)
+        #expect(zip(after, after.dropFirst()).allSatisfy { $0.revision + 1 == $1.revision }, "\(after.map(\.revision))")
+        let (stillGone, _) = try await c.call(.GET, c.bootstrap, "/v1/events?since=0")
+        #expect(stillGone == 410)
+    }
+
     @Test(.enabled(if: EtcdProcess.isInstalled, "needs /usr/bin/etcd (apt-get install etcd-server)"))
     func onEtcdANewLeaderGoesOnWithTheSameRevisionsAndFollowKeepsPrinting() async throws {
         let c = try TestCluster(prefix: "doze-events-etcd")
