@@ -218,6 +218,21 @@ extension ProcessTests {
         Self.expectIncreasing(first, "before the failover")
         let oldLeader = try #require(await c.hierarchy()?.groupLeader)
 
+        // A server-sent events stream through the bootstrap, open across the failover, until et2's task ends.
+        let bootstrap = c.bootstrap
+        let stream = Task { () async throws -> String in
+            try await withTimeout(.seconds(60), "the event stream across the failover") {
+                var request = HTTPClientRequest(url: "http://\(bootstrap)/v1/events")
+                request.headers.add(name: "Accept", value: "text/event-stream")
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(90))
+                var text = ""
+                for try await chunk in response.body {
+                    text += String(buffer: chunk)
+                    if text.components(separatedBy: "\"kind\":\"task.finished\"").count > 2 { break }
+                }
+                return text
+            }
+        }
         let name = try #require(c.name(ofManager: oldLeader.id))
         c.processes[name]?.kill9()
         try await eventually(.seconds(10), "a new leader") {
@@ -230,6 +245,7 @@ extension ProcessTests {
                                           until: { $0.contains { $0.kind == .taskFinished && $0.task == newTask } })
         // The old leader's events are all still there, unchanged, and the new leader's come after them.
         Self.expectIncreasing(after, "after the failover")
+        #expect(zip(after, after.dropFirst()).contains { $0.revision + 1 < $1.revision }, "etcd's revisions are shared with the other records: \(after.map(\.revision))")
         #expect(Array(after.prefix(first.count)) == first, "the new leader lost or changed events")
         let elected = after.filter { $0.kind == .leaderElected }
         #expect(elected.count == 2 && elected[1].term! > elected[0].term! && elected[1].revision > first.last!.revision,
@@ -237,6 +253,9 @@ extension ProcessTests {
         // Resuming from the last event seen before the failover: nothing missed, nothing twice.
         let resumed = try await Self.allEvents(c, since: first.last!.revision)
         #expect(Array(resumed.prefix(after.count - first.count)) == Array(after.dropFirst(first.count)))
+
+        let streamed = try await stream.value.split(separator: "\n").filter { $0.hasPrefix("id: ") }.compactMap { Int64($0.dropFirst(4)) }
+        #expect(Array(streamed.prefix(after.count)) == after.map(\.revision), "\(streamed) vs \(after.map(\.revision))")
 
         // The follower printed every event once, in order, across the failover.
         let printed = try await Self.polled(.seconds(20), "doze events --follow to print et2's end", {
