@@ -137,6 +137,51 @@ extension ProcessTests {
         #expect(Array(decoded.prefix(events.count)) == events, "\(json)")
     }
 
+    @Test func aMigrationADrainAndADestroyShowAsEventsWithTheirHosts() async throws {
+        let c = try TestCluster(prefix: "doze-events-moves")
+        defer { c.stop() }
+        try await c.startBootstrap()
+        c.managerArguments = ["--vm-subnet", "10.87.0.0/24"]
+        for gm in ["gm1", "gm2"] { try c.startManager(gm) }
+        for lc in ["lc1", "lc2"] { try c.startController(lc) }
+        try await eventually(.seconds(20), "the hierarchy to form") {
+            guard let tree = await c.hierarchy(), tree.groupLeader != nil else { return false }
+            return tree.groupManagerDescriptions.reduce(0) { $0 + $1.localControllers.count } == 2
+        }
+        try await Self.leaderWatches(c)
+        _ = try await Self.submitAndWait(c, "mv1")
+        let placed = try await Self.polled(.seconds(10), "mv1 placed", { try await Self.allEvents(c) },
+                                           until: { $0.contains { $0.kind == .vmRunning && $0.vm == "mv1" } })
+        let source = try #require(placed.last { $0.kind == .vmRunning && $0.vm == "mv1" }?.host)
+        let destination = try #require([c.controllerID("lc1"), c.controllerID("lc2")].compactMap { $0 }.first { $0 != source })
+        let mark = placed.last!.revision
+
+        let (moved, movedBody) = try await c.call(.POST, c.bootstrap, "/v1/migrations", body: #"{"vm":"mv1","to":"\#(destination)"}"#)
+        #expect(moved == 202, "\(movedBody)")
+        let migrated = try await Self.polled(.seconds(20), "the migration's end", { try await Self.allEvents(c, since: mark) },
+                                             until: { $0.contains { $0.kind == .migrationFinished || $0.kind == .migrationFailed } })
+        let started = try #require(migrated.first { $0.kind == .migrationStarted }, "\(migrated.map(\.kind))")
+        let finished = try #require(migrated.first { $0.kind == .migrationFinished }, "\(migrated.map { "\($0.kind) \($0.detail ?? "")" })")
+        #expect(started.revision < finished.revision && started.vm == "mv1" && finished.migration == started.migration)
+        #expect(finished.source == source && finished.destination == destination && finished.durationMs != nil, "\(finished)")
+
+        // A drain of the VM's new host: drained, and the VM moves back; undrained.
+        let (drain, drainBody) = try await c.call(.POST, c.bootstrap, "/v1/hosts/\(destination)/drain", body: "", timeout: .seconds(60))
+        #expect(drain == 200, "\(drainBody)")
+        let (undrain, undrainBody) = try await c.call(.POST, c.bootstrap, "/v1/hosts/\(destination)/undrain", body: "")
+        #expect(undrain == 200, "\(undrainBody)")
+        let (destroyed, destroyedBody) = try await c.call(.POST, c.bootstrap, "/v1/vms/mv1/destroy", body: "")
+        #expect(destroyed == 200, "\(destroyedBody)")
+        let later = try await Self.polled(.seconds(20), "drain, undrain and destroy", { try await Self.allEvents(c, since: finished.revision) },
+                                          until: { events in [.hostDrained, .hostUndrained, .vmDestroyed].allSatisfy { kind in events.contains { $0.kind == kind } } })
+        let kinds = later.map(\.kind)
+        #expect(later.first { $0.kind == .hostDrained }?.host == destination && later.first { $0.kind == .hostUndrained }?.host == destination)
+        #expect(later.contains { $0.kind == .migrationFinished && $0.source == destination && $0.detail == nil }, "\(kinds)")
+        #expect(later.first { $0.kind == .migrationStarted }?.detail?.hasPrefix("drain") == true, "\(later)")
+        #expect(kinds.firstIndex(of: .hostDrained)! < kinds.firstIndex(of: .hostUndrained)!, "\(kinds)")
+        #expect(later.last { $0.kind == .vmDestroyed }?.vm == "mv1" && kinds.last == .vmDestroyed, "\(kinds)")
+    }
+
     @Test func onTheDirectoryStoreOldRevisionsAreGoneWith410AndANewLeaderKeepsTheLogItsCounterAndItsFloor() async throws {
         let c = try TestCluster(prefix: "doze-events-dir")
         defer { c.stop() }
