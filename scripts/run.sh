@@ -42,7 +42,8 @@ case "${1:-}" in
     echo "try:  $BIN submit topology/xml/demo.xml --count 3 --wait"
     echo "      $BIN vm list          $BIN hierarchy"
     echo "      curl -s 'http://127.0.0.1:5000/bootstrap?getLocalControllerList'"
-    echo "      curl -s http://127.0.0.1:5010/hypervisor/usages"
+    echo "      curl -s -H \"Authorization: Bearer \$(cat ~/.config/doze/token)\" http://127.0.0.1:5000/v1/vms   # /v1 needs a token"
+    echo "      $BIN token create --tenant NAME      (the admin token is ~/.config/doze/token; README: Tokens, tenants and quotas)"
     echo "stop: scripts/run.sh --stop" ;;
   *) echo "usage: scripts/run.sh [--foreground|--stop]" >&2; exit 2 ;;
 esac

@@ -20,6 +20,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         case .notFound: return .notFound
         case .conflict, .quotaExceeded: return .conflict
         case .forbidden: return .forbidden
+        case .unauthorized: return .unauthorized
         case .payloadTooLarge: return .contentTooLarge
         case .unsupported, .hypervisor: return .unprocessableContent
         case .unavailable: return .serviceUnavailable

@@ -66,7 +66,7 @@ public struct KVMAppRoutes<Backend: KVMAppBackend>: Sendable {
 extension BootstrapBackend {
     /// The request as it came (path, query, a POST's body) to the current leader, its answer passed back as it is.
     func passToLeader(_ request: Request, _ method: HTTPRequest.Method, limit: Int, timeout: Duration) async throws -> Response {
-        let body = method == .post ? try await HTTPBody.collect(request, limit: limit) : nil
+        let body = method == .post || method == .put ? try await HTTPBody.collect(request, limit: limit) : nil
         let target = request.uri.path + (request.uri.query.map { "?" + $0 } ?? "")
         return HTTPReply.passThrough(try await api { () async throws(DozeError) in
             try await callLeader(method, target, body: body, timeout: timeout)

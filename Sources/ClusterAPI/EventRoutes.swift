@@ -1,4 +1,5 @@
 import ClusterCore
+import ClusterTransport
 import ClusterWire
 import Foundation
 import HTTPTypes
@@ -27,9 +28,14 @@ public struct EventRoutes<Backend: EventBackend>: Sendable {
             let since = try EventQuery.since(request)
             let wait = try EventQuery.wait(request)
             if EventQuery.wantsStream(request) {
+                // The body is written after the handler (and the auth middleware's scope) returned: the caller's
+                // principal goes along explicitly, so a tenant's stream stays the tenant's.
+                let principal = RequestPrincipal.current
                 // A term's stream ends with it (the backend refuses once this node no longer leads): clients reconnect.
                 return EventStream.response(since: since, retryFailures: false) { since, wait in
-                    try await api { () async throws(DozeError) in try await backend.events(since: since, wait: wait) }
+                    try await RequestPrincipal.$current.withValue(principal) {
+                        try await api { () async throws(DozeError) in try await backend.events(since: since, wait: wait) }
+                    }
                 }
             }
             return try EventQuery.reply(try await api { () async throws(DozeError) in try await backend.events(since: since, wait: wait) })
@@ -54,9 +60,13 @@ public struct EventForwardingRoutes<Backend: BootstrapBackend>: Sendable {
                     try await backend.callLeader(.get, EventQuery.target(since: since, wait: wait), body: nil, timeout: wait + .seconds(30))
                 })
             }
+            // The client's token goes on with every long-poll (the body outlives the auth middleware's scope).
+            let authorization = NodeCredentials.forwardedAuthorization
             return EventStream.response(since: since, retryFailures: true) { since, wait in
-                let answer = try await api { () async throws(DozeError) in
-                    try await backend.callLeader(.get, EventQuery.target(since: since, wait: wait), body: nil, timeout: wait + .seconds(30))
+                let answer = try await NodeCredentials.$forwardedAuthorization.withValue(authorization) {
+                    try await api { () async throws(DozeError) in
+                        try await backend.callLeader(.get, EventQuery.target(since: since, wait: wait), body: nil, timeout: wait + .seconds(30))
+                    }
                 }
                 return try EventQuery.decode(answer)
             }

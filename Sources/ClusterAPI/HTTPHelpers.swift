@@ -29,6 +29,13 @@ public enum HTTPBody {
         try decode(try await collect(request, limit: limit), as: type)
     }
 
+    /// An optional JSON body: nil when the body is empty.
+    public static func optionalJSON<T: Decodable>(_ request: Request, as type: T.Type, limit: Int) async throws -> T? {
+        let buffer = try await collect(request, limit: limit)
+        guard buffer.readableBytesView.contains(where: { $0 != 0x20 && $0 != 0x0a && $0 != 0x0d && $0 != 0x09 }) else { return nil }
+        return try decode(buffer, as: type)
+    }
+
     /// Decodes a body already collected, with the same errors as `json(_:as:limit:)`.
     public static func decode<T: Decodable>(_ buffer: ByteBuffer, as type: T.Type) throws -> T {
         guard buffer.readableBytes > 0 else {

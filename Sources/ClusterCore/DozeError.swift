@@ -4,7 +4,8 @@ public struct DozeError: Error, Sendable, Equatable, CustomStringConvertible {
         case badRequest          // malformed input: JSON, XML, names, numbers
         case notFound            // unknown VM, pool, snapshot, file
         case conflict            // wrong state, duplicate name, non-empty pool
-        case forbidden           // a path outside the allowed directories
+        case forbidden           // a path outside the allowed directories, or not this principal's to see or change
+        case unauthorized        // no credentials where they are required, or a wrong or revoked token
         case quotaExceeded       // the host quota would be exceeded
         case payloadTooLarge
         case unsupported         // the hypervisor driver cannot do this

@@ -1,5 +1,6 @@
 import ClusterCore
 import ClusterTransport
+import ClusterWire
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -62,6 +63,9 @@ public struct ClusterLauncher {
 
     func resolve(_ path: String) -> String { path.hasPrefix("/") ? path : topologyDirectory + "/" + path }
 
+    /// Where the nodes read (or, the first time, make) the admin token: the file the `doze` CLI reads by default.
+    public var adminTokenFile: String { topology.adminTokenFile.map(resolve) ?? DozeConfig.defaultTokenFile }
+
     /// Every node, in start order: bootstraps, managers, controllers.
     func plan() throws -> [PlannedNode] {
         let layout = topology.layout(runDirectory: runDirectory)
@@ -76,6 +80,9 @@ public struct ClusterLauncher {
             }
         }
         if let group = topology.multicast { common += ["--multicast", group] }
+        if let auth = topology.auth { common += ["--auth", auth] }
+        if let compat = topology.snoozeCompat { common += ["--snooze-compat", compat] }
+        common += ["--admin-token-file", adminTokenFile]
         var plan: [PlannedNode] = []
         let hub = layout?.hubNamespace
         for (i, node) in topology.bootstrap.enumerated() {
@@ -143,6 +150,10 @@ public struct ClusterLauncher {
         let tools = try layout.map { _ in try networkTools() }   // before anything is created
         let etcdBinary = try etcd.map { _ in try tools?.etcd ?? self.etcdBinary() }
         try FileManager.default.createDirectory(atPath: pidDirectory, withIntermediateDirectories: true)
+        // The admin token, made here before any node reads it; the launcher's own readiness calls send it.
+        let admin: (token: String, secretHash: String)
+        do { admin = try AdminTokenFile.loadOrCreate(adminTokenFile) } catch { throw LauncherError("\(error)") }
+        NodeCredentials.clientAuthorization = "Bearer \(admin.token)"
         let deadline = ContinuousClock.now + limit
         do {
             // etcd first: the managers campaign on it the moment they start.

@@ -63,6 +63,11 @@ public struct Topology: Sendable, Codable {
     public var rebalance: Rebalance?
     /// Putting idle hosts to sleep through power agents (Topology+Rebalance.swift).
     public var energy: Energy?
+    /// Who may call the APIs: `auth: open|tokens`, `snooze_compat: open|token-in-query|off` (absent: the nodes'
+    /// defaults for their addresses) and the admin token's file (absent: `DozeConfig.defaultTokenFile`).
+    public var auth: String?
+    public var snoozeCompat: String?
+    public var adminTokenFile: String?
     public var bootstrap: [Node]
     public var managers: [Node]
     public var controllers: [Node]
@@ -72,6 +77,7 @@ public struct Topology: Sendable, Codable {
         case vmSubnet = "vm_subnet", floatingRange = "floating_range", dispatch, placement, resultTTLSeconds = "result_ttl_s", migrationsPerHost = "migrations_per_host"
         case fenceCommand = "fence_command"
         case heartbeat, network, etcd, diskDirs = "disk_dirs", rebalance, energy, bootstrap, managers, controllers
+        case auth, snoozeCompat = "snooze_compat", adminTokenFile = "admin_token_file"
     }
 
     /// Loads and checks a topology file; errors name the file and the problem.
@@ -125,6 +131,10 @@ public struct Topology: Sendable, Codable {
         }
         if let placement, PlacementPolicy(rawValue: placement) == nil {
             throw LauncherError("\(path): placement must be least-loaded, first-fit or round-robin")
+        }
+        if let auth, !["open", "tokens"].contains(auth) { throw LauncherError("\(path): auth must be open or tokens, got '\(auth)'") }
+        if let snoozeCompat, !["open", "token-in-query", "off"].contains(snoozeCompat) {
+            throw LauncherError("\(path): snooze_compat must be open, token-in-query or off, got '\(snoozeCompat)'")
         }
         guard secret != nil || secretFile != nil else { throw LauncherError("\(path): give `secret:` or `secret_file:`") }
     }

@@ -278,6 +278,7 @@ public actor LocalController: LocalControllerBackend {
                 var submitted = DozeDomainMetadata(rxBytes: demand.rxBytes, txBytes: demand.txBytes, ipAddress: meta.ipAddress,
                                                    adaptations: prepared.adaptations)
                 submitted.highlyAvailable = meta.ha == true
+                submitted.tenant = meta.tenant
                 submitted.volumes = prepared.volumes
                 submitted.networks = submission.networks
                 try await prepareNetworks(submission.networks, vm: meta.virtualMachineLocation.virtualMachineId)
@@ -290,7 +291,7 @@ public actor LocalController: LocalControllerBackend {
                     throw error
                 }
                 let imageId = meta.imageId, disks = meta.disks
-                meta = await metaData(record, xml: prepared.xml)
+                meta = await metaData(record, xml: domainXMLWithoutSecrets(prepared.xml))
                 meta.imageId = imageId
                 meta.disks = disks
                 // The answer shows the definition as prepared; the VNC port the host picked is in the live one.
@@ -342,7 +343,8 @@ public actor LocalController: LocalControllerBackend {
 
     func metaData(_ record: VMRecord, xml: String? = nil) async -> VirtualMachineMetaData {
         let liveXML: String
-        if let xml { liveXML = xml } else { liveXML = (try? await hypervisor.xml(.name(record.info.name), secure: true)) ?? "" }
+        // Not the secure form: metadata is listed to clients, and that form shows the VNC console's password.
+        if let xml { liveXML = xml } else { liveXML = (try? await hypervisor.xml(.name(record.info.name), secure: false)) ?? "" }
         var meta = VirtualMachineMetaData(
             location: VirtualMachineLocation(virtualMachineId: record.info.name),
             status: record.status, errorCode: .none, ipAddress: record.metadata.ipAddress, xmlRepresentation: liveXML,
@@ -357,6 +359,7 @@ public actor LocalController: LocalControllerBackend {
                 usedCapacity: [usage.vcpusInUse, usage.memoryUsedMiB * 1024, usage.rxBytesPerSecond, usage.txBytesPerSecond])]
         }
         if record.metadata.highlyAvailable { meta.ha = true }
+        meta.tenant = record.metadata.tenant
         if !record.metadata.networks.isEmpty { meta.networks = record.metadata.networks }
         meta.vncAddr = vncAddr(inDomainXML: liveXML)
         return meta

@@ -20,9 +20,12 @@ public enum LocalControllerRuntime {
     }
 
     public static func makeRouter(controller: LocalController, settings: LocalControllerSettings,
-                                  heartbeatStatistics: (@Sendable () async -> [String: Int])? = nil) -> Router<BasicRequestContext> {
+                                  heartbeatStatistics: (@Sendable () async -> [String: Int])? = nil,
+                                  auth: AuthPolicy? = nil) -> Router<BasicRequestContext> {
         let router = Router()
         router.addMiddleware { JSONErrorMiddleware() }
+        // Standalone (no cluster) a controller has no secret and no tokens: its API is its host's, as in seed 001.
+        if let auth { router.addMiddleware { AuthMiddleware(policy: auth) } }
         router.get("/health") { _, _ in HTTPReply.text("ok") }
         if let heartbeatStatistics {
             router.get("/v1/heartbeats") { _, _ in try HTTPReply.json(await heartbeatStatistics()) }
@@ -34,10 +37,10 @@ public enum LocalControllerRuntime {
 
     static func makeServiceGroup(controller: LocalController, settings: LocalControllerSettings,
                                  heartbeatStatistics: (@Sendable () async -> [String: Int])? = nil, extraServices: [any Service] = [],
-                                 onListening: @escaping @Sendable (String, Int) async -> Void) -> ServiceGroup {
+                                 auth: AuthPolicy? = nil, onListening: @escaping @Sendable (String, Int) async -> Void) -> ServiceGroup {
         let log = settings.logger
         let app = Application(
-            router: makeRouter(controller: controller, settings: settings, heartbeatStatistics: heartbeatStatistics),
+            router: makeRouter(controller: controller, settings: settings, heartbeatStatistics: heartbeatStatistics, auth: auth),
             server: .lenientHTTP1(limits: settings.httpLimits),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "doze-lc"),
             onServerRunning: { channel in

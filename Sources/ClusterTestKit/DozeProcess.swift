@@ -22,6 +22,7 @@ public final class DozeProcess: @unchecked Sendable {
         process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binaryPath())
         process.arguments = arguments
+        process.environment = TestEnvironment.child
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardOutput = log
@@ -53,4 +54,20 @@ public final class DozeProcess: @unchecked Sendable {
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     deinit { if process.isRunning { Foundation.kill(pid, SIGKILL) } }
+}
+
+/// What child processes of the tests run with: the test's own environment, but never the user's API token or
+/// config directory (`doze cluster up` makes its admin token in `$XDG_CONFIG_HOME/doze/token`, and the CLI sends it).
+public enum TestEnvironment {
+    public static let configHome: String = {
+        let path = NSTemporaryDirectory() + "doze-test-config-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        return path
+    }()
+
+    public static var child: [String: String] {
+        var environment = ProcessInfo.processInfo.environment.filter { !["DOZE_TOKEN", "DOZE_TOKEN_FILE"].contains($0.key) }
+        environment["XDG_CONFIG_HOME"] = configHome
+        return environment
+    }
 }

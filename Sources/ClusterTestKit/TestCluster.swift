@@ -14,6 +14,10 @@ open class TestCluster: @unchecked Sendable {
     public let secret = "test-secret"
     /// Extra arguments for every group manager (submission settings).
     public var managerArguments: [String] = []
+    /// Extra arguments for every node (e.g. `--auth tokens --admin-token-file …`).
+    public var nodeArguments: [String] = []
+    /// Sent as a bearer token by `hierarchy()` (clusters started with `--auth tokens`).
+    public var token: String?
 
     public init(prefix: String = "doze-cluster") throws { dir = try TemporaryDirectory(prefix: prefix) }
 
@@ -30,12 +34,12 @@ open class TestCluster: @unchecked Sendable {
 
     public func common() -> [String] {
         ["--bootstrap", bootstrap, "--secret", secret, "--heartbeat-interval-ms", "100", "--controller-timeout-ms", "600",
-         "--manager-timeout-ms", "600", "--leader-manager-timeout-ms", "800", "--leader-timeout-ms", "1000"]
+         "--manager-timeout-ms", "600", "--leader-manager-timeout-ms", "800", "--leader-timeout-ms", "1000"] + nodeArguments
     }
 
     public func startBootstrap() async throws {
         try start("bs", ["bootstrap", "--listen", "127.0.0.1:0", "--state-dir", dir.file("bs"), "--secret", secret,
-                         "--heartbeat-interval-ms", "100", "--leader-timeout-ms", "1000"])
+                         "--heartbeat-interval-ms", "100", "--leader-timeout-ms", "1000"] + nodeArguments)
         bootstrap = try await address("bs")
     }
 
@@ -72,6 +76,7 @@ open class TestCluster: @unchecked Sendable {
     public func hierarchy() async -> GroupLeaderRepositoryInformation? {
         var request = HTTPClientRequest(url: "http://\(bootstrap)/bootstrap?getCompleteHierarchy")
         request.method = .GET
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(2)), response.status == .ok,
               let body = try? await response.body.collect(upTo: 1 << 22) else { return nil }
         return try? JSONDecoder().decode(GroupLeaderRepositoryInformation.self, from: Data(body.readableBytesView))
@@ -103,9 +108,10 @@ open class TestCluster: @unchecked Sendable {
 
     /// One HTTP exchange with a node: status and body text.
     public func call(_ method: HTTPMethod, _ address: String, _ target: String, body: String? = nil,
-                     timeout: Duration = .seconds(30)) async throws -> (status: Int, body: String) {
+                     headers: [(String, String)] = [], timeout: Duration = .seconds(30)) async throws -> (status: Int, body: String) {
         var request = HTTPClientRequest(url: "http://\(address)\(target)")
         request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(timeout.components.seconds + 1))
         let bytes = try await response.body.collect(upTo: 64 << 20)

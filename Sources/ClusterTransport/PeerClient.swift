@@ -40,6 +40,12 @@ public struct PeerClient: Sendable {
                      timeout: Duration? = nil) async throws -> (status: Int, body: ByteBuffer) {
         var request = HTTPClientRequest(url: "http://\(endpoint.host):\(endpoint.port)\(path)")
         request.method = method
+        if let signer = NodeCredentials.signer {
+            request.headers.add(name: NodeSignature.header, value: signer.sign(method: method.rawValue, target: path, unixMs: NodeSignature.nowMs))
+        }
+        if let authorization = NodeCredentials.forwardedAuthorization ?? NodeCredentials.clientAuthorization {
+            request.headers.add(name: "Authorization", value: authorization)
+        }
         if let body {
             let bytes: Data
             if let text = body as? String { bytes = Data(text.utf8) } else { bytes = try WireCoding.peerEncoder().encode(body) }

@@ -126,10 +126,12 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
     public var disks: [Int]?
     /// Doze addition: where the VM's VNC console listens (`host:port`), once the host has assigned the port.
     public var vncAddr: String?
+    /// Doze addition: the tenant that owns the VM (absent: made before tenants, so the default tenant's).
+    public var tenant: String?
 
     enum CodingKeys: String, CodingKey {
         case virtualMachineLocation, status, errorCode, ipAddress, xmlRepresentation, requestedCapacity, usedCapacity, isAssigned,
-             groupManagerControlDataAddress, errorMessage, imageId, adaptations, vncPassword, ha, networks, floatingIPs, disks, vncAddr
+             groupManagerControlDataAddress, errorMessage, imageId, adaptations, vncPassword, ha, networks, floatingIPs, disks, vncAddr, tenant
     }
 
     public init(location: VirtualMachineLocation, status: VMStatus = .unknown, errorCode: VMErrorCode = .none,
@@ -170,6 +172,7 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         floatingIPs = try c.decodeIfPresent([String].self, forKey: .floatingIPs)
         disks = try c.decodeIfPresent([Int].self, forKey: .disks)
         vncAddr = try c.decodeIfPresent(String.self, forKey: .vncAddr)
+        tenant = try c.decodeIfPresent(String.self, forKey: .tenant)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -193,6 +196,7 @@ public struct VirtualMachineMetaData: Sendable, Equatable, Codable {
         try c.encodeIfPresent(floatingIPs, forKey: .floatingIPs)
         try c.encodeIfPresent(disks, forKey: .disks)
         try c.encodeIfPresent(vncAddr, forKey: .vncAddr)
+        try c.encodeIfPresent(tenant, forKey: .tenant)
     }
 
     public var requested: ResourceVector { ResourceVector(snoozeArray: requestedCapacity) }

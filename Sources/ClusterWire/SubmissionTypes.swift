@@ -40,6 +40,9 @@ public struct VirtualMachineTemplate: Sendable, Equatable, Codable {
     /// Doze addition, image-based VMs only: one data volume (qcow2) of each size, in GiB, created on the VM's
     /// host and deleted with the VM (kvm-apps' `disks`). Absent: none.
     public var disks: [Int]?
+    /// Doze addition: the tenant the VM belongs to. The leader sets it from the submitter's token; only an admin
+    /// may name another tenant here.
+    public var tenant: String?
 
     public init(libVirtTemplate: String? = nil, networkCapacityDemand: NetworkDemand = .init(), vcpus: Int? = nil,
                 memory: Int? = nil, imageId: String? = nil, name: String? = nil, hostId: String? = nil) {
@@ -65,6 +68,7 @@ public struct VirtualMachineTemplate: Sendable, Equatable, Codable {
         ha = try c.decodeIfPresent(Bool.self, forKey: .ha)
         networks = try c.decodeIfPresent([String].self, forKey: .networks)
         disks = try c.decodeIfPresent([Int].self, forKey: .disks)
+        tenant = try c.decodeIfPresent(String.self, forKey: .tenant)
     }
 
     /// Whether the VM is highly available (`ha: true`).

@@ -28,6 +28,8 @@ public struct DozeDomainMetadata: Sendable, Equatable {
     /// The volumes Doze created for the VM in the host's VM-disk pool (its overlay, its data volumes): deleted
     /// with it, created again on a migration's destination. Written only when there are some.
     public var volumes: [VMVolume] = []
+    /// The tenant that owns the VM (set by the leader from the submitter's token). Written only when set.
+    public var tenant: String?
 
     // Public types get only an internal memberwise initialiser: the controller (another module) needs this one.
     public init(rxBytes: Double = 0, txBytes: Double = 0, ipAddress: String = "", adaptations: [String] = [],
@@ -60,6 +62,7 @@ public struct DozeDomainMetadata: Sendable, Equatable {
         highlyAvailable = attributes["ha"] == "1"
         networks = (attributes["nets"] ?? "").split(separator: ";").compactMap(Self.attachment)
         volumes = (attributes["vols"] ?? "").split(separator: ";").compactMap { VMVolume(encoded: String($0)) }
+        tenant = attributes["tenant"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
     static func attachment(_ text: Substring) -> NetworkAttachment? {
@@ -81,11 +84,25 @@ public struct DozeDomainMetadata: Sendable, Equatable {
         let nets = networks.map { "\($0.network)|\($0.vni)|\($0.ip)/\($0.prefixLength)|\($0.gateway)|\($0.mac)" }.joined(separator: ";")
         let netsAttribute = networks.isEmpty ? "" : " nets='\(xmlEscape(nets))'"
         let volumesAttribute = volumes.isEmpty ? "" : " vols='\(xmlEscape(volumes.map(\.encoded).joined(separator: ";")))'"
-        return "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(xmlEscape(ipAddress))'\(adaptedAttribute)\(definitionAttribute)\(loadAttributes)\(haAttribute)\(netsAttribute)\(volumesAttribute)/>"
+        let tenantAttribute = tenant.map { " tenant='\(xmlEscape($0))'" } ?? ""
+        return "<vm rx='\(rxBytes)' tx='\(txBytes)' ip='\(xmlEscape(ipAddress))'\(adaptedAttribute)\(definitionAttribute)\(loadAttributes)\(haAttribute)\(netsAttribute)\(volumesAttribute)\(tenantAttribute)/>"
     }
 
     /// The element as a domain is defined with it.
     public var domainMetadata: DomainMetadata {
         DomainMetadata(xml: encode(), key: Self.key, namespace: Self.namespace)
     }
+}
+
+/// The domain XML without the graphics consoles' `passwd` attributes: what clients may be shown (libvirt's
+/// non-secure form omits it too, but a prepared definition still carries it).
+public func domainXMLWithoutSecrets(_ xml: String) -> String {
+    var result = xml
+    for quote in ["'", "\""] {
+        while let start = result.range(of: " passwd=\(quote)") {
+            guard let end = result[start.upperBound...].firstIndex(of: Character(quote)) else { break }
+            result.removeSubrange(start.lowerBound...end)
+        }
+    }
+    return result
 }

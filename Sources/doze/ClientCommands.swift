@@ -52,7 +52,13 @@ struct ClientOptions: ParsableArguments {
     @Flag(help: "Print the server's JSON instead of a table.")
     var json = false
 
-    func validate() throws { _ = try endpoint() }
+    @Option(help: "API token (default: DOZE_TOKEN, else the file DOZE_TOKEN_FILE, else ~/.config/doze/token, where `doze cluster up` puts the admin token).")
+    var token: String?
+
+    func validate() throws {
+        _ = try endpoint()
+        try ClientToken.install(explicit: token)
+    }
 
     func endpoint() throws -> Endpoint {
         let text = bootstrap ?? ProcessInfo.processInfo.environment["DOZE_BOOTSTRAP"] ?? "127.0.0.1:5000"

@@ -49,6 +49,15 @@ struct ClusterOptions: ParsableArguments {
                                 idleTimeout: .milliseconds(Int64(idleTimeout * 1000)), maxConnections: maxConnections)
     }
 
+    @Option(help: "API tokens: 'tokens' requires one on every /v1 call, 'open' lets a call without one act as the admin (default: open on a loopback address, tokens on any other).")
+    var auth: String?
+
+    @Option(help: "Snooze clients (/bootstrap, /groupmanager) send no token: 'open' lets them in as the admin, 'token-in-query' wants ?token=… (or a bearer header), 'off' refuses them (default: open on loopback, token-in-query elsewhere).")
+    var snoozeCompat: String?
+
+    @Option(help: "The cluster's admin token: read from this file, or made there (mode 0600) at first start. Give every node the same file.")
+    var adminTokenFile: String?
+
     @Option(help: "Also announce and listen on this multicast GROUP:PORT (e.g. 225.4.5.6:9000), for networks that carry multicast.")
     var multicast: String?
 
@@ -71,6 +80,17 @@ struct ClusterOptions: ParsableArguments {
         }
         var settings = ClusterSettings(secret: secret)
         settings.httpLimits = try httpLimits()
+        if let auth {
+            guard let mode = AuthMode(rawValue: auth) else { throw ValidationError("--auth must be open or tokens, got '\(auth)'") }
+            settings.auth.mode = mode
+        }
+        if let snoozeCompat {
+            guard let compat = SnoozeCompat(rawValue: snoozeCompat) else {
+                throw ValidationError("--snooze-compat must be open, token-in-query or off, got '\(snoozeCompat)'")
+            }
+            settings.auth.snoozeCompat = compat
+        }
+        settings.auth.adminTokenFile = adminTokenFile.map { ($0 as NSString).standardizingPath }
         settings.bootstraps = try bootstraps.map { text in
             guard let endpoint = Endpoint(text) else { throw ValidationError("--bootstrap must be HOST:PORT, got '\(text)'") }
             return endpoint

@@ -11,8 +11,8 @@ struct Doze: AsyncParsableCommand {
         commandName: "doze",
         abstract: "A cluster manager for virtual machines on libvirt/KVM.",
         subcommands: [LocalControllerCommand.self, GroupManagerCommand.self, BootstrapCommand.self, ClusterCommand.self,
-                      HierarchyCommand.self, SubmitCommand.self, VMCommand.self, MigrationCommand.self, HostCommand.self, RebalanceCommand.self, AppCommand.self, EventsCommand.self,
-                      NetworkCommand.self, FloatingIPCommand.self])
+                      HierarchyCommand.self, SubmitCommand.self, VMCommand.self, MigrationCommand.self, HostCommand.self, RebalanceCommand.self, AppCommand.self,
+                      NetworkCommand.self, FloatingIPCommand.self, TokenCommand.self, TenantCommand.self, WhoAmICommand.self, EventsCommand.self])
 }
 
 /// Options every role shares.

@@ -60,6 +60,7 @@ struct ClusterCommand: AsyncParsableCommand {
                 }
             }
             print("layout for scripts (restart commands, PIDs, namespaces): \(launcher.layoutFile)")
+            print("admin token: \(launcher.adminTokenFile) (the doze CLI sends it; curl: -H \"Authorization: Bearer $(cat \(launcher.adminTokenFile))\")")
             fflush(nil)
             if detach {
                 print("stop with: doze cluster down \(topology)")

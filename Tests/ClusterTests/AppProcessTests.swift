@@ -65,6 +65,7 @@ extension ProcessTests {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: DozeProcess.binaryPath())
             process.arguments = arguments + ["--bootstrap", bootstrap]
+            process.environment = TestEnvironment.child
             let outputPath = dir.file("cli-\(UUID().uuidString).out")
             FileManager.default.createFile(atPath: outputPath, contents: nil)
             let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))

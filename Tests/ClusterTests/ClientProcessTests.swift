@@ -28,7 +28,7 @@ extension ProcessTests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: DozeProcess.binaryPath())
         process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.filter { $0.key != "DOZE_BOOTSTRAP" }.merging(environment) { $1 }
+        process.environment = TestEnvironment.child.filter { $0.key != "DOZE_BOOTSTRAP" }.merging(environment) { $1 }
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
         process.standardInput = FileHandle.nullDevice

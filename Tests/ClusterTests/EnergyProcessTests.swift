@@ -136,6 +136,7 @@ extension ProcessTests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: DozeProcess.binaryPath())
         process.arguments = ["cluster", "down", file]
+        process.environment = TestEnvironment.child
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

@@ -45,6 +45,11 @@ public struct ClusterEvent: Sendable, Equatable, Codable {
         public static let managerUp = Kind("manager.up")
         public static let managerDown = Kind("manager.down")
         public static let leaderElected = Kind("leader.elected")
+
+        /// About hosts, managers or leaders: the admin's, not a tenant's.
+        public var isInfrastructure: Bool {
+            rawValue.hasPrefix("host.") || rawValue.hasPrefix("manager.") || rawValue.hasPrefix("leader.")
+        }
     }
 
     /// 0 until the leader's journal stores the event.
@@ -112,6 +117,20 @@ public struct EventPage: Sendable, Equatable, Codable {
         self.oldestRevision = oldestRevision
     }
 
-    /// Where the next request resumes: the last event's revision, or `since` when the page is empty.
-    public func resume(after since: Int64?) -> Int64? { events.last?.revision ?? since }
+    /// For a tenant, whose page leaves out the others' events: the newest revision this answer looked at.
+    public var scannedThrough: Int64?
+
+    /// Where the next request resumes: the newest revision this answer covered, or `since` when it covered none.
+    public func resume(after since: Int64?) -> Int64? {
+        [events.last?.revision, scannedThrough, since].compactMap { $0 }.max()
+    }
+
+    /// The page as a principal limited to `tenant` sees it: its own VMs' and tasks' events, none of the
+    /// infrastructure's (hosts, managers, leaders).
+    public func scoped(to tenant: String, isOwn: (String?) -> Bool) -> EventPage {
+        var page = self
+        page.scannedThrough = events.last?.revision ?? scannedThrough
+        page.events = events.filter { !$0.kind.isInfrastructure && isOwn($0.tenant) }
+        return page
+    }
 }

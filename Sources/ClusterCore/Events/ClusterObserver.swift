@@ -4,9 +4,12 @@ public struct ClusterSnapshot: Sendable, Equatable {
     public struct VM: Sendable, Equatable {
         public var status: VMStatus
         public var host: NodeID?
-        public init(status: VMStatus, host: NodeID?) {
+        /// Its owner (nil: made before tenants, the default tenant's).
+        public var tenant: String?
+        public init(status: VMStatus, host: NodeID?, tenant: String? = nil) {
             self.status = status
             self.host = host
+            self.tenant = tenant
         }
     }
 
@@ -16,7 +19,9 @@ public struct ClusterSnapshot: Sendable, Equatable {
         public var isFinal: Bool
         public var running: Int
         public var failed: Int
-        public init(placements: [String: NodeID?], isFinal: Bool, running: Int, failed: Int) {
+        public var tenant: String?
+        public init(placements: [String: NodeID?], isFinal: Bool, running: Int, failed: Int, tenant: String? = nil) {
+            self.tenant = tenant
             self.placements = placements
             self.isFinal = isFinal
             self.running = running
@@ -107,10 +112,13 @@ public struct ClusterObserver: Sendable {
         var events: [ClusterEvent] = []
         events += Self.hostEvents(last.hosts, next.hosts)
         events += Self.placementEvents(last.tasks, next.tasks)
-        events += Self.migrationEvents(last.migrations, next.migrations)
+        var moves = Self.migrationEvents(last.migrations, next.migrations)
         for (vm, host) in next.restarting.sorted(by: { $0.key < $1.key }) where last.restarting[vm] == nil {
-            events.append(ClusterEvent(kind: .haRestart, vm: vm, source: host))
+            moves.append(ClusterEvent(kind: .haRestart, vm: vm, source: host))
         }
+        // A move's owner is its VM's.
+        for index in moves.indices { moves[index].tenant = moves[index].vm.flatMap { next.vms[$0]?.tenant ?? last.vms[$0]?.tenant } }
+        events += moves
         events += Self.vmEvents(last.vms, next.vms)
         events += Self.taskEvents(last.tasks, next.tasks)
         return events
@@ -144,10 +152,10 @@ public struct ClusterObserver: Sendable {
         for (name, vm) in after.sorted(by: { $0.key < $1.key }) {
             // A move keeps the status: the migration events tell it.
             guard before[name]?.status != vm.status else { continue }
-            events.append(ClusterEvent(kind: kind(of: vm.status), vm: name, host: vm.host, status: vm.status.rawValue))
+            events.append(ClusterEvent(kind: kind(of: vm.status), vm: name, host: vm.host, status: vm.status.rawValue, tenant: vm.tenant))
         }
         for (name, vm) in before.sorted(by: { $0.key < $1.key }) where after[name] == nil {
-            events.append(ClusterEvent(kind: .vmDestroyed, vm: name, host: vm.host))
+            events.append(ClusterEvent(kind: .vmDestroyed, vm: name, host: vm.host, tenant: vm.tenant))
         }
         return events
     }
@@ -157,7 +165,7 @@ public struct ClusterObserver: Sendable {
         for (id, task) in after.sorted(by: { $0.key < $1.key }) {
             for (vm, host) in task.placements.sorted(by: { $0.key < $1.key }) {
                 guard let host, before[id]?.placements[vm] != .some(host) else { continue }
-                events.append(ClusterEvent(kind: .vmPlaced, vm: vm, host: host, task: id))
+                events.append(ClusterEvent(kind: .vmPlaced, vm: vm, host: host, task: id, tenant: task.tenant))
             }
         }
         return events
@@ -168,7 +176,8 @@ public struct ClusterObserver: Sendable {
             guard task.isFinal, before[id]?.isFinal != true else { return nil }
             let outcome = task.failed == 0 ? "succeeded" : task.running == 0 ? "failed" : "partial"
             return ClusterEvent(kind: .taskFinished, task: id, outcome: outcome,
-                                detail: "running \(task.running)/\(task.placements.count), failed \(task.failed)/\(task.placements.count)")
+                                detail: "running \(task.running)/\(task.placements.count), failed \(task.failed)/\(task.placements.count)",
+                                tenant: task.tenant)
         }
     }
 

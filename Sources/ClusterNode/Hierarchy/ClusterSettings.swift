@@ -33,6 +33,8 @@ public struct ClusterSettings: Sendable {
     public var highAvailability = HighAvailabilitySettings()
     /// Read and idle timeouts and the connection cap of this node's HTTP server.
     public var httpLimits = HTTPServerLimits()
+    /// Who may call the HTTP APIs (tokens, tenants, Snooze compatibility).
+    public var auth = ClusterAuthSettings()
 
     public init(secret: String) {
         self.secret = secret
@@ -109,5 +111,19 @@ struct NodeIdentity: Codable {
         let next = ReplayGuard.nextIncarnation(previous: try? file.load()?["incarnation"], wallClockNanoseconds: wall)
         try file.save(["incarnation": next])
         return next
+    }
+}
+
+/// `--auth`, `--snooze-compat`, `--admin-token-file`. nil modes take the defaults for the node's address: open on
+/// loopback, tokens (and Snooze tokens in the query) anywhere else.
+public struct ClusterAuthSettings: Sendable {
+    public var mode: AuthMode?
+    public var snoozeCompat: SnoozeCompat?
+    /// The admin token: read, or made at first start (0600). Every node given the same file takes the same token.
+    public var adminTokenFile: String?
+    public init(mode: AuthMode? = nil, snoozeCompat: SnoozeCompat? = nil, adminTokenFile: String? = nil) {
+        self.mode = mode
+        self.snoozeCompat = snoozeCompat
+        self.adminTokenFile = adminTokenFile
     }
 }

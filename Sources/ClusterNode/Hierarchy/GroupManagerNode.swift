@@ -12,6 +12,8 @@ struct GroupManagerContext: Sendable {
     let cluster: ClusterSettings
     let link: HeartbeatLink
     let peers = PeerClient(timeout: .seconds(1))
+    /// The node's token checker (one for its life; the leader of each term updates it).
+    let tokens: ClusterTokens
     let log: Logger
     let started: ContinuousClock.Instant
 
@@ -34,13 +36,14 @@ public actor GroupManagerNode: GroupManagerBackend {
     private var leader: LeaderRole?
     private var leadership: (any Leadership)?
 
-    init(id: NodeID, control: Endpoint, link: HeartbeatLink, cluster: ClusterSettings, backend: CoordinationBackend, logger: Logger) {
+    init(id: NodeID, control: Endpoint, link: HeartbeatLink, cluster: ClusterSettings, backend: CoordinationBackend,
+         tokens: ClusterTokens = ClusterTokens(adminSecretHash: nil, load: nil), logger: Logger) {
         self.id = id
         var log = logger
         log[metadataKey: "doze/role"] = "gm"
         log[metadataKey: "doze/node"] = "\(id)"
         let context = GroupManagerContext(id: id, me: ManagerInfo(id: id, control: control, heartbeat: link.channel.localEndpoint),
-                                          cluster: cluster, link: link, log: log, started: ContinuousClock.now)
+                                          cluster: cluster, link: link, tokens: tokens, log: log, started: ContinuousClock.now)
         self.context = context
         self.election = backend.election
         self.openRecords = backend.openRecords
@@ -162,15 +165,23 @@ public actor GroupManagerNode: GroupManagerBackend {
     }
 
     public func startVirtualCluster(_ request: VirtualClusterSubmissionRequest) async throws(DozeError) -> String {
-        try await leading().startVirtualCluster(request)
+        let leader = try await leading()
+        return try await leader.startVirtualCluster(try await leader.admitToTenant(request, by: RequestPrincipal.current))
     }
 
     public func virtualClusterTask(id: String, wait: Duration) async throws(DozeError) -> VirtualClusterTaskDocument {
-        try await leading().virtualClusterTask(id: id, wait: wait)
+        let principal = RequestPrincipal.current
+        let document = try await leading().virtualClusterTask(id: id, wait: wait)
+        guard principal.scope == nil || document.response.virtualMachineMetaData.allSatisfy({ principal.sees($0.tenant) }) else {
+            throw DozeError(.notFound, "no task '\(id)'")
+        }
+        return document
     }
 
     public func discoverVirtualMachine(_ vm: String) async throws(DozeError) -> VirtualMachineDiscoveryResponse {
-        try await leading().discoverVirtualMachine(vm)
+        let leader = try await leading()
+        guard await leader.visible(vm, to: RequestPrincipal.current) else { throw DozeError(.notFound, "no VM '\(vm)' in this cluster") }
+        return try await leader.discoverVirtualMachine(vm)
     }
 
     public func migrate(_ request: MigrationSubmission) async throws(DozeError) -> MigrationRecord {
@@ -220,19 +231,26 @@ public actor GroupManagerNode: GroupManagerBackend {
     }
 
     public func controlVirtualMachine(_ operation: VMControl, _ location: VirtualMachineLocation) async throws(DozeError) {
+        try await requireVisible(location.virtualMachineId, on: manager)
         try await manager.controlVirtualMachine(operation, location)
     }
 
     public func resizeVirtualMachine(_ request: ResizeRequest) async throws(DozeError) -> VirtualMachineMetaData {
-        try await manager.resizeVirtualMachine(request)
+        try await requireVisible(request.virtualMachineLocation.virtualMachineId, on: manager)
+        return try await manager.resizeVirtualMachine(request)
     }
 
     public func virtualMachineMetaData(_ request: VirtualMachineMetaDataRequest) async throws(DozeError) -> VirtualMachineMetaData {
-        try await manager.virtualMachineMetaData(request)
+        let meta = try await manager.virtualMachineMetaData(request)
+        guard RequestPrincipal.current.sees(meta.tenant) else {
+            throw DozeError(.notFound, "no VM '\(request.virtualMachineLocation.virtualMachineId)' in this cluster")
+        }
+        return meta
     }
 
     public func searchVirtualMachine(_ vm: String) async throws(DozeError) -> String? {
-        try await manager.searchVirtualMachine(vm)
+        try await requireVisible(vm, on: manager)
+        return try await manager.searchVirtualMachine(vm)
     }
 
     public func virtualMachineMoved(_ move: VirtualMachineMove) async throws(DozeError) {
@@ -248,8 +266,11 @@ public actor GroupManagerNode: GroupManagerBackend {
 
     /// Every VM on this manager's controllers (a plain manager), or on the whole cluster (the leader asks every manager).
     public func virtualMachineDescriptions() async throws(DozeError) -> VirtualMachineList {
-        if let leader { return await leader.virtualMachineDescriptions() }
-        return try await manager.virtualMachineDescriptions()
+        let principal = RequestPrincipal.current
+        var list: VirtualMachineList
+        if let leader { list = await leader.virtualMachineDescriptions() } else { list = try await manager.virtualMachineDescriptions() }
+        if principal.scope != nil { list.virtualMachines.removeAll { !principal.sees($0.tenant) } }
+        return list
     }
 }
 

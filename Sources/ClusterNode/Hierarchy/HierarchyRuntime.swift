@@ -85,9 +85,10 @@ public enum HierarchyRuntime {
     }
 
     /// What every clustered node serves besides its role's routes: JSON errors, `/health`, heartbeat counters.
-    static func baseRouter(_ link: HeartbeatLink) -> Router<BasicRequestContext> {
+    static func baseRouter(_ link: HeartbeatLink, auth: AuthPolicy) -> Router<BasicRequestContext> {
         let router = Router()
         router.addMiddleware { JSONErrorMiddleware() }
+        router.addMiddleware { AuthMiddleware(policy: auth) }
         router.get("/health") { _, _ in HTTPReply.text("ok") }
         router.get("/v1/heartbeats") { _, _ in try HTTPReply.json(await link.statistics) }
         return router
@@ -114,8 +115,10 @@ public enum HierarchyRuntime {
         let listen = sameAsHeartbeat(listen, channel)
         let link = try await makeLink(identity.id, channel, listen, cluster, stateDirectory: stateDirectory)
         let node = BootstrapNode(id: identity.id, link: link, cluster: cluster, logger: logger)
-        let router = baseRouter(link)
+        let check = LeaderTokenCheck { await node.leader?.control }
+        let router = baseRouter(link, auth: NodeAuth.policy(cluster, host: listen.host, role: .bootstrap, tokens: check, logger: logger))
         BootstrapRoutes(backend: node).register(on: router)
+        AuthForwardingRoutes(backend: node).register(on: router)
         KVMAppForwardingRoutes(backend: node).register(on: router)
         RebalancingForwardingRoutes(backend: node).register(on: router)
         EventForwardingRoutes(backend: node).register(on: router)
@@ -136,9 +139,12 @@ public enum HierarchyRuntime {
         let channel = try await bindHeartbeats(listen, cluster: cluster)
         let listen = sameAsHeartbeat(listen, channel)
         let link = try await makeLink(identity.id, channel, listen, cluster, stateDirectory: stateDirectory)
+        let records = try backend.openRecords(0, logger)
+        let tokens = ClusterTokens(adminSecretHash: try NodeAuth.adminSecretHash(cluster)) { try await records.loadAuth() }
         let node = GroupManagerNode(id: identity.id, control: Endpoint(host: listen.host, port: listen.port), link: link,
-                                    cluster: cluster, backend: backend, logger: logger)
-        let router = baseRouter(link)
+                                    cluster: cluster, backend: backend, tokens: tokens, logger: logger)
+        let router = baseRouter(link, auth: NodeAuth.policy(cluster, host: listen.host, role: .manager, tokens: tokens, logger: logger))
+        AuthRoutes(backend: node).register(on: router)
         GroupManagerRoutes(backend: node).register(on: router)
         KVMAppRoutes(backend: node).register(on: router)
         RebalancingRoutes(backend: node).register(on: router)
@@ -182,8 +188,13 @@ public enum HierarchyRuntime {
             statistics = { await link.statistics }
             extra = [TaskService { await member.run() }]
         }
+        var auth: AuthPolicy?
+        if let cluster {
+            let admin = try NodeAuth.adminSecretHash(cluster).map { AdminTokenOnly(adminSecretHash: $0) }
+            auth = NodeAuth.policy(cluster, host: settings.host, role: .controller, tokens: admin, logger: settings.logger)
+        }
         let group = LocalControllerRuntime.makeServiceGroup(
-            controller: controller, settings: settings, heartbeatStatistics: statistics, extraServices: extra
+            controller: controller, settings: settings, heartbeatStatistics: statistics, extraServices: extra, auth: auth
         ) { host, port in
             await member?.setControl(Endpoint(host: host, port: port))
             await onListening(host, port)

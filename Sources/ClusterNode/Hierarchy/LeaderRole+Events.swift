@@ -36,7 +36,7 @@ extension LeaderRole {
         }
         for vm in await virtualMachineDescriptions().virtualMachines {
             let location = vm.virtualMachineLocation
-            view.vms[location.virtualMachineId] = .init(status: vm.status, host: location.localControllerId)
+            view.vms[location.virtualMachineId] = .init(status: vm.status, host: location.localControllerId, tenant: vm.tenant)
         }
         view.tasks = await submissions.taskViews()
         for migration in await migrations.list().migrations {

@@ -53,6 +53,9 @@ actor LeaderRole {
         settings: cluster.highAvailability, submissions: submissions, store: store, settleTime: cluster.heartbeatInterval * 3,
         logger: log) { [weak self] in await self?.managers() ?? [:] }
 
+    /// Tenants and API tokens (the node's token checker is updated by it).
+    lazy var auth = AuthCoordinator(store: store, tokens: context.tokens, logger: log)
+
     /// Seed 004's networks live with the submissions (`SubmissionCoordinator+Networks.swift`).
     var networkService: SubmissionCoordinator { submissions }
 

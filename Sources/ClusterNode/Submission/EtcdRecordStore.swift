@@ -71,6 +71,13 @@ final class EtcdRecordStore: ClusterRecordStore, @unchecked Sendable {
         return try JSONDecoder().decode(NetworkBook.self, from: data)
     }
 
+    func saveAuth(_ book: AuthBook) throws { enqueue("\(prefix)/auth", try encode(book)) }
+
+    func loadAuth() async throws -> AuthBook? {
+        guard let data = try await client.get("\(prefix)/auth").kv?.value else { return nil }
+        return try JSONDecoder().decode(AuthBook.self, from: data)
+    }
+
     func loadSleepingHosts() async throws -> [SleepingHost] {
         guard let data = try await client.get("\(prefix)/sleeping").kv?.value else { return [] }
         return try JSONDecoder().decode([SleepingHost].self, from: data)

@@ -39,6 +39,9 @@ protocol ClusterRecordStore: Sendable {
     func loadEvents() async throws -> (events: [ClusterEvent], floor: Int64)
     /// Drops these events (the oldest) and records the new floor.
     func compactEvents(dropping dropped: [ClusterEvent], floor: Int64) throws
+    /// Tenants and API tokens (token secrets only as hashes), written whole. Every group manager reads them.
+    func saveAuth(_ book: AuthBook) throws
+    func loadAuth() async throws -> AuthBook?
     func flush() async throws
 }
 
@@ -110,6 +113,16 @@ struct DirectoryRecordStore: ClusterRecordStore {
     func loadNetworks() throws -> NetworkBook? {
         guard let data = FileManager.default.contents(atPath: directory + "/networks.json") else { return nil }
         return try JSONDecoder().decode(NetworkBook.self, from: data)
+    }
+
+    func saveAuth(_ book: AuthBook) throws {
+        try write(try JSONEncoder().encode(book), to: directory + "/auth.json")
+        chmod(directory + "/auth.json", 0o600)
+    }
+
+    func loadAuth() throws -> AuthBook? {
+        guard let data = FileManager.default.contents(atPath: directory + "/auth.json") else { return nil }
+        return try JSONDecoder().decode(AuthBook.self, from: data)
     }
 
     func loadSleepingHosts() throws -> [SleepingHost] {

@@ -299,6 +299,7 @@ actor SubmissionCoordinator {
             meta.disks = prepared.template.disks
         }
         if prepared.template.isHighlyAvailable { meta.ha = true }
+        meta.tenant = prepared.template.tenant
         if let address = planned.ipAddress {
             meta.ipAddress = address
             if !prepared.xml.isEmpty, let mac = IPPool.mac(for: address) {
@@ -591,7 +592,7 @@ actor SubmissionCoordinator {
             let counts = record.counts
             return ClusterSnapshot.Task(
                 placements: Dictionary(record.vms.map { ($0.id, $0.meta.virtualMachineLocation.localControllerId) }, uniquingKeysWith: { first, _ in first }),
-                isFinal: record.isFinal, running: counts.running, failed: counts.failed)
+                isFinal: record.isFinal, running: counts.running, failed: counts.failed, tenant: record.vms.first?.meta.tenant)
         }
     }
 
