@@ -182,6 +182,59 @@ extension ProcessTests {
         #expect(later.last { $0.kind == .vmDestroyed }?.vm == "mv1" && kinds.last == .vmDestroyed, "\(kinds)")
     }
 
+    @Test func aTenantsTokenSeesOnlyItsOwnVMsEventsByLongPollAndStream() async throws {
+        let c = try AuthProcessTests.Cluster()
+        defer { c.stop() }
+        try await c.up()
+        @Sendable func page(_ token: String, _ query: String = "") async throws -> EventPage {
+            let (status, body) = try await c.api(.GET, "/v1/events" + query, token: token)
+            guard status == 200 else { throw TimeoutError(what: "events answered \(status): \(body)") }
+            return try JSONDecoder().decode(EventPage.self, from: Data(body.utf8))
+        }
+        try await eventually(.seconds(10), "the leader's first view") { try await page(c.adminToken).watching == true }
+        #expect(try await c.api(.GET, "/v1/events", token: nil).0 == 401)
+        let (created, tenantBody) = try await c.api(.POST, "/v1/tenants", #"{"name":"blue"}"#, token: c.adminToken)
+        #expect(created == 201, "\(tenantBody)")
+        let blue = try #require(try await c.newToken(tenant: "blue").token)
+        #expect(try await c.submit("bluevm", token: blue).0 == 200)
+        #expect(try await c.submit("adminvm", token: c.adminToken).0 == 200)
+        let all = try await Self.polled(.seconds(10), "both VMs running in the admin's events", { try await page(c.adminToken) },
+                                        until: { p in ["bluevm", "adminvm"].allSatisfy { vm in p.events.contains { $0.kind == .vmRunning && $0.vm == vm } } })
+        #expect(all.events.contains { $0.kind.isInfrastructure })
+        #expect(all.events.first { $0.vm == "bluevm" && $0.kind == .vmRunning }?.tenant == "blue")
+        // Blue's page: only blue's VM (placement, RUNNING) and task, nothing of the admin's or the infrastructure's.
+        let own = try await page(blue)
+        #expect(!own.events.isEmpty && own.events.allSatisfy { $0.tenant == "blue" && !$0.kind.isInfrastructure }, "\(own.events)")
+        #expect(Set(own.events.compactMap(\.vm)) == ["bluevm"] && own.events.contains { $0.kind == .taskFinished })
+        #expect(own.resume(after: nil) == all.latestRevision, "a tenant resumes past the events it does not see")
+        // A parked long-poll of blue's is not answered by the admin's VM, and is by blue's own.
+        let mark = own.resume(after: nil)!
+        async let parked = c.api(.GET, "/v1/events?since=\(mark)&wait=20", token: blue)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await c.api(.POST, "/v1/vms/adminvm/suspend", token: c.adminToken).0 == 200)
+        try await Task.sleep(for: .seconds(1))
+        #expect(try await c.api(.POST, "/v1/vms/bluevm/suspend", token: blue).0 == 200)
+        let (parkedStatus, parkedBody) = try await parked
+        let woken = try JSONDecoder().decode(EventPage.self, from: Data(parkedBody.utf8))
+        #expect(parkedStatus == 200 && woken.events.map(\.kind) == [.vmSuspended] && woken.events.first?.vm == "bluevm", "\(parkedBody)")
+        // The stream through the bootstrap keeps blue's token: blue's events only.
+        var request = HTTPClientRequest(url: "http://\(c.bootstrap)/v1/events")
+        request.headers.add(name: "Accept", value: "text/event-stream")
+        request.headers.add(name: "Authorization", value: "Bearer \(blue)")
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let text = try await withTimeout(.seconds(15), "blue's event stream") {
+            var text = ""
+            for try await chunk in response.body {
+                text += String(buffer: chunk)
+                if text.contains("vm.suspended") { break }
+            }
+            return text
+        }
+        let streamed = text.split(separator: "\n").filter { $0.hasPrefix("data: ") }
+            .compactMap { try? JSONDecoder().decode(ClusterEvent.self, from: Data($0.dropFirst(6).utf8)) }
+        #expect(!streamed.isEmpty && streamed.allSatisfy { $0.tenant == "blue" && $0.vm != "adminvm" && !$0.kind.isInfrastructure }, "\(text)")
+    }
+
     @Test func onTheDirectoryStoreOldRevisionsAreGoneWith410AndANewLeaderKeepsTheLogItsCounterAndItsFloor() async throws {
         let c = try TestCluster(prefix: "doze-events-dir")
         defer { c.stop() }
