@@ -130,12 +130,16 @@ public enum EventQuery {
         }
     }
 
+    /// The leader refused the stream's request (a 4xx other than 410): asking again would not help.
+    struct Refused: Error { var body: String }
+
     /// A leader's answer, as the bootstrap's event stream reads it.
     static func decode(_ answer: (status: Int, body: ByteBuffer)) throws -> EventLog.Read {
         let data = Data(answer.body.readableBytesView)
         if answer.status == 410, let gone = try? WireCoding.decoder().decode(Gone.self, from: data) {
             return .compacted(oldest: gone.error.oldestRevision, floor: gone.error.resumeSince)
         }
+        if (400..<500).contains(answer.status) { throw Refused(body: String(decoding: data.prefix(2000), as: UTF8.self)) }
         guard answer.status == 200, let page = try? WireCoding.decoder().decode(EventPage.self, from: data) else {
             throw APIError(DozeError(.unavailable, "the leader answered HTTP \(answer.status) for the events: \(String(decoding: data.prefix(200), as: UTF8.self))"))
         }
@@ -157,7 +161,10 @@ enum EventStream {
             while !Task.isCancelled {
                 let read: EventLog.Read
                 let started = ContinuousClock.now
-                do { read = try await fetch(since, pollWait) } catch {
+                do { read = try await fetch(since, pollWait) } catch let refused as EventQuery.Refused {
+                    try await writer.write(ByteBuffer(string: "event: error\ndata: \(refused.body.replacingOccurrences(of: "\n", with: " "))\n\n"))
+                    break
+                } catch {
                     guard retryFailures, failures < 120 else { break }
                     // No leader for a moment (a failover): ask whoever leads next, from the same revision.
                     failures += 1
