@@ -83,6 +83,7 @@ public struct ClusterLauncher {
         if let auth = topology.auth { common += ["--auth", auth] }
         if let compat = topology.snoozeCompat { common += ["--snooze-compat", compat] }
         common += ["--admin-token-file", adminTokenFile]
+        if let tls = topology.tls { common += ["--tls-cert", resolve(tls.certFile), "--tls-key", resolve(tls.keyFile), "--tls-ca", resolve(tls.caFile)] }
         var plan: [PlannedNode] = []
         let hub = layout?.hubNamespace
         for (i, node) in topology.bootstrap.enumerated() {
@@ -154,6 +155,9 @@ public struct ClusterLauncher {
         let admin: (token: String, secretHash: String)
         do { admin = try AdminTokenFile.loadOrCreate(adminTokenFile) } catch { throw LauncherError("\(error)") }
         NodeCredentials.clientAuthorization = "Bearer \(admin.token)"
+        if let tls = topology.tls {
+            do { try PeerClient.useTLS(caFile: resolve(tls.caFile)) } catch { throw LauncherError("tls.ca_file \(resolve(tls.caFile)): \(error)") }
+        }
         let deadline = ContinuousClock.now + limit
         do {
             // etcd first: the managers campaign on it the moment they start.

@@ -68,6 +68,15 @@ public struct Topology: Sendable, Codable {
     public var auth: String?
     public var snoozeCompat: String?
     public var adminTokenFile: String?
+    /// Every node's HTTP API over TLS: one certificate and key for all nodes (its names cover their addresses)
+    /// and the CA they are checked against, relative to the file.
+    public var tls: TLS?
+    public struct TLS: Codable, Sendable {
+        public var certFile: String
+        public var keyFile: String
+        public var caFile: String
+        enum CodingKeys: String, CodingKey { case certFile = "cert_file", keyFile = "key_file", caFile = "ca_file" }
+    }
     public var bootstrap: [Node]
     public var managers: [Node]
     public var controllers: [Node]
@@ -77,7 +86,7 @@ public struct Topology: Sendable, Codable {
         case vmSubnet = "vm_subnet", floatingRange = "floating_range", dispatch, placement, resultTTLSeconds = "result_ttl_s", migrationsPerHost = "migrations_per_host"
         case fenceCommand = "fence_command"
         case heartbeat, network, etcd, diskDirs = "disk_dirs", rebalance, energy, bootstrap, managers, controllers
-        case auth, snoozeCompat = "snooze_compat", adminTokenFile = "admin_token_file"
+        case auth, snoozeCompat = "snooze_compat", adminTokenFile = "admin_token_file", tls
     }
 
     /// Loads and checks a topology file; errors name the file and the problem.

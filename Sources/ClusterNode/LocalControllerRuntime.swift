@@ -15,7 +15,7 @@ public enum LocalControllerRuntime {
     public static func run(settings: LocalControllerSettings,
                            onListening: @escaping @Sendable (String, Int) async -> Void = { _, _ in }) async throws {
         let controller = try await LocalController.start(settings: settings)
-        let group = makeServiceGroup(controller: controller, settings: settings, onListening: onListening)
+        let group = try makeServiceGroup(controller: controller, settings: settings, onListening: onListening)
         try await group.run()
     }
 
@@ -37,11 +37,12 @@ public enum LocalControllerRuntime {
 
     static func makeServiceGroup(controller: LocalController, settings: LocalControllerSettings,
                                  heartbeatStatistics: (@Sendable () async -> [String: Int])? = nil, extraServices: [any Service] = [],
-                                 auth: AuthPolicy? = nil, onListening: @escaping @Sendable (String, Int) async -> Void) -> ServiceGroup {
+                                 auth: AuthPolicy? = nil, tls: HTTPTLSSettings? = nil,
+                                 onListening: @escaping @Sendable (String, Int) async -> Void) throws -> ServiceGroup {
         let log = settings.logger
         let app = Application(
             router: makeRouter(controller: controller, settings: settings, heartbeatStatistics: heartbeatStatistics, auth: auth),
-            server: .lenientHTTP1(limits: settings.httpLimits),
+            server: try NodeTLS.server(limits: settings.httpLimits, tls: tls),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "doze-lc"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? settings.port

@@ -4,6 +4,8 @@ import ClusterWire
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
+import Synchronization
 
 /// JSON over HTTP/1.1 keep-alive between roles (pooled connections per peer).
 public struct PeerClient: Sendable {
@@ -30,6 +32,20 @@ public struct PeerClient: Sendable {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 
+    /// HTTPS to every peer, verified against `caFile` (PEM): set once per process, before the first call, when the
+    /// cluster's HTTP APIs use TLS (`--tls-ca`, or the CLI's `--ca-file`).
+    public static func useTLS(caFile: String) throws {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(2)
+        configuration.connectionPool.idleTimeout = .seconds(10)
+        tlsHTTP.withLock { $0 = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration) }
+    }
+
+    private static let tlsHTTP = Mutex<HTTPClient?>(nil)
+
     public init(timeout: Duration = .seconds(2), http: HTTPClient = PeerClient.sharedHTTP) {
         self.http = http
         self.timeout = timeout
@@ -38,7 +54,9 @@ public struct PeerClient: Sendable {
     /// Sends `body` (JSON, or raw text for a `String`) and returns status and body.
     public func send(_ method: HTTPMethod, _ endpoint: Endpoint, _ path: String, body: (some Encodable & Sendable)? = nil as String?,
                      timeout: Duration? = nil) async throws -> (status: Int, body: ByteBuffer) {
-        var request = HTTPClientRequest(url: "http://\(endpoint.host):\(endpoint.port)\(path)")
+        let tlsClient = Self.tlsHTTP.withLock { $0 }
+        let http = tlsClient ?? self.http
+        var request = HTTPClientRequest(url: "\(tlsClient == nil ? "http" : "https")://\(endpoint.host):\(endpoint.port)\(path)")
         request.method = method
         if let signer = NodeCredentials.signer {
             request.headers.add(name: NodeSignature.header, value: signer.sign(method: method.rawValue, target: path, unixMs: NodeSignature.nowMs))

@@ -11,7 +11,7 @@ struct DozeBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "doze-bench",
         abstract: "Benchmarks that print figures next to a baseline measured in the same run.",
-        subcommands: [LocalControllerBench.self, SubmitBench.self])
+        subcommands: [LocalControllerBench.self, SubmitBench.self, APIBench.self])
 }
 
 /// Starts and destroys N VMs through a running `doze lc` HTTP API, then the same N directly through the libvirt

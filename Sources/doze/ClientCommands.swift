@@ -55,9 +55,15 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "API token (default: DOZE_TOKEN, else the file DOZE_TOKEN_FILE, else ~/.config/doze/token, where `doze cluster up` puts the admin token).")
     var token: String?
 
+    @Option(help: "PEM CA to verify the bootstrap's certificate: talk HTTPS (default: DOZE_CA_FILE; none: plain HTTP).")
+    var caFile: String?
+
     func validate() throws {
         _ = try endpoint()
         try ClientToken.install(explicit: token)
+        if let ca = caFile ?? ProcessInfo.processInfo.environment["DOZE_CA_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            do { try PeerClient.useTLS(caFile: ca) } catch { throw ValidationError("cannot use the CA file \(ca): \(error)") }
+        }
     }
 
     func endpoint() throws -> Endpoint {

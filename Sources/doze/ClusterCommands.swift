@@ -58,6 +58,15 @@ struct ClusterOptions: ParsableArguments {
     @Option(help: "The cluster's admin token: read from this file, or made there (mode 0600) at first start. Give every node the same file.")
     var adminTokenFile: String?
 
+    @Option(help: "PEM certificate (chain) of this node's HTTP API: with --tls-key and --tls-ca, every node speaks HTTPS.")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert.")
+    var tlsKey: String?
+
+    @Option(help: "PEM CA the other nodes' certificates are checked against (calls to them go over HTTPS).")
+    var tlsCa: String?
+
     @Option(help: "Also announce and listen on this multicast GROUP:PORT (e.g. 225.4.5.6:9000), for networks that carry multicast.")
     var multicast: String?
 
@@ -91,6 +100,15 @@ struct ClusterOptions: ParsableArguments {
             settings.auth.snoozeCompat = compat
         }
         settings.auth.adminTokenFile = adminTokenFile.map { ($0 as NSString).standardizingPath }
+        switch (tlsCert, tlsKey, tlsCa) {
+        case (nil, nil, nil): break
+        case let (cert?, key?, ca?):
+            for file in [cert, key, ca] where !FileManager.default.isReadableFile(atPath: file) {
+                throw ValidationError("cannot read TLS file \(file)")
+            }
+            settings.tls = HTTPTLSSettings(certificateFile: cert, keyFile: key, caFile: ca)
+        default: throw ValidationError("TLS needs all of --tls-cert, --tls-key and --tls-ca")
+        }
         settings.bootstraps = try bootstraps.map { text in
             guard let endpoint = Endpoint(text) else { throw ValidationError("--bootstrap must be HOST:PORT, got '\(text)'") }
             return endpoint

@@ -35,6 +35,8 @@ public struct ClusterSettings: Sendable {
     public var httpLimits = HTTPServerLimits()
     /// Who may call the HTTP APIs (tokens, tenants, Snooze compatibility).
     public var auth = ClusterAuthSettings()
+    /// TLS on every node's HTTP API (nil: plain HTTP).
+    public var tls: HTTPTLSSettings?
 
     public init(secret: String) {
         self.secret = secret

@@ -99,9 +99,9 @@ public enum HierarchyRuntime {
                                           gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
     }
 
-    static func application(router: Router<BasicRequestContext>, listen: ListenAddress, name: String, limits: HTTPServerLimits,
-                            logger: Logger, onListening: @escaping @Sendable (Endpoint) async -> Void) -> some Service {
-        Application(router: router, server: .lenientHTTP1(limits: limits), configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: name),
+    static func application(router: Router<BasicRequestContext>, listen: ListenAddress, name: String, cluster: ClusterSettings,
+                            logger: Logger, onListening: @escaping @Sendable (Endpoint) async -> Void) throws -> some Service {
+        Application(router: router, server: try NodeTLS.server(limits: cluster.httpLimits, tls: cluster.tls), configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: name),
                     onServerRunning: { channel in
                         await onListening(Endpoint(host: listen.host, port: channel.localAddress?.port ?? listen.port))
                     }, logger: logger)
@@ -123,7 +123,7 @@ public enum HierarchyRuntime {
         RebalancingForwardingRoutes(backend: node).register(on: router)
         EventForwardingRoutes(backend: node).register(on: router)
         NetworkForwardingRoutes(backend: node).register(on: router)
-        let app = application(router: router, listen: listen, name: "doze-bootstrap", limits: cluster.httpLimits, logger: logger) { endpoint in
+        let app = try application(router: router, listen: listen, name: "doze-bootstrap", cluster: cluster, logger: logger) { endpoint in
             logger.info("bootstrap listening", metadata: ["doze/address": "\(endpoint)", "doze/heartbeat": "\(channel.localEndpoint)"])
             await onListening(endpoint)
         }
@@ -150,7 +150,7 @@ public enum HierarchyRuntime {
         RebalancingRoutes(backend: node).register(on: router)
         EventRoutes(backend: node).register(on: router)
         NetworkRoutes(backend: node).register(on: router)
-        let app = application(router: router, listen: listen, name: "doze-gm", limits: cluster.httpLimits, logger: logger) { endpoint in
+        let app = try application(router: router, listen: listen, name: "doze-gm", cluster: cluster, logger: logger) { endpoint in
             await node.setControl(endpoint)
             logger.info("group manager listening", metadata: ["doze/address": "\(endpoint)", "doze/id": "\(identity.id)"])
             await onListening(endpoint)
@@ -193,8 +193,9 @@ public enum HierarchyRuntime {
             let admin = try NodeAuth.adminSecretHash(cluster).map { AdminTokenOnly(adminSecretHash: $0) }
             auth = NodeAuth.policy(cluster, host: settings.host, role: .controller, tokens: admin, logger: settings.logger)
         }
-        let group = LocalControllerRuntime.makeServiceGroup(
-            controller: controller, settings: settings, heartbeatStatistics: statistics, extraServices: extra, auth: auth
+        let group = try LocalControllerRuntime.makeServiceGroup(
+            controller: controller, settings: settings, heartbeatStatistics: statistics, extraServices: extra, auth: auth,
+            tls: cluster?.tls
         ) { host, port in
             await member?.setControl(Endpoint(host: host, port: port))
             await onListening(host, port)
