@@ -168,6 +168,9 @@ extension ProcessTests {
         // A drain of the VM's new host: drained, and the VM moves back; undrained.
         let (drain, drainBody) = try await c.call(.POST, c.bootstrap, "/v1/hosts/\(destination)/drain", body: "", timeout: .seconds(60))
         #expect(drain == 200, "\(drainBody)")
+        // The drained flag reaches the leader with the summaries: an undrain before that would never be seen drained.
+        _ = try await Self.polled(.seconds(10), "host.drained", { try await Self.allEvents(c, since: finished.revision) },
+                                  until: { $0.contains { $0.kind == .hostDrained } })
         let (undrain, undrainBody) = try await c.call(.POST, c.bootstrap, "/v1/hosts/\(destination)/undrain", body: "")
         #expect(undrain == 200, "\(undrainBody)")
         let (destroyed, destroyedBody) = try await c.call(.POST, c.bootstrap, "/v1/vms/mv1/destroy", body: "")
