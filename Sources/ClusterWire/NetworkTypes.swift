@@ -40,9 +40,12 @@ public struct SwitchDocument: Sendable, Equatable, Codable {
     public var capacity: Int
     public var free: Int
     public var leases: [Lease]
+    /// The tenant that owns it (absent: the default tenant).
+    public var tenant: String?
 
     public init(_ sw: VirtualSwitch, floating: [FloatingIP]) {
         name = sw.name
+        tenant = sw.tenant
         subnet = sw.cidr
         gateway = sw.gateway
         dhcpStart = sw.dhcpStart
@@ -93,8 +96,11 @@ public struct FloatingIPDocument: Sendable, Equatable, Codable {
     public var network: String?
     public var host: String?
     public var dataPlane: String?
+    /// The tenant that allocated it (absent: the default tenant).
+    public var tenant: String?
     public init(_ floating: FloatingIP, dataPlane: String? = nil) {
         address = floating.address
+        tenant = floating.tenant
         vm = floating.vm
         privateIP = floating.privateIP
         network = floating.network

@@ -22,7 +22,7 @@ extension ProcessTests {
 
         func up() async throws {
             try await startBootstrap()
-            managerArguments = ["--vm-subnet", "10.80.0.0/16"]
+            managerArguments = ["--vm-subnet", "10.80.0.0/16", "--floating-range", "10.77.0.200-10.77.0.210"]
             for gm in ["gm1", "gm2", "gm3"] { try startManager(gm) }
             for lc in ["lc1", "lc2"] { try startController(lc) }
             let file = dir.file("admin.token")
@@ -112,6 +112,35 @@ extension ProcessTests {
         #expect(try await c.vmNames(token: blueToken) == ["mine"])
         let usage = try await c.api(.GET, "/v1/tenants/blue", token: blueToken)
         #expect(usage.1.contains(#""usage":{"floatingIPs":0,"memoryMiB":64,"vcpus":1,"vms":1}"#), "\(usage)")
+
+        // Networks and floating IPs belong to the tenant that made them: another tenant neither sees nor uses them.
+        #expect(try await c.api(.PUT, "/v1/tenants/blue/quota", #"{"vms":2,"vcpus":3,"floatingIPs":1}"#, token: c.adminToken).0 == 200)
+        #expect(try await c.api(.POST, "/v1/tenants", #"{"name":"red"}"#, token: c.adminToken).0 == 201)
+        let redToken = try #require(try await c.newToken(tenant: "red").token)
+        let made = try await c.api(.POST, "/v1/networks", #"{"name":"bn","subnet":"10.201.0.0/24"}"#, token: blueToken)
+        #expect(made.0 == 201 && made.1.contains(#""tenant":"blue""#), "\(made)")
+        #expect(try await c.api(.GET, "/v1/networks/bn", token: redToken).0 == 404)
+        #expect(try await c.api(.DELETE, "/v1/networks/bn", token: redToken).0 == 404)
+        #expect(!(try await c.api(.GET, "/v1/networks", token: redToken).1.contains("bn")))
+        #expect(try await c.api(.GET, "/v1/networks/bn", token: blueToken).0 == 200)
+        let redXML = "<domain type='kvm'><name>intruder</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type>hvm</type></os><devices/></domain>"
+        var redTemplate = VirtualMachineTemplate(libVirtTemplate: redXML)
+        redTemplate.networks = ["bn"]
+        let redBody = String(decoding: try JSONEncoder().encode(VirtualClusterSubmissionRequest(virtualMachineTemplates: [redTemplate])), as: UTF8.self)
+        #expect(try await c.api(.POST, "/v1/virtual-clusters", redBody, token: redToken).0 == 404)
+        let fip = try await c.api(.POST, "/v1/floating-ips", "", token: blueToken)
+        #expect(fip.0 == 201, "\(fip)")
+        if fip.0 == 201 {
+            let address = try JSONDecoder().decode(FloatingIPDocument.self, from: Data(fip.1.utf8)).address
+            #expect(try await c.api(.GET, "/v1/floating-ips/\(address)", token: redToken).0 == 404)
+            #expect(try await c.api(.DELETE, "/v1/floating-ips/\(address)", token: redToken).0 == 404)
+            let second = try await c.api(.POST, "/v1/floating-ips", "", token: blueToken)
+            #expect(second.0 == 409 && second.1.contains("floating IPs: 1 held + 1 asked > quota 1"), "\(second)")
+        }
+        #expect(try await c.api(.DELETE, "/v1/networks/bn", token: blueToken).0 == 200)
+        // kvm-apps too: a tenant lists only its own and another's is not there.
+        #expect(try await c.api(.GET, "/v1/kvm-apps", token: redToken).0 == 200)
+        #expect(try await c.api(.GET, "/v1/kvm-apps/nosuch.bbk.bj", token: redToken).0 == 404)
 
         // A stray client cannot call a controller; the admin token and the cluster's own nodes can.
         let lc = try await c.address("lc1")

@@ -95,6 +95,8 @@ public struct KVMAppRecord: Sendable, Equatable, Codable {
     public var errmsg: String
     public var createdAt: Int64
     public var updatedAt: Int64
+    /// The tenant whose token created it (nil: the default tenant); its VMs are that tenant's.
+    public var tenant: String?
 
     public init(app: KVMAppID, spec: KVMAppSpec, submission: String? = nil, tasks: [KVMAppTask], errmsg: String = "",
                 createdAt: Int64, updatedAt: Int64) {
@@ -209,6 +211,8 @@ public struct KVMAppBook: Sendable {
     }
 
     /// Books a planned app before it is submitted, so a concurrent create of the same id is refused.
+    public mutating func setTenant(of id: String, _ tenant: String?) { apps[id]?.tenant = tenant }
+
     public mutating func reserve(_ app: KVMAppID, _ spec: KVMAppSpec, taskIDs: [String], names: [String], nowMillis: Int64) {
         precondition(taskIDs.count == names.count && apps[app.id] == nil, "reserve of \(app.id) with \(taskIDs.count) ids for \(names.count) names, or twice")
         let tasks = zip(taskIDs, names).map { KVMAppTask(id: $0, name: $1, createdAt: nowMillis, updatedAt: nowMillis) }

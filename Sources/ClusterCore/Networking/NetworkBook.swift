@@ -53,6 +53,8 @@ public struct VirtualSwitch: Sendable, Equatable, Codable {
     public var vni: Int
     /// Leases by address, in address order when listed.
     public var leases: [String: SwitchLease] = [:]
+    /// The tenant that made it (nil: the default tenant's); only its VMs attach to it.
+    public var tenant: String?
 
     public var cidr: String { subnet.description }
     public var gatewayCIDR: String { "\(gateway)/\(subnet.prefixLength)" }
@@ -72,6 +74,8 @@ public struct FloatingIP: Sendable, Equatable, Codable {
     /// The host (local controller id) that carries the translation now; nil until it is applied there. The shell
     /// moves it when the VM runs elsewhere (a migration, an HA restart).
     public var appliedOn: String?
+    /// The tenant that allocated it (nil: the default tenant's).
+    public var tenant: String?
 
     public var isBound: Bool { vm != nil }
 
@@ -285,6 +289,10 @@ public struct NetworkBook: Sendable, Equatable, Codable {
     // MARK: - Floating IPs
 
     /// Allocates a floating IP: `requested` if given (it must be in the range and free), else the lowest free one.
+    /// Gives a switch or a floating IP to a tenant (made by the leader for the asking token's tenant).
+    public mutating func setOwner(ofSwitch name: String, _ tenant: String?) { switches[name]?.tenant = tenant }
+    public mutating func setOwner(ofFloatingIP address: String, _ tenant: String?) { floatingIPs[address]?.tenant = tenant }
+
     public mutating func allocateFloatingIP(_ requested: String? = nil) throws(DozeError) -> FloatingIP {
         guard let text = floatingRange else {
             throw DozeError(.conflict, "this cluster has no floating IP range (start the group managers with --floating-range FIRST-LAST)")

@@ -14,7 +14,14 @@ extension GroupManagerNode: NetworkBackend {
     public func network(_ name: String) async throws(DozeError) -> SwitchDocument { try await networks().network(name) }
     public func deleteNetwork(_ name: String) async throws(DozeError) { try await networks().deleteNetwork(name) }
     public func allocateFloatingIP(_ request: FloatingIPAllocateRequest) async throws(DozeError) -> FloatingIPDocument {
-        try await networks().allocateFloatingIP(request)
+        try await networks().allocateFloatingIP(request, quota: try await quotaOfAskingTenant())
+    }
+
+    /// The asking tenant, when its quota bounds anything (admins and nodes: none).
+    func quotaOfAskingTenant() async throws(DozeError) -> Tenant? {
+        guard let scope = RequestPrincipal.current.scope, let tenant = try await leading().auth.tenant(scope),
+              tenant.quota != .unlimited else { return nil }
+        return tenant
     }
     public func listFloatingIPs() async throws(DozeError) -> FloatingIPList { try await networks().floatingIPList() }
     public func floatingIP(_ address: String) async throws(DozeError) -> FloatingIPDocument { try await networks().floatingIP(address) }
@@ -48,7 +55,9 @@ extension GroupManagerNode: NetworkBackend {
                 throw DozeError(.badRequest, "bindFip.vmmac and bindFip.fip are required")
             }
             let vm = try await service.vm(withMAC: mac)
-            if (try? await service.floatingIP(fip)) == nil { _ = try await service.allocateFloatingIP(FloatingIPAllocateRequest(address: fip)) }
+            if (try? await service.floatingIP(fip)) == nil {
+                _ = try await service.allocateFloatingIP(FloatingIPAllocateRequest(address: fip), quota: try await quotaOfAskingTenant())
+            }
             _ = try await service.bindFloatingIP(fip, FloatingIPBindRequest(vm: vm, network: name))
             lifecycle.bindFip = request.bindFip
         case "unbindFip":

@@ -5,16 +5,16 @@ import Hypervisor
 
 // Tenants on the leader: whose a submission's VMs are, whether they fit the tenant's quota, what each tenant holds.
 extension LeaderRole {
-    /// What each tenant holds now: its listed VMs (and their floating IPs). VMs made before tenants count as the
+    /// What each tenant holds now: its listed VMs and its floating IPs. What was made before tenants counts as the
     /// default tenant's.
     func tenantUsage() async -> [String: TenantUsage] {
         var usage: [String: TenantUsage] = [:]
         for vm in await virtualMachineDescriptions().virtualMachines where vm.status != .offline {
             let demand = vm.requested
             usage[vm.tenant ?? Tenant.defaultName, default: TenantUsage()] = usage[vm.tenant ?? Tenant.defaultName, default: TenantUsage()]
-                + TenantUsage(vms: 1, vcpus: Int(demand.vcpus.rounded()), memoryMiB: Int((demand.memoryKiB / 1024).rounded()),
-                              floatingIPs: vm.floatingIPs?.count ?? 0)
+                + TenantUsage(vms: 1, vcpus: Int(demand.vcpus.rounded()), memoryMiB: Int((demand.memoryKiB / 1024).rounded()))
         }
+        for (tenant, count) in await networkService.floatingIPCountByTenant() { usage[tenant, default: TenantUsage()].floatingIPs = count }
         return usage
     }
 
@@ -61,6 +61,11 @@ extension LeaderRole {
     /// What a tenant still holds, in words, for refusing its deletion.
     func holdings(of tenant: String) async -> [String] {
         let usage = await tenantUsage()[tenant] ?? TenantUsage()
-        return usage.vms > 0 ? ["\(usage.vms) VM\(usage.vms == 1 ? "" : "s")"] : []
+        var held: [String] = []
+        if usage.vms > 0 { held.append("\(usage.vms) VM\(usage.vms == 1 ? "" : "s")") }
+        if usage.floatingIPs > 0 { held.append("\(usage.floatingIPs) floating IP\(usage.floatingIPs == 1 ? "" : "s")") }
+        let switches = try? await networkService.listNetworks().networks.filter { ($0.tenant ?? Tenant.defaultName) == tenant }.count
+        if let switches, switches > 0 { held.append("\(switches) network\(switches == 1 ? "" : "s")") }
+        return held
     }
 }

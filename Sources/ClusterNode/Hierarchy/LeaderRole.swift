@@ -282,9 +282,15 @@ actor LeaderRole {
 
     // MARK: - kvm-apps (KVMAppCoordinator)
 
+    /// Made for the asking token's tenant, within its quota.
     func createApp(_ app: KVMAppID, _ request: KVMAppCreateRequest) async throws(DozeError) -> KVMAppCreated {
         let spec = try request.spec()
-        return KVMAppCreated(id: try await apps.create(app, spec))
+        let tenant = RequestPrincipal.current.scope
+        if let tenant, let owner = try await auth.tenant(tenant), owner.quota != .unlimited {
+            try owner.admit(TenantUsage(vms: spec.count, vcpus: spec.count * spec.cpus, memoryMiB: spec.count * spec.memoryMiB),
+                            to: await tenantUsage()[tenant] ?? TenantUsage())
+        }
+        return KVMAppCreated(id: try await apps.create(app, spec, tenant: tenant))
     }
 
     func listApps() async throws(DozeError) -> [KVMAppEntry] { try await apps.list() }

@@ -72,7 +72,7 @@ actor KVMAppCoordinator {
 
     // MARK: - Create
 
-    func create(_ app: KVMAppID, _ spec: KVMAppSpec) async throws(DozeError) -> String {
+    func create(_ app: KVMAppID, _ spec: KVMAppSpec, tenant: String? = nil) async throws(DozeError) -> String {
         try await ready()
         let current = await managers()
         try await ready()
@@ -86,6 +86,7 @@ actor KVMAppCoordinator {
         // Booked before the first await, so a concurrent create of the same id is refused.
         let taskIDs = plan.map { String(UUID().uuidString.lowercased().filter { $0 != "-" }.prefix(12)) + "." + $0.name }
         book.reserve(app, spec, taskIDs: taskIDs, names: plan.map(\.name), nowMillis: Self.wallMillis)
+        book.setTenant(of: app.id, tenant)
         do { try persist() } catch {
             book.cancel(app.id)
             throw error
@@ -96,6 +97,7 @@ actor KVMAppCoordinator {
             if spec.diskGiB > 0 { template.disks = [spec.diskGiB] }
             if spec.ha == true { template.ha = true }
             template.networks = spec.networks
+            template.tenant = tenant
             return template
         }
         submitting.insert(app.id)
@@ -198,12 +200,18 @@ actor KVMAppCoordinator {
         try await ready()
         await refreshCreations()
         let state = await snapshot()
-        return book.apps.values.sorted { $0.id < $1.id }.map { entry($0, state) }
+        let principal = RequestPrincipal.current
+        return book.apps.values.filter { principal.sees($0.tenant) }.sorted { $0.id < $1.id }.map { entry($0, state) }
+    }
+
+    /// An app of the asking tenant's (another tenant's is "no such app").
+    private func requireVisible(_ id: String) throws(DozeError) {
+        guard let record = book.apps[id], RequestPrincipal.current.sees(record.tenant) else { throw DozeError(.notFound, "no kvm-app '\(id)'") }
     }
 
     func tasks(_ id: String) async throws(DozeError) -> [KVMAppTaskEntry] {
         try await ready()
-        guard book.apps[id] != nil else { throw DozeError(.notFound, "no kvm-app '\(id)'") }
+        try requireVisible(id)
         await refreshCreations()
         let state = await snapshot()
         guard let record = book.apps[id] else { throw DozeError(.notFound, "no kvm-app '\(id)'") }
@@ -238,6 +246,7 @@ actor KVMAppCoordinator {
     /// that did not, whose outcome also shows in their `opstatus`/`errmsg`.
     func perform(_ operation: KVMAppOperation, on id: String) async throws(DozeError) -> KVMAppEntry? {
         try await ready()
+        try requireVisible(id)
         await refreshCreations()
         let record = try book.begin(operation, on: id)
         let state = await snapshot()

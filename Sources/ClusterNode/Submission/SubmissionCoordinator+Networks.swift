@@ -1,3 +1,4 @@
+import ClusterAPI
 import ClusterCore
 import ClusterWire
 import ClusterTransport
@@ -76,9 +77,13 @@ extension SubmissionCoordinator {
             start = parts[0]; end = parts[1]
         }
         let reserved = reservedSubnets
+        let owner = RequestPrincipal.current.scope
         let created = try await changeNetworks { (book) throws(DozeError) in
-            try book.createSwitch(name: request.name, subnet: request.subnet, gateway: request.gateway, dhcpStart: start,
-                                  dhcpEnd: end, reserved: reserved)
+            var made = try book.createSwitch(name: request.name, subnet: request.subnet, gateway: request.gateway, dhcpStart: start,
+                                             dhcpEnd: end, reserved: reserved)
+            book.setOwner(ofSwitch: made.name, owner)
+            made.tenant = owner
+            return made
         }
         log.info("network created", metadata: ["doze/network": "\(created.name)", "doze/subnet": "\(created.cidr)", "doze/vni": "\(created.vni)"])
         return document(created)
@@ -86,16 +91,33 @@ extension SubmissionCoordinator {
 
     func listNetworks() async throws(DozeError) -> NetworkList {
         try await whenLoaded()
-        return NetworkList(networks: networkBook.switches.values.sorted { $0.name < $1.name }.map(document),
+        let principal = RequestPrincipal.current
+        return NetworkList(networks: networkBook.switches.values.filter { principal.sees($0.tenant) }.sorted { $0.name < $1.name }.map(document),
                            floatingRange: networkBook.floatingRange)
     }
 
     func network(_ name: String) async throws(DozeError) -> SwitchDocument {
         try await whenLoaded()
-        return document(try networkBook.requireSwitch(name))
+        return document(try visibleSwitch(name))
+    }
+
+    /// A switch of the asking tenant's (another tenant's is "no such network", like one that does not exist).
+    func visibleSwitch(_ name: String) throws(DozeError) -> VirtualSwitch {
+        let found = try networkBook.requireSwitch(name)
+        guard RequestPrincipal.current.sees(found.tenant) else { throw DozeError(.notFound, "no network '\(name)'") }
+        return found
+    }
+
+    /// A floating IP of the asking tenant's.
+    func visibleFloatingIP(_ address: String) throws(DozeError) -> FloatingIP {
+        let found = try networkBook.requireFloatingIP(address)
+        guard RequestPrincipal.current.sees(found.tenant) else { throw DozeError(.notFound, "floating IP \(address) is not allocated") }
+        return found
     }
 
     func deleteNetwork(_ name: String) async throws(DozeError) {
+        try await whenLoaded()
+        _ = try visibleSwitch(name)
         try await changeNetworks { (book) throws(DozeError) in try book.deleteSwitch(name) }
         log.info("network deleted", metadata: ["doze/network": "\(name)"])
     }
@@ -107,13 +129,13 @@ extension SubmissionCoordinator {
     /// Seed 004's document of a switch.
     func seedDocument(_ name: String, lifecycle: SeedNetworkDocument.Lifecycle) async throws(DozeError) -> SeedNetworkDocument {
         try await whenLoaded()
-        return SeedNetworkDocument(try networkBook.requireSwitch(name), floating: Array(networkBook.floatingIPs.values), lifecycle: lifecycle)
+        return SeedNetworkDocument(try visibleSwitch(name), floating: Array(networkBook.floatingIPs.values), lifecycle: lifecycle)
     }
 
     /// The VM holding a switch address with this MAC (seed 004 names VMs by MAC).
     func vm(withMAC mac: String) throws(DozeError) -> String {
         let wanted = mac.lowercased()
-        for sw in networkBook.switches.values {
+        for sw in networkBook.switches.values where RequestPrincipal.current.sees(sw.tenant) {
             if let lease = sw.leases.values.first(where: { $0.mac == wanted }) { return lease.vm }
         }
         throw DozeError(.notFound, "no VM has a NIC with MAC \(mac) on any network")
@@ -126,7 +148,12 @@ extension SubmissionCoordinator {
         guard let names = template.networks, !names.isEmpty else { return }
         guard Set(names).count == names.count else { throw DozeError(.badRequest, "\(field): a network is named twice in \(names)") }
         for name in names {
-            do { _ = try networkBook.requireSwitch(name) } catch { throw DozeError(error.kind, "\(field): \(error.message)") }
+            let found: VirtualSwitch
+            do { found = try networkBook.requireSwitch(name) } catch { throw DozeError(error.kind, "\(field): \(error.message)") }
+            // Only the switch's own tenant's VMs attach to it.
+            guard (found.tenant ?? Tenant.defaultName) == (template.tenant ?? Tenant.defaultName) else {
+                throw DozeError(.notFound, "\(field): no network '\(name)'")
+            }
         }
     }
 
@@ -167,25 +194,46 @@ extension SubmissionCoordinator {
     func floatingIPList() async throws(DozeError) -> FloatingIPList {
         try await whenLoaded()
         let range = networkBook.floatingRange.flatMap { (try? NetworkBook.parseRange($0))?.count } ?? 0
-        return FloatingIPList(floatingIPs: networkBook.floatingIPs.values.sorted { (IPPool.parse($0.address) ?? 0) < (IPPool.parse($1.address) ?? 0) }
+        let principal = RequestPrincipal.current
+        return FloatingIPList(floatingIPs: networkBook.floatingIPs.values.filter { principal.sees($0.tenant) }.sorted { (IPPool.parse($0.address) ?? 0) < (IPPool.parse($1.address) ?? 0) }
                                 .map { FloatingIPDocument($0, dataPlane: floatingDataPlane[$0.address]) },
                               floatingRange: networkBook.floatingRange, free: range - networkBook.floatingIPs.count)
     }
 
     func floatingIP(_ address: String) async throws(DozeError) -> FloatingIPDocument {
         try await whenLoaded()
-        let floating = try networkBook.requireFloatingIP(address)
+        let floating = try visibleFloatingIP(address)
         return FloatingIPDocument(floating, dataPlane: floatingDataPlane[address])
     }
 
-    func allocateFloatingIP(_ request: FloatingIPAllocateRequest) async throws(DozeError) -> FloatingIPDocument {
-        let floating = try await changeNetworks { (book) throws(DozeError) in try book.allocateFloatingIP(request.address) }
+    func allocateFloatingIP(_ request: FloatingIPAllocateRequest, quota: Tenant? = nil) async throws(DozeError) -> FloatingIPDocument {
+        let owner = RequestPrincipal.current.scope
+        try await whenLoaded()
+        if let quota {
+            let held = networkBook.floatingIPs.values.filter { ($0.tenant ?? Tenant.defaultName) == quota.name }.count
+            try quota.admit(TenantUsage(floatingIPs: 1), to: TenantUsage(floatingIPs: held))
+        }
+        let floating = try await changeNetworks { (book) throws(DozeError) in
+            var made = try book.allocateFloatingIP(request.address)
+            book.setOwner(ofFloatingIP: made.address, owner)
+            made.tenant = owner
+            return made
+        }
         log.info("floating IP allocated", metadata: ["doze/fip": "\(floating.address)"])
         return FloatingIPDocument(floating)
     }
 
     /// Binds, records, then applies it on the VM's host at once (the answer says where and how).
     func bindFloatingIP(_ address: String, _ request: FloatingIPBindRequest) async throws(DozeError) -> FloatingIPDocument {
+        try await whenLoaded()
+        let floating = try visibleFloatingIP(address)
+        // The VM must be on a switch of the floating IP's tenant (its own: VMs attach only to their tenant's switches).
+        let onOwnSwitch = networkBook.switches.values.contains { sw in
+            (sw.tenant ?? Tenant.defaultName) == (floating.tenant ?? Tenant.defaultName) && sw.leases.values.contains { $0.vm == request.vm }
+                && (request.network == nil || request.network == sw.name)
+        }
+        let onAnySwitch = networkBook.switches.values.contains { $0.leases.values.contains { $0.vm == request.vm } }
+        if onAnySwitch && !onOwnSwitch { throw DozeError(.notFound, "no VM '\(request.vm)' on a network of this floating IP's tenant") }
         _ = try await changeNetworks { (book) throws(DozeError) in try book.bind(address, to: request.vm, network: request.network) }
         log.info("floating IP bound", metadata: ["doze/fip": "\(address)", "doze/vm": "\(request.vm)"])
         await reconcileFloatingIPs(only: address)
@@ -193,6 +241,8 @@ extension SubmissionCoordinator {
     }
 
     func unbindFloatingIP(_ address: String) async throws(DozeError) -> FloatingIPDocument {
+        try await whenLoaded()
+        _ = try visibleFloatingIP(address)
         let before = try await changeNetworks { (book) throws(DozeError) in try book.unbind(address) }
         await removeTranslation(before)
         log.info("floating IP unbound", metadata: ["doze/fip": "\(address)"])
@@ -200,6 +250,8 @@ extension SubmissionCoordinator {
     }
 
     func releaseFloatingIP(_ address: String) async throws(DozeError) -> FloatingIPDocument {
+        try await whenLoaded()
+        _ = try visibleFloatingIP(address)
         let before = try await changeNetworks { (book) throws(DozeError) in try book.releaseFloatingIP(address) }
         await removeTranslation(before)
         floatingDataPlane[address] = nil
@@ -270,6 +322,13 @@ extension SubmissionCoordinator {
     }
 
     /// The floating IPs bound to each VM (its metadata's `floatingIPs`).
+    /// Floating IPs each tenant holds (allocated, bound or not).
+    func floatingIPCountByTenant() -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for floating in networkBook.floatingIPs.values { counts[floating.tenant ?? Tenant.defaultName, default: 0] += 1 }
+        return counts
+    }
+
     func floatingIPsByVM() -> [String: [String]] {
         var byVM: [String: [String]] = [:]
         for floating in networkBook.floatingIPs.values { if let vm = floating.vm { byVM[vm, default: []].append(floating.address) } }
