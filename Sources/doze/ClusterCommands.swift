@@ -236,6 +236,9 @@ struct GroupManagerCommand: AsyncParsableCommand {
     @Option(help: "Seconds a fence command may run before it is killed and counts as failed.")
     var fenceTimeout: Double = 30
 
+    @Option(help: "Events the leader keeps (GET /v1/events, doze events); older ones are compacted away.")
+    var eventsKept = 1000
+
     @OptionGroup var submission: SubmissionOptions
     @OptionGroup var rebalancing: RebalanceOptions
     @OptionGroup var energy: EnergyOptions
@@ -267,6 +270,7 @@ struct GroupManagerCommand: AsyncParsableCommand {
                 throw ValidationError("--etcd takes client URLs like http://10.77.1.21:2379, got '\(url)'")
             }
         }
+        guard (1...1_000_000).contains(eventsKept) else { throw ValidationError("--events-kept must be from 1 to 1000000, got \(eventsKept)") }
         guard (2...3600).contains(leaseTtl) else { throw ValidationError("--lease-ttl must be from 2 to 3600 seconds") }
         guard etcdPrefix.hasPrefix("/"), !etcdPrefix.hasSuffix("/") else {
             throw ValidationError("--etcd-prefix must start with / and not end with one, got '\(etcdPrefix)'")
@@ -278,6 +282,7 @@ struct GroupManagerCommand: AsyncParsableCommand {
         let (host, port) = try parseListen(listen)
         guard var cluster = try clusterOptions.settings(required: true) else { return }
         cluster.assignment = GroupLeaderState.AssignmentPolicy(rawValue: assignment)!
+        cluster.eventsKept = eventsKept
         let backend: CoordinationBackend
         if let etcd {
             var settings = EtcdSettings(endpoints: etcd.split(separator: ",").map(String.init), prefix: etcdPrefix)

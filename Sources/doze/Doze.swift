@@ -12,7 +12,7 @@ struct Doze: AsyncParsableCommand {
         abstract: "A cluster manager for virtual machines on libvirt/KVM.",
         subcommands: [LocalControllerCommand.self, GroupManagerCommand.self, BootstrapCommand.self, ClusterCommand.self,
                       HierarchyCommand.self, SubmitCommand.self, VMCommand.self, MigrationCommand.self, HostCommand.self, RebalanceCommand.self, AppCommand.self,
-                      NetworkCommand.self, FloatingIPCommand.self, TokenCommand.self, TenantCommand.self, WhoAmICommand.self])
+                      NetworkCommand.self, FloatingIPCommand.self, TokenCommand.self, TenantCommand.self, WhoAmICommand.self, EventsCommand.self])
 }
 
 /// Options every role shares.

@@ -266,4 +266,15 @@ public struct EtcdClient: Sendable {
                              success: [op], failure: [])
         return try await post("/v3/kv/txn", txn, as: TxnResponse.self).succeeded == true
     }
+
+    /// `fencedWrite` of a put that answers the revision it happened at (nil when the fence did not hold): the one
+    /// write of a transaction gets the store's new revision, which is the key's create revision for a new key.
+    public func fencedPut(_ key: String, value: Data, fenceKey: String, fenceRevision: Int64) async throws -> Int64? {
+        let txn = TxnRequest(compare: [Compare(key: Data(fenceKey.utf8), target: "CREATE", result: "EQUAL",
+                                               create_revision: "\(fenceRevision)")],
+                             success: [RequestOp(request_put: PutRequest(key: Data(key.utf8), value: value))], failure: [])
+        let reply = try await post("/v3/kv/txn", txn, as: TxnResponse.self)
+        guard reply.succeeded == true, let revision = reply.header?.revision.flatMap(Int64.init) else { return nil }
+        return revision
+    }
 }

@@ -18,6 +18,8 @@ public struct ClusterSettings: Sendable {
     public var managerTimeout: Duration = .milliseconds(1200)
     /// The leader drops a manager silent this long.
     public var leaderManagerTimeout: Duration = .milliseconds(1500)
+    /// How many events the leader keeps (`GET /v1/events`); older ones are compacted away.
+    public var eventsKept = 1000
     /// A leader silent this long is forgotten.
     public var leaderTimeout: Duration = .milliseconds(2000)
     public var assignment: GroupLeaderState.AssignmentPolicy = .roundRobin

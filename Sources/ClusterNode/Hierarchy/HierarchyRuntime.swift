@@ -108,6 +108,7 @@ public enum HierarchyRuntime {
         AuthForwardingRoutes(backend: node).register(on: router)
         KVMAppForwardingRoutes(backend: node).register(on: router)
         RebalancingForwardingRoutes(backend: node).register(on: router)
+        EventForwardingRoutes(backend: node).register(on: router)
         NetworkForwardingRoutes(backend: node).register(on: router)
         return router
     }
@@ -119,6 +120,7 @@ public enum HierarchyRuntime {
         GroupManagerRoutes(backend: node).register(on: router)
         KVMAppRoutes(backend: node).register(on: router)
         RebalancingRoutes(backend: node).register(on: router)
+        EventRoutes(backend: node).register(on: router)
         NetworkRoutes(backend: node).register(on: router)
         return router
     }

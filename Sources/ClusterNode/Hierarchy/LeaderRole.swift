@@ -19,6 +19,11 @@ actor LeaderRole {
     private let electedAt: MonotonicTime
     /// The records of this term (directory or etcd); nil when they could not be opened.
     private let store: (any ClusterRecordStore)?
+    /// The events stream (`GET /v1/events`) and the view it is derived from (`LeaderRole+Events.swift`).
+    let events: EventJournal
+    var observer = ClusterObserver()
+    var observing = false
+    private var ticks = 0
 
     private var id: NodeID { context.id }
     private var cluster: ClusterSettings { context.cluster }
@@ -26,14 +31,14 @@ actor LeaderRole {
     private var now: MonotonicTime { context.now }
 
     // The services ask the role for the managers' books, so they are made once the role exists.
-    private lazy var submissions = SubmissionCoordinator(
+    lazy var submissions = SubmissionCoordinator(
         settings: cluster.submission, store: store, settleTime: cluster.heartbeatInterval * 3, logger: log, metrics: cluster.metrics
     ) { [weak self] in await self?.managers() ?? [:] }
     private lazy var apps = KVMAppCoordinator(
         submissions: submissions, store: store, logger: log,
         managers: { [weak self] in await self?.managers() ?? [:] },
         liveVMs: { [weak self] in await self?.virtualMachineDescriptions().virtualMachines ?? [] })
-    private lazy var migrations = MigrationCoordinator(
+    lazy var migrations = MigrationCoordinator(
         limitPerHost: cluster.submission.migrationsPerHost, submissions: submissions, store: store, logger: log, metrics: cluster.metrics,
         managers: { [weak self] in await self?.managers() ?? [:] },
         moved: { [weak self] move in await self?.applyMove(move) })
@@ -44,7 +49,7 @@ actor LeaderRole {
     lazy var energy = EnergyCoordinator(settings: cluster.energy, booksLag: (cluster.controllerTimeout + cluster.leaderManagerTimeout) * 2,
                                         store: store, migrations: migrations, logger: log,
                                         managers: { [weak self] in await self?.managers() ?? [:] })
-    private lazy var failover = FailoverCoordinator(
+    lazy var failover = FailoverCoordinator(
         settings: cluster.highAvailability, submissions: submissions, store: store, settleTime: cluster.heartbeatInterval * 3,
         logger: log) { [weak self] in await self?.managers() ?? [:] }
 
@@ -63,13 +68,16 @@ actor LeaderRole {
                                       settings: settings)
         self.electedAt = context.now
         self.store = store
+        self.events = EventJournal(store: store, capacity: context.cluster.eventsKept, logger: context.log)
     }
 
     /// Reads back what earlier leaders recorded (in the background: calls wait for it) and announces the term.
     func start() {
         let submissions = self.submissions, migrations = self.migrations, rebalancing = self.rebalancing, energy = self.energy
-        let failover = self.failover
+        let failover = self.failover, events = self.events
         _ = apps   // made with the others: every service of the term exists before the first call or tick
+        events.record([ClusterEvent(kind: .leaderElected, term: state.me.term, leader: id)])
+        Task { await events.load() }
         Task {
             await submissions.setWakeForRoom { limit in await energy.wakeForRoom(within: limit) }
             await submissions.load()
@@ -89,6 +97,7 @@ actor LeaderRole {
         await rebalancing.stop()
         await energy.stop()
         await failover.stop()
+        await events.stop()
     }
 
     func managers() -> [NodeID: GroupLeaderState.ManagerRecord] { state.managers }
@@ -106,6 +115,9 @@ actor LeaderRole {
         Task { await submissions.tick() }
         Task { await apps.tick() }
         Task { await failover.tick() }
+        // The events' view: every other tick, once the managers have had time to join (the first view is the baseline).
+        ticks += 1
+        if ticks % 2 == 0, now - electedAt >= cluster.leaderManagerTimeout * 2 { observe() }
     }
 
     func receive(_ decoded: HeartbeatCodec.Decoded) {
@@ -129,6 +141,7 @@ actor LeaderRole {
     }
 
     private func apply(_ directive: GroupLeaderState.Directive) {
+        if let event = ClusterEvent.membership(directive) { events.record([event]) }
         switch directive {
         case .managerJoined(let manager):
             log.info("group manager joined", metadata: ["doze/gm": "\(manager.id)", "doze/address": "\(manager.control)"])

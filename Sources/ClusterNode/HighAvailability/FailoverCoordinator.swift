@@ -156,6 +156,13 @@ actor FailoverCoordinator {
     // MARK: - Queries
 
     /// What a re-joining controller must destroy before it reports its VMs (empty until the books are read back).
+    /// HA VMs being restarted elsewhere → the host they were lost from (for the events stream).
+    func restartingVMs() -> [String: NodeID] {
+        var restarting: [String: NodeID] = [:]
+        for record in failover.records.values { if case .restarting(let host, _) = record.phase { restarting[record.name] = host } }
+        return restarting
+    }
+
     nonisolated func staleVMs(on host: NodeID) -> [String] { staleByHost.withLock { $0[host] ?? [] } }
 
     private func refreshStale() {

@@ -17,6 +17,9 @@ final class EtcdRecordStore: ClusterRecordStore, @unchecked Sendable {
     private let lock = NSLock()
     private var tail: Task<Void, Never>?
     private var failure: String?
+    /// Event revision → its key (`…/events/<term>-<n>`), for compaction; and this term's count of events.
+    private var eventKeys: [Int64: String] = [:]
+    private var eventsWritten = 0
 
     init(client: EtcdClient, prefix: String, term: Int64, logger: Logger) {
         self.client = client
@@ -97,6 +100,44 @@ final class EtcdRecordStore: ClusterRecordStore, @unchecked Sendable {
         try await client.list(prefix: "\(prefix)/failover/").map { kv in
             guard let data = kv.value else { throw DozeError(.unavailable, "empty failover record \(kv.key)") }
             return try JSONDecoder().decode(FailoverEntry.self, from: data)
+        }
+    }
+
+    // MARK: Events: one key per event; its create revision is the event's revision, so a new leader goes on with
+    // etcd's own sequence. Keys sort by term, then order within the term, i.e. by revision.
+
+    func appendEvent(_ event: ClusterEvent) async throws -> Int64 {
+        let key = lock.withLock {
+            eventsWritten += 1
+            return "\(prefix)/events/\(String(format: "%020lld-%012d", term, eventsWritten))"
+        }
+        guard let revision = try await client.fencedPut(key, value: try encode(event), fenceKey: fenceKey, fenceRevision: term) else {
+            throw DozeError(.unavailable, "this node no longer leads (term \(term)): etcd refused the event")
+        }
+        lock.withLock { eventKeys[revision] = key }
+        return revision
+    }
+
+    func loadEvents() async throws -> (events: [ClusterEvent], floor: Int64) {
+        let floor = try await client.get("\(prefix)/events-floor").kv?.value
+            .flatMap { Int64(String(decoding: $0, as: UTF8.self)) } ?? 0
+        var events: [ClusterEvent] = []
+        for kv in try await client.list(prefix: "\(prefix)/events/") {
+            guard let data = kv.value, let revision = kv.create_revision.flatMap(Int64.init),
+                  var event = try? JSONDecoder().decode(ClusterEvent.self, from: data) else { continue }
+            event.revision = revision
+            events.append(event)
+            lock.withLock { eventKeys[revision] = String(decoding: kv.key, as: UTF8.self) }
+        }
+        return (events.filter { $0.revision > floor }, floor)
+    }
+
+    func compactEvents(dropping dropped: [ClusterEvent], floor: Int64) throws {
+        // The floor first (writes land in order): a reader is told of a gap before it exists.
+        enqueue("\(prefix)/events-floor", Data("\(floor)".utf8))
+        for event in dropped {
+            guard let key = lock.withLock({ eventKeys.removeValue(forKey: event.revision) }) else { continue }
+            enqueue(key, nil)
         }
     }
 

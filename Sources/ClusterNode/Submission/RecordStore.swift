@@ -31,6 +31,14 @@ protocol ClusterRecordStore: Sendable {
     func saveNetworks(_ book: NetworkBook) throws
     func loadNetworks() async throws -> NetworkBook?
     func loadSleepingHosts() async throws -> [SleepingHost]
+    /// The events stream (`EventJournal`): stores one event and answers its revision. The directory store keeps
+    /// the revision it is given (the journal counts: latest + 1); etcd answers the revision of the event's own key.
+    /// Not queued: the journal shows an event only once it is stored.
+    func appendEvent(_ event: ClusterEvent) async throws -> Int64
+    /// Every kept event, and the newest revision dropped by compaction (0 if none).
+    func loadEvents() async throws -> (events: [ClusterEvent], floor: Int64)
+    /// Drops these events (the oldest) and records the new floor.
+    func compactEvents(dropping dropped: [ClusterEvent], floor: Int64) throws
     /// Tenants and API tokens (token secrets only as hashes), written whole. Every group manager reads them.
     func saveAuth(_ book: AuthBook) throws
     func loadAuth() async throws -> AuthBook?
@@ -160,6 +168,44 @@ struct DirectoryRecordStore: ClusterRecordStore {
             guard let data = FileManager.default.contents(atPath: "\(directory)/failover/\(name)") else { return nil }
             return try JSONDecoder().decode(FailoverEntry.self, from: data)
         }
+    }
+
+    // MARK: Events: `DIR/events.log`, one JSON event a line, appended; `DIR/events.floor` after a compaction
+
+    private var eventsPath: String { directory + "/events.log" }
+
+    func appendEvent(_ event: ClusterEvent) throws -> Int64 {
+        var line = try JSONEncoder().encode(event)
+        line.append(UInt8(ascii: "\n"))
+        if !FileManager.default.fileExists(atPath: eventsPath) {
+            guard FileManager.default.createFile(atPath: eventsPath, contents: nil) else { throw POSIXError(.EIO) }
+        }
+        guard let handle = FileHandle(forWritingAtPath: eventsPath) else { throw POSIXError(.EIO) }
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: line)
+        return event.revision
+    }
+
+    func loadEvents() throws -> (events: [ClusterEvent], floor: Int64) {
+        let floor = FileManager.default.contents(atPath: directory + "/events.floor")
+            .flatMap { Int64(String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        guard let data = FileManager.default.contents(atPath: eventsPath) else { return ([], floor) }
+        // A line torn by a kill mid-write is skipped; every whole line before it is an event.
+        let events = data.split(separator: UInt8(ascii: "\n")).compactMap { try? JSONDecoder().decode(ClusterEvent.self, from: Data($0)) }
+        return (events.filter { $0.revision > floor }, floor)
+    }
+
+    func compactEvents(dropping dropped: [ClusterEvent], floor: Int64) throws {
+        // The floor first: a kill between the two leaves extra old events, never a hole a reader is not told of.
+        try write(Data("\(floor)\n".utf8), to: directory + "/events.floor")
+        let kept = try loadEvents().events
+        var data = Data()
+        for event in kept {
+            data.append(try JSONEncoder().encode(event))
+            data.append(UInt8(ascii: "\n"))
+        }
+        try write(data, to: eventsPath)
     }
 
     /// Writes land before they return.

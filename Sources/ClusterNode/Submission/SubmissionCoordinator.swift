@@ -590,6 +590,16 @@ actor SubmissionCoordinator {
     /// than sent to a manager that no longer holds it.
     /// VMs submitted with a `hostId` naming their local controller (and kvm-app VMs placed by constraints):
     /// the rebalancer never moves them.
+    /// The tasks as the events stream sees them: where each VM was placed, and whether the task is over.
+    func taskViews() -> [String: ClusterSnapshot.Task] {
+        book.records.mapValues { record in
+            let counts = record.counts
+            return ClusterSnapshot.Task(
+                placements: Dictionary(record.vms.map { ($0.id, $0.meta.virtualMachineLocation.localControllerId) }, uniquingKeysWith: { first, _ in first }),
+                isFinal: record.isFinal, running: counts.running, failed: counts.failed, tenant: record.vms.first?.meta.tenant)
+        }
+    }
+
     func pinnedVMs() -> Set<String> {
         Set(book.records.values.flatMap(\.vms).filter { $0.pinnedController != nil }.map(\.id))
     }
