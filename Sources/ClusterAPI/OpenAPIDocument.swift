@@ -22,6 +22,99 @@ public enum OpenAPIDocument {
     }
   ],
   "paths": {
+    "/v1/events": {
+      "get": {
+        "operationId": "listEvents",
+        "summary": "The cluster's events after a revision (long-poll or server-sent events)",
+        "tags": [
+          "events"
+        ],
+        "x-doze-served-by": [
+          "bootstrap",
+          "leader",
+          "manager"
+        ],
+        "parameters": [
+          {
+            "name": "since",
+            "in": "query",
+            "schema": {
+              "type": "integer",
+              "minimum": 0
+            }
+          },
+          {
+            "name": "wait",
+            "in": "query",
+            "schema": {
+              "type": "number",
+              "minimum": 0
+            }
+          },
+          {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "schema": {
+              "type": "string"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "The events after `since` (at once when there are some, else after at most `wait` seconds); with `Accept: text/event-stream`, a stream of `id: REV` / `data: ClusterEvent` records resumable with `Last-Event-ID`.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/EventPage"
+                }
+              },
+              "text/event-stream": {
+                "schema": {
+                  "type": "string"
+                }
+              }
+            }
+          },
+          "410": {
+            "description": "`since` is older than the oldest event kept: resume from `resumeSince`, knowing events were missed.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/EventsGone"
+                }
+              }
+            }
+          },
+          "400": {
+            "$ref": "#/components/responses/E400"
+          },
+          "401": {
+            "$ref": "#/components/responses/E401"
+          },
+          "403": {
+            "$ref": "#/components/responses/E403"
+          },
+          "404": {
+            "$ref": "#/components/responses/E404"
+          },
+          "408": {
+            "$ref": "#/components/responses/E408"
+          },
+          "413": {
+            "$ref": "#/components/responses/E413"
+          },
+          "414": {
+            "$ref": "#/components/responses/E414"
+          },
+          "431": {
+            "$ref": "#/components/responses/E431"
+          },
+          "503": {
+            "$ref": "#/components/responses/E503"
+          }
+        }
+      }
+    },
     "/v1/floating-ips": {
       "post": {
         "operationId": "allocateFloatingIP",
@@ -5329,6 +5422,129 @@ public enum OpenAPIDocument {
         "required": [
           "tenants"
         ]
+      },
+      "ClusterEvent": {
+        "type": "object",
+        "required": [
+          "revision",
+          "time",
+          "kind"
+        ],
+        "properties": {
+          "revision": {
+            "type": "integer",
+            "description": "Cluster-wide and increasing (on etcd: the key's create revision)."
+          },
+          "time": {
+            "type": "string",
+            "description": "ISO 8601, UTC."
+          },
+          "kind": {
+            "type": "string",
+            "description": "vm.placed, vm.running, vm.suspended, vm.shutoff, vm.error, vm.lost, vm.destroyed, task.finished, migration.started|finished|failed, rebalance.move, ha.restart, host.up|down|drained|undrained|asleep|awake, manager.up|down, leader.elected, \u2026"
+          },
+          "vm": {
+            "type": "string"
+          },
+          "host": {
+            "type": "string"
+          },
+          "manager": {
+            "type": "string"
+          },
+          "task": {
+            "type": "string"
+          },
+          "status": {
+            "type": "string"
+          },
+          "outcome": {
+            "type": "string"
+          },
+          "migration": {
+            "type": "string"
+          },
+          "source": {
+            "type": "string"
+          },
+          "destination": {
+            "type": "string"
+          },
+          "leader": {
+            "type": "string"
+          },
+          "detail": {
+            "type": "string"
+          },
+          "tenant": {
+            "type": "string"
+          },
+          "durationMs": {
+            "type": "integer",
+            "minimum": 0
+          },
+          "term": {
+            "type": "integer",
+            "minimum": 0
+          }
+        }
+      },
+      "EventPage": {
+        "type": "object",
+        "required": [
+          "events",
+          "latestRevision"
+        ],
+        "properties": {
+          "events": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/ClusterEvent"
+            }
+          },
+          "latestRevision": {
+            "type": "integer"
+          },
+          "oldestRevision": {
+            "type": "integer"
+          },
+          "watching": {
+            "type": "boolean"
+          },
+          "scannedThrough": {
+            "type": "integer"
+          }
+        }
+      },
+      "EventsGone": {
+        "type": "object",
+        "required": [
+          "error"
+        ],
+        "properties": {
+          "error": {
+            "type": "object",
+            "required": [
+              "code",
+              "message",
+              "resumeSince"
+            ],
+            "properties": {
+              "code": {
+                "type": "string"
+              },
+              "message": {
+                "type": "string"
+              },
+              "oldestRevision": {
+                "type": "integer"
+              },
+              "resumeSince": {
+                "type": "integer"
+              }
+            }
+          }
+        }
       }
     }
   }

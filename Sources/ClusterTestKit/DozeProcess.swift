@@ -57,7 +57,8 @@ public final class DozeProcess: @unchecked Sendable {
 }
 
 /// What child processes of the tests run with: the test's own environment, but never the user's API token or
-/// config directory (`doze cluster up` makes its admin token in `$XDG_CONFIG_HOME/doze/token`, and the CLI sends it).
+/// config directory (`doze cluster up` makes its admin token in `$XDG_CONFIG_HOME/doze/token`, and the CLI sends
+/// the token it finds there).
 public enum TestEnvironment {
     public static let configHome: String = {
         let path = NSTemporaryDirectory() + "doze-test-config-\(getpid())"
@@ -68,6 +69,9 @@ public enum TestEnvironment {
     public static var child: [String: String] {
         var environment = ProcessInfo.processInfo.environment.filter { !["DOZE_TOKEN", "DOZE_TOKEN_FILE"].contains($0.key) }
         environment["XDG_CONFIG_HOME"] = configHome
+        // A `doze cluster up` of one test makes an admin token under `configHome`; the CLI of another test must not
+        // send it to its own cluster. Tests that want a token pass `--token` or DOZE_TOKEN.
+        environment["DOZE_TOKEN_FILE"] = "/dev/null"
         return environment
     }
 }
