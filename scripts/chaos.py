@@ -33,8 +33,14 @@ def say(text):
         print(f"[{time.monotonic() - T0:7.2f} s] {text}", flush=True)
 
 
+# Off loopback a cluster wants a token, on Snooze calls too (snooze_compat: token-in-query takes a bearer header).
+TOKEN = open(os.environ["DOZE_TOKEN_FILE"]).read().strip() if os.environ.get("DOZE_TOKEN_FILE") else None
+
+
 def http(method, url, body=None, timeout=10):
     req = urllib.request.Request(url, data=body.encode() if isinstance(body, str) else body, method=method)
+    if TOKEN:
+        req.add_header("Authorization", f"Bearer {TOKEN}")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read().decode()

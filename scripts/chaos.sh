@@ -54,6 +54,7 @@ done
 cat > "$W/chaos.yaml" <<EOY
 name: chaos
 secret: doze-chaos-secret
+admin_token_file: $W/admin.token    # the cluster's own (off loopback tokens are required); chaos.py sends it
 network: { subnet: 10.77.2.0/24, client_listen: 127.0.0.1:$CLIENT_PORT }
 vm_subnet: 10.90.0.0/16
 heartbeat: { interval_ms: 250, controller_timeout_ms: 1200, manager_timeout_ms: 1200, leader_timeout_ms: 2000 }
@@ -77,4 +78,4 @@ controllers:
 EOY
 "$BIN" cluster up "$W/chaos.yaml" --detach --run-dir "$W/run" > "$W/up.out" 2>&1 || { cat "$W/up.out"; exit 1; }
 echo "chaos: cluster up (3 etcd members, 3 managers on hosts of their own, 3 controllers); run directory $W/run"
-ip netns exec doze-chaos-hub python3 scripts/chaos.py "$W/run/layout.json" "${OPTS[@]}" "${EXTRA[@]}"
+DOZE_TOKEN_FILE="$W/admin.token" ip netns exec doze-chaos-hub python3 scripts/chaos.py "$W/run/layout.json" "${OPTS[@]}" "${EXTRA[@]}"

@@ -91,7 +91,13 @@ public enum EventQuery {
         guard let seconds = Double(text), seconds >= 0, seconds.isFinite else {
             throw APIError(DozeError(.badRequest, "wait must be a number of seconds >= 0, got '\(text)'"))
         }
-        return min(.milliseconds(Int64(seconds * 1000)), maximumEventWait)
+        return boundedWait(seconds: seconds)
+    }
+
+    /// At most `maximumEventWait`, clamped before the conversion: a huge number (1e16 s, found by the fuzzer) trapped
+    /// converting to Int64 and took the node down.
+    public static func boundedWait(seconds: Double) -> Duration {
+        min(.milliseconds(Int64(min(max(seconds, 0), Double(maximumEventWait.components.seconds)) * 1000)), maximumEventWait)
     }
 
     static func wantsStream(_ request: Request) -> Bool {

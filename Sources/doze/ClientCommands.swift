@@ -253,7 +253,7 @@ struct SubmitCommand: AsyncParsableCommand {
     func follow(_ taskID: String, api: BootstrapClient, since start: ContinuousClock.Instant) async throws {
         let live = !client.json && isatty(STDOUT_FILENO) != 0
         let clock = ContinuousClock()
-        let deadline = start + .milliseconds(Int64(timeout * 1000))
+        let deadline = start + .milliseconds(Int64(min(max(timeout, 0), 1e9) * 1000))
         var last: (document: VirtualClusterTaskDocument, raw: ByteBuffer)?
         var trouble: ClientError?
         var shown = 0

@@ -50,7 +50,7 @@ struct EventsCommand: AsyncParsableCommand {
         try await reportingFailures {
             let api = try client.client()
             let clock = ContinuousClock()
-            let deadline = timeout.map { clock.now + .milliseconds(Int64($0 * 1000)) }
+            let deadline = timeout.map { clock.now + .milliseconds(Int64(min(max($0, 0), 1e9) * 1000)) }
             var since = self.since
             var lostLeader = false
             var printed = 0

@@ -43,7 +43,7 @@ struct ClusterCommand: AsyncParsableCommand {
             }
             launcher.logFormat = logFormat?.rawValue
             let nodes: [ClusterLauncher.Launched]
-            do { nodes = try await launcher.up(readyWithin: .milliseconds(Int64(readyWithin * 1000))) } catch {
+            do { nodes = try await launcher.up(readyWithin: .milliseconds(Int64(min(max(readyWithin, 0), 1e9) * 1000))) } catch {
                 print("cluster up failed: \(error)")
                 throw ExitCode.failure
             }

@@ -31,7 +31,7 @@ extension BootstrapClient {
         let live = !json && isatty(STDOUT_FILENO) != 0
         let clock = ContinuousClock()
         let start = clock.now
-        let deadline = start + .milliseconds(Int64(timeout * 1000))
+        let deadline = start + .milliseconds(Int64(min(max(timeout, 0), 1e9) * 1000))
         var last: MigrationRecord?
         var shown = 0
         while clock.now < deadline {

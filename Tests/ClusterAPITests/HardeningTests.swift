@@ -165,3 +165,12 @@ import Testing
         }
     }
 }
+
+@Suite struct EventWaitBoundTests {
+    @Test func hugeWaitsAreClampedNotTrapped() {
+        #expect(EventQuery.boundedWait(seconds: 3.6834164097616696e16) == maximumEventWait)
+        #expect(EventQuery.boundedWait(seconds: 1.7976931348623157e308) == maximumEventWait)
+        #expect(EventQuery.boundedWait(seconds: 2.5) == .milliseconds(2500))
+        #expect(EventQuery.boundedWait(seconds: 0) == .zero)
+    }
+}
