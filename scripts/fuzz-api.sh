@@ -105,7 +105,7 @@ start=$SECONDS
 # From the scratch directory, so schemathesis keeps its cache there.
 (cd "$work" && exec timeout --kill-after=10 $((MAX_TIME + 60)) "$ST" --no-color --config-file "$work/schemathesis.toml" run "$work/openapi.json" --url "http://$bootstrap" "${auth[@]}" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --request-timeout 40 --workers 2 \
+  --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --request-timeout 75 --workers 2 \
   --phases examples,coverage,fuzzing --suppress-health-check all \
   --report junit --report-dir "$work/report") 2>&1 | tee "$work/schemathesis.log"
 rc=${PIPESTATUS[0]}

@@ -48,8 +48,10 @@ public enum OpenAPIDocument {
             "in": "query",
             "schema": {
               "type": "number",
-              "minimum": 0
-            }
+              "minimum": 0,
+              "maximum": 60
+            },
+            "description": "Seconds to wait for a newer event (at most 60; more is taken as 60)."
           },
           {
             "name": "Last-Event-ID",
